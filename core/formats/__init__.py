@@ -1,0 +1,93 @@
+"""Logger file formats: detection and a common reader interface.
+
+A reader turns a file into a :class:`Header` (logger identity and columns) and a stream of
+:class:`Batch` es (timestamps as logged, plus a values matrix), so files of any size are
+read in bounded memory. Every problem is raised as :class:`core.errors.ParseError` with the
+file name and line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.errors import ParseError
+
+#: Rows per batch: 20 000 rows × 80 columns ≈ 13 MB of float64.
+BATCH_ROWS = 20_000
+
+
+@dataclass
+class Column:
+    name: str
+    unit: str = ""
+    statistic: str = "unknown"  # avg, sd, min, max, gust, count, sample, sum, unknown
+
+
+@dataclass
+class Header:
+    format: str
+    columns: list[Column]  # the numeric data columns, in file order
+    station_name: str = ""
+    logger_model: str = ""
+    logger_serial: str = ""
+    table_name: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Batch:
+    """Consecutive data rows: ``times`` as logged (naive, logger clock) and ``values``
+    with one column per :attr:`Header.columns` entry (NaN where missing)."""
+
+    times: np.ndarray  # datetime64[us], shape (rows,)
+    values: np.ndarray  # float64, shape (rows, columns)
+    first_line: int  # 1-based line number of the first row in the file
+
+
+class Reader:
+    """A parsed file: ``header`` and ``batches()``."""
+
+    format = "unknown"
+
+    def __init__(self, path: Path, display_name: str | None = None) -> None:
+        self.path = path
+        self.name = display_name or path.name
+
+    @property
+    def header(self) -> Header:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def batches(self, rows: int = BATCH_ROWS) -> Iterator[Batch]:  # pragma: no cover
+        raise NotImplementedError
+
+    def error(self, reason: str, line: int | None = None) -> ParseError:
+        return ParseError(reason, file=self.name, line=line)
+
+
+def open_reader(path: Path, display_name: str | None = None, format: str | None = None) -> Reader:
+    """Detect the format of ``path`` from its content and return a reader for it."""
+    from core.formats import toa5
+
+    name = display_name or path.name
+    readers = {"toa5": toa5.Toa5Reader}
+    if format:
+        if format not in readers:
+            raise ParseError(f"unknown format {format!r}; known: {', '.join(sorted(readers))}", file=name)
+        return readers[format](path, name)
+    head = _head(path)
+    if not head.strip():
+        raise ParseError("the file is empty", file=name)
+    if toa5.sniff(head):
+        return toa5.Toa5Reader(path, name)
+    raise ParseError(
+        "unrecognised file format (supported: Campbell TOA5)", file=name, line=1
+    )
+
+
+def _head(path: Path, size: int = 4096) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(size)

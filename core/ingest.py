@@ -1,0 +1,331 @@
+"""Receiving files and importing them into ``reading``.
+
+Receiving (:func:`receive`) stores the original bytes content-addressed by sha256 under
+``HOME/files`` and records a ``source_file`` row: ``queued``, or ``duplicate`` when the same
+content is already known (then nothing is imported again). The worker then runs
+:func:`import_file`, which parses the file in batches and loads every reading of it in ONE
+transaction with binary COPY: all the file's readings or none.
+
+Fast path: when no reading exists yet for the file's channels and time range, batches are
+COPYed straight into ``reading`` (rows ordered by channel, then time, which suits the
+``(channel_id, time)`` key). Otherwise they go through a staging table and an upsert in
+which the later import wins; the number of values it changed is recorded on the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+
+from core import db, rollups, schema
+from core.errors import NotFound, ParseError
+from core.formats import Batch, Header, open_reader
+from core.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+PG_EPOCH_US = np.datetime64("2000-01-01T00:00:00", "us").astype(np.int64)
+COPY_SQL = "COPY {} (channel_id, time, value, source_file_id) FROM STDIN (FORMAT BINARY)"
+_ROW = np.dtype(
+    [
+        ("nfields", ">i2"), ("l1", ">i4"), ("channel", ">i4"), ("l2", ">i4"), ("time", ">i8"),
+        ("l3", ">i4"), ("value", ">f8"), ("l4", ">i4"), ("source", ">i4"),
+    ]
+)
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
+COPY_TRAILER = b"\xff\xff"
+
+
+# --- receiving -----------------------------------------------------------------------
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def stored_path(settings: Settings, sha256: str) -> Path:
+    return settings.files_dir / sha256[:2] / sha256
+
+
+def store_original(settings: Settings, path: Path, sha256: str) -> Path:
+    """Copy ``path`` into the content-addressed store (once) and return where it is."""
+    target = stored_path(settings, sha256)
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
+            with path.open("rb") as src:
+                shutil.copyfileobj(src, tmp)
+        Path(tmp.name).replace(target)
+        target.chmod(0o444)
+    return target
+
+
+def ensure_station(conn: psycopg.Connection, name: str, actor: str = "system", **fields: Any) -> dict:
+    """The station called ``name``, created (and audited) if it does not exist yet."""
+    row = db.fetch_one(conn, "station_by_name", name=name)
+    if row:
+        return row
+    params = {"latitude": None, "longitude": None, "elevation_m": None, "kind": "met mast", "notes": ""}
+    params.update(fields)
+    row = db.fetch_one(conn, "insert_station", name=name, **params)
+    assert row is not None
+    db.audit(conn, actor, "create", "station", row["id"], name=name)
+    return row
+
+
+@dataclass
+class Received:
+    id: int
+    name: str
+    status: str
+    duplicate_of: int | None
+
+
+def receive(
+    conn: psycopg.Connection,
+    path: Path,
+    *,
+    station: str | None,
+    origin: str = "cli",
+    actor: str = "cli",
+    original_name: str | None = None,
+    settings: Settings | None = None,
+) -> Received:
+    """Keep the original and record it: ``queued``, ``duplicate`` or ``needs station``.
+
+    Commits nothing itself: the caller's transaction decides.
+    """
+    settings = settings or get_settings()
+    name = original_name or path.name
+    digest = sha256_of(path)
+    store_original(settings, path, digest)
+    station_id = ensure_station(conn, station, actor)["id"] if station else None
+    live = db.fetch_one(conn, "live_file_by_sha", sha256=digest)
+    if live:
+        status, dup = "duplicate", live["id"]
+    else:
+        status, dup = ("queued" if station_id else "needs station"), None
+    row = db.fetch_one(
+        conn,
+        "insert_source_file",
+        sha256=digest,
+        original_name=name,
+        size_bytes=path.stat().st_size,
+        origin=origin,
+        received_by=actor,
+        station_id=station_id,
+        status=status,
+        duplicate_of=dup,
+    )
+    assert row is not None
+    return Received(row["id"], name, status, dup)
+
+
+# --- importing -----------------------------------------------------------------------
+
+
+def encode_copy(channel: np.ndarray, time_us: np.ndarray, value: np.ndarray, source: int) -> bytes:
+    """Rows in PostgreSQL's binary COPY layout (without header/trailer), vectorised."""
+    rows = np.empty(len(value), dtype=_ROW)
+    rows["nfields"] = 4
+    rows["l1"], rows["l2"], rows["l3"], rows["l4"] = 4, 8, 8, 4
+    rows["channel"] = channel
+    rows["time"] = time_us
+    rows["value"] = value
+    rows["source"] = source
+    return rows.tobytes()
+
+
+@dataclass
+class LoggerClock:
+    """How a logger stamps time: ``utc = logged - offset``, shifted to the period start."""
+
+    utc_offset_minutes: int = 0
+    timestamp_is_end: bool = True
+    interval_s: int = 600
+
+    def to_utc_start_us(self, times: np.ndarray) -> np.ndarray:
+        shift = np.timedelta64(self.utc_offset_minutes, "m")
+        if self.timestamp_is_end:
+            shift = shift + np.timedelta64(self.interval_s, "s")
+        return (times - shift).astype("datetime64[us]").astype(np.int64) - PG_EPOCH_US
+
+
+def _long_rows(batch: Batch, channel_ids: np.ndarray, clock: LoggerClock) -> tuple[np.ndarray, ...]:
+    """Melt a batch to (channel, time, value), ordered by channel then time, NaN dropped."""
+    t = clock.to_utc_start_us(batch.times)
+    vals = batch.values.T  # columns first: rows come out grouped by channel
+    keep = ~np.isnan(vals)
+    ch = np.broadcast_to(channel_ids[:, None], vals.shape)[keep]
+    tt = np.broadcast_to(t[None, :], vals.shape)[keep]
+    return ch, tt, vals[keep]
+
+
+def _median_step_s(times: np.ndarray) -> int | None:
+    """Median time step of logged timestamps in seconds (None for a single row).
+
+    >>> _median_step_s(np.array(["2025-01-01T00:10", "2025-01-01T00:20"], dtype="datetime64[us]"))
+    600
+    """
+    if len(times) < 2:
+        return None
+    return int(np.median(np.diff(times)).astype("timedelta64[s]").astype(np.int64))
+
+
+def _us_to_datetime(us: int) -> datetime:
+    return datetime(2000, 1, 1, tzinfo=UTC) + np.timedelta64(int(us), "us").astype(object)
+
+
+def import_file(source_file_id: int, url: str | None = None, settings: Settings | None = None) -> dict:
+    """Import one received file (the worker's job). Returns the updated source_file row.
+
+    A :class:`ParseError` marks the file ``failed`` with its line and reason and imports
+    nothing. Database errors propagate (the job queue retries them); the transaction is
+    rolled back so nothing is half-loaded.
+    """
+    settings = settings or get_settings()
+    with db.connection(url) as conn:
+        with conn.transaction():
+            claimed = db.fetch_one(conn, "claim_source_file", id=source_file_id)
+        if claimed is None:
+            row = db.fetch_one(conn, "source_file", id=source_file_id)
+            if row is None:
+                raise NotFound(f"no source file with id {source_file_id}")
+            log.info("file %s (%s) is %s; nothing to do", source_file_id, row["original_name"], row["status"])
+            return row
+        name = claimed["original_name"]
+        path = stored_path(settings, claimed["sha256"])
+        log.info("importing file %s (%s)", source_file_id, name, extra={"file": name, "file_id": source_file_id})
+        fmt = None
+        try:
+            reader = open_reader(path, name)
+            fmt = reader.format
+            with conn.transaction():
+                result = _load(conn, reader, claimed)
+                channels = result.pop("channel_ids")
+                conn.execute(db.q("source_file_imported"), {"id": source_file_id, "format": fmt, **result})
+                if result["n_readings"] and schema.stored_level(conn) != 2:
+                    rollups.refresh_rollups(conn, result["first_time"], result["last_time"], channels)
+            if result["n_readings"] and schema.stored_level(conn) == 2:
+                conn.autocommit = True
+                try:
+                    rollups.refresh_rollups(conn, result["first_time"], result["last_time"], channels)
+                finally:
+                    conn.autocommit = False
+        except ParseError as exc:
+            log.warning("file %s failed: %s", source_file_id, exc, extra={"file": name})
+            with conn.transaction():
+                conn.execute(
+                    db.q("source_file_failed"),
+                    {"id": source_file_id, "format": fmt, "error": exc.reason, "error_line": exc.line},
+                )
+        row = db.fetch_one(conn, "source_file", id=source_file_id)
+        assert row is not None
+        log.info(
+            "file %s (%s): %s, %s readings", source_file_id, name, row["status"], row["n_readings"],
+            extra={"file": name, "file_id": source_file_id},
+        )
+        return row
+
+
+def _load(conn: psycopg.Connection, reader, claimed: dict) -> dict:
+    header: Header = reader.header
+    station_id = claimed["station_id"]
+    clock: LoggerClock | None = None
+    channel_ids: np.ndarray | None = None
+    n_rows = n_readings = n_changed = 0
+    first_us: int | None = None
+    last_us: int | None = None
+    prev_last_time = None
+    staging_ready = False
+    for batch in reader.batches():
+        if clock is None:
+            clock = _clock(conn, station_id, header, batch.times[0])
+            step = _median_step_s(batch.times)
+            if step:  # the file's own time step beats a configured default
+                clock.interval_s = step
+            channel_ids = _channel_ids(conn, station_id, header)
+        assert channel_ids is not None
+        if prev_last_time is not None and batch.times[0] <= prev_last_time:
+            raise ParseError(
+                "timestamps go back in time (or repeat) at the start of this block",
+                file=reader.name, line=batch.first_line,
+            )
+        prev_last_time = batch.times[-1]
+        ch, tt, vv = _long_rows(batch, channel_ids, clock)
+        n_rows += len(batch.times)
+        if not len(vv):
+            continue
+        lo, hi = int(tt.min()), int(tt.max())
+        first_us = lo if first_us is None else min(first_us, lo)
+        last_us = hi if last_us is None else max(last_us, hi)
+        data = encode_copy(ch, tt, vv, claimed["id"])
+        overlap = db.fetch_one(
+            conn, "overlap_exists", channel_ids=[int(c) for c in channel_ids],
+            first=_us_to_datetime(lo), last=_us_to_datetime(hi),
+        )["overlap"]
+        if not overlap:
+            _copy(conn, "reading", data)
+        else:
+            if not staging_ready:
+                conn.execute(db.q("create_staging"))
+                staging_ready = True
+            _copy(conn, "reading_staging", data)
+            n_changed += conn.execute(db.q("merge_staging")).fetchone()["changed"]
+            conn.execute(db.q("truncate_staging"))
+        n_readings += len(vv)
+    return {
+        "channel_ids": [] if channel_ids is None else [int(c) for c in channel_ids],
+        "n_rows": n_rows,
+        "n_readings": n_readings,
+        "n_changed": n_changed,
+        "first_time": None if first_us is None else _us_to_datetime(first_us),
+        "last_time": None if last_us is None else _us_to_datetime(last_us),
+    }
+
+
+def _copy(conn: psycopg.Connection, table: str, data: bytes) -> None:
+    stmt = psycopg.sql.SQL(COPY_SQL).format(psycopg.sql.Identifier(table))
+    with conn.cursor() as cur, cur.copy(stmt) as copy:
+        copy.write(COPY_HEADER)
+        copy.write(data)
+        copy.write(COPY_TRAILER)
+
+
+def _clock(conn: psycopg.Connection, station_id: int, header: Header, first_logged) -> LoggerClock:
+    """The logger configuration in force when the file starts (created if none is known)."""
+    at = datetime.fromisoformat(str(first_logged.astype("datetime64[s]"))).replace(tzinfo=UTC)
+    row = db.fetch_one(conn, "logger_in_force", station_id=station_id, serial=header.logger_serial, at=at)
+    if row is None:
+        row = db.fetch_one(
+            conn, "insert_logger", station_id=station_id,
+            oem="Campbell Scientific" if header.format.startswith("to") else "",
+            model=header.logger_model, serial=header.logger_serial,
+            utc_offset_minutes=0, timestamp_is_end=True, interval_s=600,
+        )
+    assert row is not None
+    return LoggerClock(row["utc_offset_minutes"], row["timestamp_is_end"], row["interval_s"])
+
+
+def _channel_ids(conn: psycopg.Connection, station_id: int, header: Header) -> np.ndarray:
+    ids = []
+    for col in header.columns:
+        row = db.fetch_one(
+            conn, "upsert_channel", station_id=station_id, column_name=col.name,
+            statistic=col.statistic, unit=col.unit,
+        )
+        ids.append(row["id"])
+    return np.asarray(ids, dtype=np.int32)

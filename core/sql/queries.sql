@@ -1,0 +1,192 @@
+-- Named queries of StationManager, loaded once by core.db.queries().
+-- Values only as %(name)s parameters; identifiers only through psycopg.sql.Identifier.
+
+-- name: insert_audit
+INSERT INTO audit (actor, action, entity, entity_id, details)
+VALUES (%(actor)s, %(action)s, %(entity)s, %(entity_id)s, %(details)s::jsonb);
+
+-- name: station_by_name
+SELECT * FROM station WHERE name = %(name)s;
+
+-- name: insert_station
+INSERT INTO station (name, latitude, longitude, elevation_m, kind, notes)
+VALUES (%(name)s, %(latitude)s, %(longitude)s, %(elevation_m)s, %(kind)s, %(notes)s)
+ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
+RETURNING *;
+
+-- name: stations
+SELECT * FROM station ORDER BY name;
+
+-- name: logger_in_force
+-- The logger configuration of a station in force at a time (NULL bounds are open).
+SELECT * FROM logger
+WHERE station_id = %(station_id)s
+  AND (serial = %(serial)s OR %(serial)s = '' OR serial = '')
+  AND (valid_from IS NULL OR valid_from <= %(at)s)
+  AND (valid_to IS NULL OR valid_to > %(at)s)
+ORDER BY (serial = %(serial)s) DESC, valid_from DESC NULLS LAST
+LIMIT 1;
+
+-- name: insert_logger
+INSERT INTO logger (station_id, oem, model, serial, utc_offset_minutes, timestamp_is_end, interval_s)
+VALUES (%(station_id)s, %(oem)s, %(model)s, %(serial)s, %(utc_offset_minutes)s,
+        %(timestamp_is_end)s, %(interval_s)s)
+RETURNING *;
+
+-- name: upsert_channel
+INSERT INTO channel (station_id, column_name, statistic, unit)
+VALUES (%(station_id)s, %(column_name)s, %(statistic)s, %(unit)s)
+ON CONFLICT (station_id, column_name) DO UPDATE SET column_name = EXCLUDED.column_name
+RETURNING id;
+
+-- name: channels_of_station
+SELECT c.*, mp.name AS point_name, mp.measurement_type, mp.height_m, mp.orientation_deg
+FROM channel c LEFT JOIN measurement_point mp ON mp.id = c.measurement_point_id
+WHERE c.station_id = %(station_id)s
+ORDER BY mp.measurement_type NULLS LAST, mp.height_m DESC NULLS LAST, c.column_name;
+
+-- name: live_file_by_sha
+SELECT * FROM source_file WHERE sha256 = %(sha256)s AND status <> 'duplicate';
+
+-- name: insert_source_file
+INSERT INTO source_file (sha256, original_name, size_bytes, origin, received_by, station_id,
+                         status, duplicate_of)
+VALUES (%(sha256)s, %(original_name)s, %(size_bytes)s, %(origin)s, %(received_by)s,
+        %(station_id)s, %(status)s, %(duplicate_of)s)
+RETURNING *;
+
+-- name: claim_source_file
+-- Take a file for import. Row lock: two workers never import one file at once.
+UPDATE source_file
+SET status = 'importing', attempts = attempts + 1, started_at = now(),
+    error = NULL, error_line = NULL
+WHERE id = %(id)s AND status IN ('queued', 'importing', 'failed')
+RETURNING *;
+
+-- name: source_file_imported
+UPDATE source_file
+SET status = 'imported', format = %(format)s, n_rows = %(n_rows)s, n_readings = %(n_readings)s,
+    n_changed = %(n_changed)s, first_time = %(first_time)s, last_time = %(last_time)s,
+    finished_at = now()
+WHERE id = %(id)s;
+
+-- name: source_file_failed
+UPDATE source_file
+SET status = 'failed', format = coalesce(%(format)s, format), error = %(error)s,
+    error_line = %(error_line)s, n_readings = 0, finished_at = now()
+WHERE id = %(id)s;
+
+-- name: source_file
+SELECT f.*, s.name AS station FROM source_file f LEFT JOIN station s ON s.id = f.station_id
+WHERE f.id = %(id)s;
+
+-- name: source_files_by_ids
+SELECT f.*, s.name AS station FROM source_file f LEFT JOIN station s ON s.id = f.station_id
+WHERE f.id = ANY(%(ids)s) ORDER BY f.id;
+
+-- name: overlap_exists
+-- Does any reading already exist for these channels in [first, last]?
+SELECT EXISTS (
+    SELECT 1 FROM reading
+    WHERE channel_id = ANY(%(channel_ids)s) AND time >= %(first)s AND time <= %(last)s
+) AS overlap;
+
+-- name: create_staging
+CREATE TEMPORARY TABLE IF NOT EXISTS reading_staging (LIKE reading) ON COMMIT DELETE ROWS;
+
+-- name: merge_staging
+-- Later imports win; count rows whose value really changed.
+WITH merged AS (
+    INSERT INTO reading (channel_id, time, value, source_file_id)
+    SELECT channel_id, time, value, source_file_id FROM reading_staging
+    ON CONFLICT (channel_id, time) DO UPDATE
+        SET value = EXCLUDED.value, source_file_id = EXCLUDED.source_file_id
+        WHERE reading.value IS DISTINCT FROM EXCLUDED.value
+    RETURNING (xmax <> 0) AS updated
+)
+SELECT count(*) FILTER (WHERE updated) AS changed FROM merged;
+
+-- name: truncate_staging
+TRUNCATE reading_staging;
+
+-- name: clear_1h
+DELETE FROM reading_1h
+WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(end)s;
+
+-- name: all_channel_ids
+SELECT array_agg(id) AS ids FROM channel;
+
+-- name: refresh_1h
+INSERT INTO reading_1h (channel_id, bucket, n, mean, min, max, sumsq)
+SELECT channel_id, date_bin(INTERVAL '1 hour', time, TIMESTAMPTZ '2000-01-01 00:00+00'),
+       count(value), avg(value), min(value), max(value), sum(value * value)
+FROM reading
+WHERE channel_id = ANY(%(channel_ids)s) AND time >= %(start)s AND time < %(end)s
+GROUP BY 1, 2;
+
+-- name: clear_1d
+DELETE FROM reading_1d
+WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(end)s;
+
+-- name: refresh_1d
+INSERT INTO reading_1d (channel_id, bucket, n, mean, min, max, sumsq)
+SELECT channel_id, date_bin(INTERVAL '1 day', bucket, TIMESTAMPTZ '2000-01-01 00:00+00'),
+       sum(n), sum(mean * n) / nullif(sum(n), 0), min(min), max(max), sum(sumsq)
+FROM reading_1h
+WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(end)s
+GROUP BY 1, 2;
+
+-- name: file_status_counts
+SELECT status, count(*) AS n FROM source_file
+WHERE id = ANY(%(ids)s) GROUP BY status;
+
+-- name: overview
+-- One row per station: last reading (index-backed, per channel), file counts.
+SELECT s.id, s.name, s.latitude, s.longitude, s.elevation_m,
+       (SELECT max(last.time) FROM channel c
+          CROSS JOIN LATERAL (SELECT r.time FROM reading r WHERE r.channel_id = c.id
+                              ORDER BY r.time DESC LIMIT 1) last
+         WHERE c.station_id = s.id) AS last_reading,
+       (SELECT count(*) FROM channel c WHERE c.station_id = s.id) AS channels,
+       count(f.id) FILTER (WHERE f.status = 'imported') AS files_imported,
+       count(f.id) FILTER (WHERE f.status = 'failed') AS files_failed,
+       count(f.id) FILTER (WHERE f.status IN ('queued', 'importing')) AS files_pending,
+       max(f.received_at) AS last_file_received
+FROM station s LEFT JOIN source_file f ON f.station_id = s.id
+GROUP BY s.id
+ORDER BY s.name;
+
+-- name: station_time_range
+SELECT min(first.time) AS first_time, max(last.time) AS last_time
+FROM channel c
+CROSS JOIN LATERAL (SELECT r.time FROM reading r WHERE r.channel_id = c.id ORDER BY r.time LIMIT 1) first
+CROSS JOIN LATERAL (SELECT r.time FROM reading r WHERE r.channel_id = c.id ORDER BY r.time DESC LIMIT 1) last
+WHERE c.station_id = %(station_id)s;
+
+-- name: series_raw
+SELECT channel_id, time, value AS mean, value AS min, value AS max
+FROM reading
+WHERE channel_id = ANY(%(channel_ids)s) AND time >= %(start)s AND time < %(end)s
+ORDER BY channel_id, time
+LIMIT %(limit)s;
+
+-- name: series_1h
+SELECT channel_id, bucket AS time, mean, min, max
+FROM reading_1h
+WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(end)s
+ORDER BY channel_id, bucket
+LIMIT %(limit)s;
+
+-- name: series_1d
+SELECT channel_id, bucket AS time, mean, min, max
+FROM reading_1d
+WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(end)s
+ORDER BY channel_id, bucket
+LIMIT %(limit)s;
+
+-- name: queue_progress
+SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
+       count(*) FILTER (WHERE status = 'importing') AS importing,
+       count(*) FILTER (WHERE status = 'imported') AS imported,
+       count(*) FILTER (WHERE status = 'failed') AS failed
+FROM source_file;

@@ -1,0 +1,268 @@
+"""What the web pages show, computed without Streamlit: freshness, defaults, ranges, charts.
+
+The pages in ``pages/`` read their widgets, call these functions and render the result;
+everything here is plain Python (pandas, plotly) and can be tested directly.
+
+>>> freshness(0.5), freshness(12.0), freshness(30.0), freshness(None)
+('ok', 'late', 'silent', 'no data')
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import psycopg
+
+from core import db
+from core.series import Series
+
+#: Badge colour of each freshness state.
+FRESHNESS_COLOURS = {"ok": "green", "late": "orange", "silent": "red", "no data": "gray"}
+RESOLUTION_NAMES = {"raw": "raw 10-minute readings", "1h": "hourly means", "1d": "daily means"}
+DEFAULT_DAYS = 30
+_PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+
+
+# --- stations ------------------------------------------------------------------------
+
+
+def station_names(conn: psycopg.Connection) -> list[str]:
+    """Names of all stations, alphabetically."""
+    return [r["name"] for r in db.fetch_all(conn, "stations")]
+
+
+def freshness(age_hours: float | None, interval_s: int = 600) -> str:
+    """``ok``, ``late`` or ``silent``: how long the NEXT reading is overdue.
+
+    A reading's time marks the start of its period, so the next one is expected
+    ``interval_s`` after the last. Overdue by at most 1 h is ``ok``, at most 24 h
+    ``late``, more is ``silent``; a station without readings has ``no data``.
+
+    >>> freshness(1.1), freshness(1.2), freshness(24.1), freshness(24.2)
+    ('ok', 'late', 'late', 'silent')
+    """
+    if age_hours is None:
+        return "no data"
+    overdue = age_hours - interval_s / 3600
+    if overdue <= 1:
+        return "ok"
+    if overdue <= 24:
+        return "late"
+    return "silent"
+
+
+def format_age(age_hours: float | None) -> str:
+    """A reading's age for people: minutes, hours or days.
+
+    >>> format_age(0.25), format_age(5.04), format_age(50), format_age(None)
+    ('15 min', '5.0 h', '2.1 d', '–')
+    """
+    if age_hours is None:
+        return "–"
+    if age_hours < 1:
+        return f"{age_hours * 60:.0f} min"
+    if age_hours < 48:
+        return f"{age_hours:.1f} h"
+    return f"{age_hours / 24:.1f} d"
+
+
+def overview_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The overview rows of :func:`core.stations.overview` as a table for people."""
+    out = pd.DataFrame(
+        {
+            "station": [r["name"] for r in rows],
+            "last reading (UTC)": [r["last_reading"] for r in rows],
+            "age": [format_age(r["age_hours"]) for r in rows],
+            "status": [freshness(r["age_hours"]) for r in rows],
+            "channels": [r["channels"] for r in rows],
+            "files imported": [r["files_imported"] for r in rows],
+            "failed": [r["files_failed"] for r in rows],
+            "pending": [r["files_pending"] for r in rows],
+        }
+    )
+    out["last reading (UTC)"] = pd.to_datetime(out["last reading (UTC)"], utc=True).dt.tz_localize(None)
+    return out
+
+
+def queue_fraction(progress: dict[str, int]) -> tuple[int, int, float]:
+    """(files waiting, files done, fraction done) of :func:`core.stations.queue_progress`.
+
+    >>> queue_fraction({"queued": 3, "importing": 1, "imported": 4, "failed": 0})
+    (4, 4, 0.5)
+    >>> queue_fraction({})
+    (0, 0, 1.0)
+    """
+    waiting = progress.get("queued", 0) + progress.get("importing", 0)
+    done = progress.get("imported", 0) + progress.get("failed", 0)
+    total = waiting + done
+    return waiting, done, (done / total if total else 1.0)
+
+
+# --- channels and ranges -------------------------------------------------------------
+
+_HEIGHT = re.compile(r"(\d+(?:\.\d+)?)\s*m(?![a-z])", re.IGNORECASE)
+
+
+def _is_wind_speed_avg(ch: dict[str, Any]) -> bool:
+    kind = (ch.get("measurement_type") or "").lower().replace("_", " ")
+    unit = (ch.get("unit") or "").strip().lower()
+    name = ch["column_name"].upper()
+    wind = "wind speed" in kind or unit in ("m/s", "ms-1", "m s-1") or name.startswith("WS")
+    return ch.get("statistic") == "avg" and wind
+
+
+def _height(ch: dict[str, Any]) -> float:
+    if ch.get("height_m") is not None:
+        return float(ch["height_m"])
+    m = _HEIGHT.search(ch["column_name"])
+    return float(m[1]) if m else -1.0
+
+
+def default_channels(channels: list[dict[str, Any]], n: int = 2) -> list[dict[str, Any]]:
+    """The channels a chart starts with: the ``n`` highest wind-speed averages, else the first ``n``.
+
+    >>> chs = [{"column_name": c, "statistic": s, "unit": u} for c, s, u in [
+    ...     ("AirT_2m_Avg", "avg", "Deg C"), ("WS_40m_NE_Avg", "avg", "m/s"),
+    ...     ("WS_80m_NE_Max", "max", "m/s"), ("WS_80m_NE_Avg", "avg", "m/s"),
+    ...     ("WS_60m_SW_Avg", "avg", "m/s")]]
+    >>> [c["column_name"] for c in default_channels(chs)]
+    ['WS_80m_NE_Avg', 'WS_60m_SW_Avg']
+    >>> [c["column_name"] for c in default_channels(chs[:1])]
+    ['AirT_2m_Avg']
+    """
+    wind = [c for c in channels if _is_wind_speed_avg(c)]
+    if wind:
+        return sorted(wind, key=lambda c: -_height(c))[:n]
+    return channels[:n]
+
+
+def default_dates(first: datetime | None, last: datetime | None, days: int = DEFAULT_DAYS) -> tuple[date, date] | None:
+    """The last ``days`` days of a station's data, as dates (None without data).
+
+    >>> d = lambda *a: datetime(*a, tzinfo=UTC)
+    >>> default_dates(d(2025, 1, 1), d(2025, 6, 30, 23, 50))
+    (datetime.date(2025, 5, 31), datetime.date(2025, 6, 30))
+    >>> default_dates(d(2025, 6, 29), d(2025, 6, 30, 23, 50))
+    (datetime.date(2025, 6, 29), datetime.date(2025, 6, 30))
+    """
+    if first is None or last is None:
+        return None
+    end = last.astimezone(UTC).date()
+    start = max(first.astimezone(UTC).date(), end - timedelta(days=days))
+    return start, end
+
+
+def dates_to_range(dates: tuple[date, ...] | list[date] | date) -> tuple[datetime, datetime]:
+    """UTC [start, end) covering whole days; the end date is included.
+
+    >>> dates_to_range((date(2025, 1, 1), date(2025, 1, 3)))
+    (datetime.datetime(2025, 1, 1, 0, 0, tzinfo=datetime.timezone.utc), datetime.datetime(2025, 1, 4, 0, 0, tzinfo=datetime.timezone.utc))
+    >>> dates_to_range((date(2025, 1, 1),))[1].day  # a range being picked: one day
+    2
+    """
+    if isinstance(dates, date):
+        dates = (dates,)
+    first, last = dates[0], dates[-1]
+    return (
+        datetime.combine(first, time(), UTC),
+        datetime.combine(last + timedelta(days=1), time(), UTC),
+    )
+
+
+def range_from_selection(selection: Any) -> tuple[datetime, datetime] | None:
+    """The x range of a box selection on a time chart (plotly gives naive UTC strings).
+
+    >>> range_from_selection({"box": [{"x": ["2025-01-02 06:00", "2025-01-01 12:30:15.5"]}]})
+    (datetime.datetime(2025, 1, 1, 12, 30, 15, 500000, tzinfo=datetime.timezone.utc), datetime.datetime(2025, 1, 2, 6, 0, tzinfo=datetime.timezone.utc))
+    >>> range_from_selection({"box": []}) is None
+    True
+    """
+    boxes = (selection or {}).get("box") or []
+    if not boxes or len(boxes[0].get("x") or []) < 2:
+        return None
+    xs = sorted(_utc(x) for x in boxes[0]["x"][:2])
+    if xs[1] <= xs[0]:
+        return None
+    return xs[0], xs[1]
+
+
+def _utc(x: Any) -> datetime:
+    ts = pd.Timestamp(x)
+    ts = ts.tz_localize(UTC) if ts.tzinfo is None else ts.tz_convert(UTC)
+    return ts.to_pydatetime()
+
+
+def describe_range(start: datetime, end: datetime) -> str:
+    """A [start, end) range for a caption.
+
+    >>> describe_range(datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 2, 6, 30, tzinfo=UTC))
+    '2025-01-01 00:00 – 2025-01-02 06:30 UTC (1.3 days)'
+    """
+    days = (end - start).total_seconds() / 86400
+    return f"{start:%Y-%m-%d %H:%M} – {end:%Y-%m-%d %H:%M} UTC ({days:.1f} days)"
+
+
+# --- charts --------------------------------------------------------------------------
+
+
+def chart(series: Series, labels: dict[int, str]) -> go.Figure:
+    """A line per channel of its mean; rollups also get a shaded min–max envelope.
+
+    Times are drawn as naive UTC (plotly ignores time zones), so a box selection's x
+    range reads back with :func:`range_from_selection`.
+    """
+    fig = go.Figure()
+    frame = series.frame
+    envelope = series.resolution != "raw"
+    for i, (channel_id, label) in enumerate(labels.items()):
+        rows = frame[frame["channel_id"] == channel_id]
+        x = pd.to_datetime(rows["time"], utc=True).dt.tz_localize(None)
+        colour = _PALETTE[i % len(_PALETTE)]
+        if envelope:
+            fig.add_trace(go.Scatter(
+                x=x, y=rows["max"], mode="lines", line={"width": 0}, legendgroup=label,
+                showlegend=False, hoverinfo="skip", name=f"{label} max",
+            ))
+            fig.add_trace(go.Scatter(
+                x=x, y=rows["min"], mode="lines", line={"width": 0}, fill="tonexty",
+                fillcolor=_rgba(colour, 0.18), legendgroup=label, showlegend=False,
+                hoverinfo="skip", name=f"{label} min",
+            ))
+        fig.add_trace(go.Scatter(
+            x=x, y=rows["mean"], mode="lines", line={"width": 1.4, "color": colour},
+            legendgroup=label, name=label,
+        ))
+    fig.update_layout(
+        dragmode="select", selectdirection="h", hovermode="x unified", height=460,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        xaxis_title="time (UTC)",
+    )
+    return fig
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    """``#rrggbb`` with transparency.
+
+    >>> _rgba("#1f77b4", 0.2)
+    'rgba(31, 119, 180, 0.2)'
+    """
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
+
+def resolution_caption(resolution: str) -> str:
+    """What the chart shows, for its caption.
+
+    >>> resolution_caption("1h"), resolution_caption("raw")
+    ('Hourly means with their min–max envelope (UTC).', 'Raw 10-minute readings (UTC).')
+    """
+    text = RESOLUTION_NAMES[resolution]
+    text = text[0].upper() + text[1:]
+    if resolution != "raw":
+        text += " with their min–max envelope"
+    return text + " (UTC)."

