@@ -294,3 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         db.close_pools()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -99,5 +99,5 @@ def db_url(pg_admin_url: str, template_db: str, settings: Settings, monkeypatch:
 
 @pytest.fixture
 def conn(db_url: str) -> Iterator[psycopg.Connection]:
-    with db.connect(db_url) as c:
+    with db.connect(db_url, autocommit=True) as c:
         yield c

@@ -1,0 +1,132 @@
+"""Import through the worker's own function, on a real PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pytest
+
+from core import demo, ingest, rollups, schema
+
+pytestmark = pytest.mark.integration
+
+DATA = Path(__file__).resolve().parent.parent / "data" / "toa5"
+
+
+@pytest.fixture(scope="module")
+def demo_files(tmp_path_factory) -> list[Path]:
+    out = tmp_path_factory.mktemp("demo")
+    return demo.generate(out, start=date(2025, 3, 1), days=3)
+
+
+def receive_and_import(conn, path: Path, station: str = "Mast A", settings=None) -> dict:
+    with conn.transaction():
+        rec = ingest.receive(conn, path, station=station, settings=settings)
+    if rec.status != "queued":
+        return conn.execute("SELECT * FROM source_file WHERE id = %s", (rec.id,)).fetchone()
+    return ingest.import_file(rec.id)
+
+
+def count(conn, sql: str, *args) -> int:
+    return conn.execute(sql, args).fetchone()["n"]
+
+
+def test_toa5_day_file_imports_every_reading_at_utc_period_start(conn, settings, demo_files):
+    path = demo_files[0]
+    row = receive_and_import(conn, path, settings=settings)
+    assert row["status"] == "imported", row["error"]
+    assert row["format"] == "toa5" and row["n_rows"] == 144
+    # 41 numeric columns, no missing values on this day
+    assert row["n_readings"] == 144 * 41 == count(conn, "SELECT count(*) AS n FROM reading")
+    # logged 2025-03-01 00:10 (end of period) -> stored 00:00 (start), UTC
+    assert row["first_time"] == datetime(2025, 3, 1, tzinfo=UTC)
+    assert row["last_time"] == datetime(2025, 3, 1, 23, 50, tzinfo=UTC)
+    assert count(conn, "SELECT count(*) AS n FROM channel WHERE statistic = 'sd'") == 6 + 2 + 3
+    # the original is kept, content-addressed
+    assert ingest.stored_path(settings, row["sha256"]).read_bytes() == path.read_bytes()
+
+
+def test_same_content_twice_is_a_duplicate_and_changes_nothing(conn, settings, demo_files):
+    first = receive_and_import(conn, demo_files[0], settings=settings)
+    before = count(conn, "SELECT count(*) AS n FROM reading")
+    again = receive_and_import(conn, demo_files[0], settings=settings)
+    assert again["status"] == "duplicate" and again["duplicate_of"] == first["id"]
+    assert count(conn, "SELECT count(*) AS n FROM reading") == before
+
+
+def test_bad_file_fails_with_line_and_reason_and_imports_nothing(conn, settings, tmp_path, demo_files):
+    good = demo_files[0].read_text()
+    lines = good.splitlines(keepends=True)
+    lines[100] = lines[100].rsplit(",", 1)[0] + "\r\n"  # one field short on file line 101
+    bad = tmp_path / "short_row.dat"
+    bad.write_text("".join(lines))
+    row = receive_and_import(conn, bad, settings=settings)
+    assert row["status"] == "failed"
+    assert row["error_line"] == 101
+    assert "this row has 42" in row["error"]
+    assert count(conn, "SELECT count(*) AS n FROM reading") == 0
+    assert ingest.stored_path(settings, row["sha256"]).exists()
+
+
+@pytest.mark.parametrize("bad", sorted(p.name for p in DATA.glob("*Bad*.dat")))
+def test_bad_samples_fail_cleanly(conn, settings, bad):
+    row = receive_and_import(conn, DATA / bad, settings=settings)
+    assert row["status"] == "failed" and row["error"]
+    assert count(conn, "SELECT count(*) AS n FROM reading") == 0
+
+
+def test_overlapping_file_backfills_and_later_import_wins(conn, settings, tmp_path, demo_files):
+    receive_and_import(conn, demo_files[1], settings=settings)
+    lines = demo_files[1].read_text().splitlines(keepends=True)
+    # a later file repeating the last two rows, one value changed, plus one new row
+    fields = lines[-1].rstrip("\r\n").split(",")
+    fields[2] = "99.5"
+    later = tmp_path / "later.dat"
+    later.write_text("".join(lines[:4]) + lines[-2] + ",".join(fields) + "\r\n")
+    row = receive_and_import(conn, later, settings=settings)
+    assert row["status"] == "imported" and row["n_changed"] == 1
+    value = conn.execute(
+        "SELECT r.value FROM reading r JOIN channel c ON c.id = r.channel_id "
+        "WHERE c.column_name = 'WS_80m_NE_Avg' AND r.time = %s",
+        (datetime(2025, 3, 2, 23, 50, tzinfo=UTC),),
+    ).fetchone()["value"]
+    assert value == 99.5
+    # an earlier day arriving late backfills too
+    assert receive_and_import(conn, demo_files[0], settings=settings)["status"] == "imported"
+    assert count(conn, "SELECT count(DISTINCT time) AS n FROM reading") == 288
+
+
+def test_rollups_match_the_raw_readings(conn, settings, demo_files):
+    for p in demo_files:
+        receive_and_import(conn, p, settings=settings)
+    diff = conn.execute(
+        """
+        WITH raw AS (
+            SELECT channel_id, date_trunc('hour', time) AS bucket, count(*) AS n, avg(value) AS mean,
+                   min(value) AS min, max(value) AS max
+            FROM reading GROUP BY 1, 2)
+        SELECT count(*) AS n FROM raw FULL JOIN reading_1h r USING (channel_id, bucket)
+        WHERE r.n IS DISTINCT FROM raw.n OR abs(r.mean - raw.mean) > 1e-9
+           OR r.min IS DISTINCT FROM raw.min OR r.max IS DISTINCT FROM raw.max
+        """
+    ).fetchone()["n"]
+    assert diff == 0
+    days = conn.execute("SELECT count(DISTINCT bucket) AS n FROM reading_1d").fetchone()["n"]
+    assert days == 3
+    # refreshing again is idempotent
+    before = conn.execute("SELECT sum(n) AS n, sum(mean) AS m FROM reading_1d").fetchone()
+    rollups.refresh_rollups(conn, datetime(2025, 3, 1, tzinfo=UTC), datetime(2025, 3, 3, tzinfo=UTC))
+    conn.commit()
+    after = conn.execute("SELECT sum(n) AS n, sum(mean) AS m FROM reading_1d").fetchone()
+    assert after["n"] == before["n"] and after["m"] == pytest.approx(before["m"], rel=1e-12)
+
+
+def test_storage_level_is_the_best_the_server_offers(conn):
+    caps = schema.capabilities(conn)
+    assert schema.stored_level(conn) == caps["offered_level"]
+    if caps["timescaledb"]:
+        hyper = conn.execute(
+            "SELECT count(*) AS n FROM timescaledb_information.hypertables WHERE hypertable_name = 'reading'"
+        ).fetchone()["n"]
+        assert hyper == 1
