@@ -22,9 +22,22 @@ BATCH_ROWS = 20_000
 
 @dataclass
 class Column:
+    """A numeric data column, with whatever metadata the file itself states.
+
+    ``None`` means "the file does not say" (metadata then comes from the column name
+    conventions or a Task 43 import).
+    """
+
     name: str
     unit: str = ""
     statistic: str = "unknown"  # avg, sd, min, max, gust, count, sample, sum, unknown
+    measurement_type: str | None = None  # wind_speed, wind_direction, air_temperature, ...
+    height_m: float | None = None
+    orientation_deg: float | None = None
+    sensor: str = ""  # make/model/serial as the file gives it
+    logger_slope: float | None = None  # the logger's programmed scale factor
+    logger_offset: float | None = None
+    extra: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -34,7 +47,15 @@ class Header:
     station_name: str = ""
     logger_model: str = ""
     logger_serial: str = ""
+    logger_oem: str = ""
     table_name: str = ""
+    #: What the file says about its clock; None when it does not say.
+    timestamp_is_end: bool | None = None
+    utc_offset_minutes: int | None = None
+    interval_s: int | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    elevation_m: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
 

@@ -8,9 +8,8 @@ Layout: four header lines, then one row per record::
     "","","Avg","Smp"                              <- processing (statistic)
     "2021-06-18 21:00:00",10,13.23,26.29
 
-``NAN`` marks a missing value. The data rows are read with pyarrow's CSV reader in
-batches (bounded memory); when it reports a malformed row, a second, slow pass with
-Python's csv module finds the exact line for the error message.
+``NAN`` marks a missing value. The data rows are read by
+:class:`core.formats.delimited.TableReader`.
 
 >>> sniff(b'"TOA5","x","CR1000X"')
 True
@@ -23,22 +22,13 @@ from __future__ import annotations
 import csv
 import logging
 import re
-from collections.abc import Iterator
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-
-from core.errors import ParseError
-from core.formats import BATCH_ROWS, Batch, Column, Header, Reader
+from core.formats import Column, Header
+from core.formats.delimited import Layout, TableReader
 
 log = logging.getLogger(__name__)
 
 HEADER_LINES = 4
-MISSING = ["NAN", "NaN", "nan", "", "INF", "-INF", "+INF", "inf", "-inf"]
-NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
 TIME_NAMES = {"TIMESTAMP", "TMSTAMP", "TIMESTAMPS"}
 
 _PROCESS = {
@@ -67,23 +57,8 @@ def statistic_of(name: str, process: str) -> str:
     return "unknown"
 
 
-class Toa5Reader(Reader):
+class Toa5Reader(TableReader):
     format = "toa5"
-
-    def __init__(self, path, display_name=None) -> None:
-        super().__init__(path, display_name)
-        self._header: Header | None = None
-        self._fields: list[str] = []
-        self._data_fields: list[str] = []
-        self._text_fields: list[str] = []
-
-    # --- header ----------------------------------------------------------------------
-
-    @property
-    def header(self) -> Header:
-        if self._header is None:
-            self._header = self._read_header()
-        return self._header
 
     def _header_lines(self) -> list[list[str]]:
         lines: list[list[str]] = []
@@ -101,7 +76,7 @@ class Toa5Reader(Reader):
             raise self.error(f"malformed header: {exc}", len(lines) + 1) from exc
         return lines
 
-    def _read_header(self) -> Header:
+    def read_header(self) -> Header:
         lines = self._header_lines()
         if not lines or not any(f.strip() for f in lines[0]):
             raise self.error("the file is empty" if not lines else "the first line is blank", 1)
@@ -124,7 +99,7 @@ class Toa5Reader(Reader):
             raise self.error(f"duplicate column names: {', '.join(dup)}", 2)
         if names[0].strip().upper() not in TIME_NAMES:
             raise self.error(f"the first column is {names[0]!r}, expected TIMESTAMP", 2)
-        self._fields = names
+        self.layout = Layout(fields=names, skip_lines=HEADER_LINES, time_fields=[names[0]])
         columns = []
         for name, unit, proc in zip(names[1:], units[1:], process[1:]):
             if name.strip().upper() == "RECORD":
@@ -140,128 +115,8 @@ class Toa5Reader(Reader):
             extra={"os_version": env[4], "program": env[5], "signature": env[6]},
         )
 
-    # --- data ------------------------------------------------------------------------
-
-    def batches(self, rows: int = BATCH_ROWS) -> Iterator[Batch]:
-        header = self.header
-        wanted = [c.name for c in header.columns]
-        text_columns: set[str] | None = None
-        line = HEADER_LINES + 1
-        for table in self._arrow_batches(rows):
-            if text_columns is None:
-                text_columns = _text_columns(table, wanted)
-                if text_columns:
-                    log.info("%s: ignoring text columns %s", self.name, sorted(text_columns))
-                    header.columns = [c for c in header.columns if c.name not in text_columns]
-                    header.extra["ignored_text_columns"] = ", ".join(sorted(text_columns))
-            yield self._convert(table, header, line)
-            line += table.num_rows
-        if line == HEADER_LINES + 1:
-            raise self.error("the file has a header but no data rows", line)
-
-    def _arrow_batches(self, rows: int) -> Iterator[pa.Table]:
-        names = self._fields
-        try:
-            stream = pacsv.open_csv(
-                self.path,
-                read_options=pacsv.ReadOptions(
-                    skip_rows=HEADER_LINES, column_names=names, block_size=1 << 22, encoding="utf8"
-                ),
-                parse_options=pacsv.ParseOptions(newlines_in_values=False),
-                convert_options=pacsv.ConvertOptions(
-                    column_types={n: pa.string() for n in names},
-                    null_values=MISSING,
-                    strings_can_be_null=True,
-                    quoted_strings_can_be_null=True,
-                ),
-            )
-            pending: pa.Table | None = None
-            for batch in stream:
-                table = pa.Table.from_batches([batch])
-                pending = table if pending is None else pa.concat_tables([pending, table])
-                while pending.num_rows >= rows:
-                    yield pending.slice(0, rows)
-                    pending = pending.slice(rows)
-            if pending is not None and pending.num_rows:
-                yield pending
-        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-            raise self._diagnose(exc) from exc
-
-    def _diagnose(self, exc: Exception) -> ParseError:
-        """Find the line that pyarrow could not read, with Python's csv module."""
-        n = len(self._fields)
-        try:
-            with self.path.open(encoding="utf-8-sig", newline="") as fh:
-                for lineno, row in enumerate(csv.reader(fh), start=1):
-                    if lineno <= HEADER_LINES or not row:
-                        continue
-                    if len(row) != n:
-                        return self.error(f"the header has {n} columns but this row has {len(row)}", lineno)
-        except UnicodeDecodeError:
-            return self.error("not UTF-8 text (a data row holds bytes of another encoding)")
-        except csv.Error as e:
-            return self.error(f"malformed row: {e}")
-        return self.error(f"unreadable data: {str(exc).splitlines()[0]}")
-
-    def _convert(self, table: pa.Table, header: Header, line: int) -> Batch:
-        times = _parse_times(table.column(self._fields[0]), self, line)
-        values = np.empty((table.num_rows, len(header.columns)), dtype=np.float64)
-        for j, col in enumerate(header.columns):
-            values[:, j] = _to_float(table.column(col.name), col.name, self, line)
-        return Batch(times=times, values=values, first_line=line)
-
-
 def _strip_trailing_empty(fields: list[str]) -> list[str]:
     out = list(fields)
     while out and out[-1] == "":
         out.pop()
     return out or [""]
-
-
-def _text_columns(table: pa.Table, wanted: list[str]) -> set[str]:
-    """Columns whose values in the first batch are all non-numeric text (e.g. a site name)."""
-    text = set()
-    for name in wanted:
-        col = table.column(name)
-        if col.null_count == len(col):
-            continue
-        numeric = pc.match_substring_regex(col, NUMBER)
-        if not pc.any(pc.fill_null(numeric, False)).as_py():
-            text.add(name)
-    return text
-
-
-def _to_float(col: pa.ChunkedArray, name: str, reader: Reader, line: int) -> np.ndarray:
-    try:
-        return pc.cast(pc.utf8_trim_whitespace(col), pa.float64()).to_numpy(zero_copy_only=False)
-    except pa.ArrowInvalid:
-        ok = pc.match_substring_regex(col, NUMBER)
-        bad = np.flatnonzero(~pc.fill_null(ok, True).to_numpy(zero_copy_only=False))
-        i = int(bad[0]) if len(bad) else 0
-        raise reader.error(
-            f"column {name!r}: {col[i].as_py()!r} is not a number", line + i
-        ) from None
-
-
-def _parse_times(col: pa.ChunkedArray, reader: Reader, line: int) -> np.ndarray:
-    if col.null_count:
-        i = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-        raise reader.error("the timestamp is empty", line + i)
-    strings = col.to_pandas()
-    # "+00:00"-style suffixes: convert to UTC (pandas refuses mixed offsets otherwise)
-    utc = bool(strings.str.contains(r"(?:[+-]\d\d:?\d\d|Z)$", regex=True).any())
-    try:
-        parsed = pd.to_datetime(strings, format="ISO8601", utc=utc)
-    except (ValueError, TypeError):
-        parsed = pd.to_datetime(strings, format="ISO8601", utc=utc, errors="coerce")
-        i = int(np.flatnonzero(parsed.isna().to_numpy())[0]) if parsed.isna().any() else 0
-        raise reader.error(f"{strings.iloc[i]!r} is not a valid timestamp", line + i) from None
-    if getattr(parsed.dt, "tz", None) is not None:
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    times = parsed.to_numpy(dtype="datetime64[us]")
-    steps = np.diff(times)
-    if len(steps) and (steps <= np.timedelta64(0)).any():
-        i = int(np.flatnonzero(steps <= np.timedelta64(0))[0]) + 1
-        what = "repeats" if steps[i - 1] == np.timedelta64(0) else "goes back in time after"
-        raise reader.error(f"timestamp {strings.iloc[i]} {what} the previous row", line + i)
-    return times

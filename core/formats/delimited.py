@@ -1,0 +1,238 @@
+"""Reading the data table of any delimited text format, fast and in bounded memory.
+
+:class:`TableReader` is the base of the text formats (TOA5, NRG, Windographer, generic
+CSV). A subclass parses its own header and sets :attr:`TableReader.layout`; this module
+reads the data rows with pyarrow's CSV reader in batches, converts the timestamps and the
+numeric columns, and turns every problem into a :class:`~core.errors.ParseError` with the
+file's line number. When pyarrow rejects a row, a slow second pass with Python's csv module
+finds the exact line for the message (only on that error path).
+
+>>> guess_time_format(pd.Series(["09/01/2016 15:30:00", "13/01/2016 15:40:00"]))
+'%d/%m/%Y %H:%M:%S'
+>>> guess_time_format(pd.Series(["2025-01-01 00:10:00"])) is None   # ISO 8601
+True
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from core.errors import ParseError
+from core.formats import BATCH_ROWS, Batch, Header, Reader
+
+log = logging.getLogger(__name__)
+
+MISSING = ["NAN", "NaN", "nan", "", "INF", "-INF", "+INF", "inf", "-inf", "NA", "N/A", "#N/A"]
+NUMBER = r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
+_TZ_SUFFIX = r"(?:[+-]\d\d:?\d\d|Z)$"
+#: Non-ISO layouts tried in order; day-first before month-first (ambiguity is settled by
+#: requiring every value of the first batch to parse and the times to increase).
+TIME_FORMATS = (
+    "%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M",
+    "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d-%m-%Y %H:%M:%S", "%d-%m-%Y %H:%M",
+    "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
+)
+
+
+@dataclass
+class Layout:
+    """Where the data table is and how to read it."""
+
+    fields: list[str]  # every field name of a data row, in order
+    skip_lines: int  # lines before the first data row
+    time_fields: list[str]  # one field, or a date field and a time field
+    delimiter: str = ","
+    missing: list[str] = field(default_factory=lambda: list(MISSING))
+    time_format: str | None = None  # strptime format; None: ISO 8601 or guessed
+    encoding: str = "utf8"
+
+
+class TableReader(Reader):
+    """Base of the text formats; subclasses implement :meth:`read_header`."""
+
+    def __init__(self, path, display_name=None) -> None:
+        super().__init__(path, display_name)
+        self._header: Header | None = None
+        self.layout: Layout | None = None
+
+    @property
+    def header(self) -> Header:
+        if self._header is None:
+            self._header = self.read_header()
+            assert self.layout is not None, "read_header() must set self.layout"
+        return self._header
+
+    def read_header(self) -> Header:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    # --- data ------------------------------------------------------------------------
+
+    def batches(self, rows: int = BATCH_ROWS) -> Iterator[Batch]:
+        header = self.header
+        layout = self.layout
+        assert layout is not None
+        first_line = layout.skip_lines + 1
+        line = first_line
+        checked_text = False
+        time_format = layout.time_format
+        last_time = None
+        for table in self._arrow_batches(rows):
+            if not checked_text:
+                checked_text = True
+                text = text_columns(table, [c.name for c in header.columns])
+                if text:
+                    log.info("%s: ignoring text columns %s", self.name, sorted(text))
+                    header.columns = [c for c in header.columns if c.name not in text]
+                    header.extra["ignored_text_columns"] = ", ".join(sorted(text))
+            strings = self._time_strings(table, line)
+            if time_format is None:
+                time_format = guess_time_format(strings)
+            times = parse_times(strings, time_format, self, line)
+            if last_time is not None and times[0] <= last_time:
+                raise self.error(f"timestamp {strings.iloc[0]} is not after the previous row", line)
+            last_time = times[-1]
+            values = np.empty((table.num_rows, len(header.columns)), dtype=np.float64)
+            for j, col in enumerate(header.columns):
+                values[:, j] = to_float(table.column(col.name), col.name, self, line)
+            yield Batch(times=times, values=values, first_line=line)
+            line += table.num_rows
+        if line == first_line:
+            raise self.error("the file has a header but no data rows", line)
+
+    def _time_strings(self, table: pa.Table, line: int) -> pd.Series:
+        layout = self.layout
+        assert layout is not None
+        cols = [table.column(f) for f in layout.time_fields]
+        for f, col in zip(layout.time_fields, cols):
+            if col.null_count:
+                i = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+                raise self.error(f"the {f!r} timestamp field is empty", line + i)
+        joined = cols[0] if len(cols) == 1 else pc.binary_join_element_wise(*cols, " ")
+        return pc.utf8_trim_whitespace(joined).to_pandas()
+
+    def _arrow_batches(self, rows: int) -> Iterator[pa.Table]:
+        layout = self.layout
+        assert layout is not None
+        try:
+            stream = pacsv.open_csv(
+                self.path,
+                read_options=pacsv.ReadOptions(
+                    skip_rows=layout.skip_lines, column_names=layout.fields,
+                    block_size=1 << 22, encoding=layout.encoding,
+                ),
+                parse_options=pacsv.ParseOptions(delimiter=layout.delimiter, newlines_in_values=False),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={n: pa.string() for n in layout.fields},
+                    null_values=layout.missing,
+                    strings_can_be_null=True,
+                    quoted_strings_can_be_null=True,
+                ),
+            )
+            pending: pa.Table | None = None
+            for batch in stream:
+                table = pa.Table.from_batches([batch])
+                pending = table if pending is None else pa.concat_tables([pending, table])
+                while pending.num_rows >= rows:
+                    yield pending.slice(0, rows)
+                    pending = pending.slice(rows)
+            if pending is not None and pending.num_rows:
+                yield pending
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            raise self._diagnose(exc) from exc
+
+    def _diagnose(self, exc: Exception) -> ParseError:
+        """Find the line that pyarrow could not read, with Python's csv module."""
+        layout = self.layout
+        assert layout is not None
+        n = len(layout.fields)
+        codec = "utf-8-sig" if layout.encoding.replace("-", "").lower() == "utf8" else layout.encoding
+        try:
+            with self.path.open(encoding=codec, newline="") as fh:
+                for lineno, row in enumerate(csv.reader(fh, delimiter=layout.delimiter), start=1):
+                    if lineno <= layout.skip_lines or not row:
+                        continue
+                    if len(row) != n:
+                        return self.error(f"the header has {n} columns but this row has {len(row)}", lineno)
+        except UnicodeDecodeError:
+            return self.error(f"not {layout.encoding} text (a data row holds bytes of another encoding)")
+        except csv.Error as e:
+            return self.error(f"malformed row: {e}")
+        return self.error(f"unreadable data: {str(exc).splitlines()[0]}")
+
+
+def text_columns(table: pa.Table, wanted: list[str]) -> set[str]:
+    """Columns whose values in the first batch are all non-numeric text (e.g. a site name)."""
+    text = set()
+    for name in wanted:
+        col = table.column(name)
+        if col.null_count == len(col):
+            continue
+        numeric = pc.match_substring_regex(col, NUMBER)
+        if not pc.any(pc.fill_null(numeric, False)).as_py():
+            text.add(name)
+    return text
+
+
+def to_float(col: pa.ChunkedArray, name: str, reader: Reader, line: int) -> np.ndarray:
+    """A string column as float64 (NaN where missing); a non-number is a ParseError."""
+    try:
+        return pc.cast(pc.utf8_trim_whitespace(col), pa.float64()).to_numpy(zero_copy_only=False)
+    except pa.ArrowInvalid:
+        ok = pc.match_substring_regex(col, NUMBER)
+        bad = np.flatnonzero(~pc.fill_null(ok, True).to_numpy(zero_copy_only=False))
+        i = int(bad[0]) if len(bad) else 0
+        raise reader.error(f"column {name!r}: {col[i].as_py()!r} is not a number", line + i) from None
+
+
+def guess_time_format(strings: pd.Series) -> str | None:
+    """``None`` for ISO 8601, else the first of :data:`TIME_FORMATS` that reads every value
+    (ignoring a ``+00:00`` suffix) as increasing times."""
+    sample = strings.str.replace(_TZ_SUFFIX, "", regex=True)
+    try:
+        pd.to_datetime(sample, format="ISO8601")
+        return None
+    except (ValueError, TypeError):
+        pass
+    for fmt in TIME_FORMATS:
+        try:
+            parsed = pd.to_datetime(sample, format=fmt)
+        except (ValueError, TypeError):
+            continue
+        if len(parsed) < 2 or (np.diff(parsed.to_numpy()) > np.timedelta64(0)).all():
+            return fmt
+    return None
+
+
+def parse_times(strings: pd.Series, fmt: str | None, reader: Reader, line: int) -> np.ndarray:
+    """Timestamps as naive ``datetime64[us]``; a ``+hh:mm`` suffix is converted to UTC.
+
+    Times must strictly increase within the batch; a repeat or a step back is an error.
+    """
+    utc = bool(strings.str.contains(_TZ_SUFFIX, regex=True).any())
+    if fmt is not None and utc:
+        fmt = fmt + "%z"
+    kwargs = {"format": fmt or "ISO8601", "utc": utc}
+    try:
+        parsed = pd.to_datetime(strings, **kwargs)
+    except (ValueError, TypeError):
+        parsed = pd.to_datetime(strings, errors="coerce", **kwargs)
+        i = int(np.flatnonzero(parsed.isna().to_numpy())[0]) if parsed.isna().any() else 0
+        raise reader.error(f"{strings.iloc[i]!r} is not a valid timestamp", line + i) from None
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
+    times = parsed.to_numpy(dtype="datetime64[us]")
+    steps = np.diff(times)
+    if len(steps) and (steps <= np.timedelta64(0)).any():
+        i = int(np.flatnonzero(steps <= np.timedelta64(0))[0]) + 1
+        what = "repeats" if steps[i - 1] == np.timedelta64(0) else "goes back in time after"
+        raise reader.error(f"timestamp {strings.iloc[i]} {what} the previous row", line + i)
+    return times
