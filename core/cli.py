@@ -146,7 +146,9 @@ def _message(r: dict[str, Any]) -> str:
     if r["status"] == "duplicate":
         return f"same content as file {r['duplicate_of']}; nothing imported"
     if r["status"] == "needs station":
-        return "no station matched; assign one"
+        return r["error"] or "no station matched; assign one"
+    if r["status"] == "unpacked":
+        return f"archive of {r['n_rows']} files"
     return ""
 
 

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from core import db, rollups, schema
+from core import archives, db, rollups, schema
 from core.errors import NotFound, ParseError
 from core.formats import Batch, Header, open_reader
 from core.settings import Settings, get_settings
@@ -103,8 +103,10 @@ def receive(
     actor: str = "cli",
     original_name: str | None = None,
     settings: Settings | None = None,
+    parent_id: int | None = None,
 ) -> Received:
-    """Keep the original and record it: ``queued``, ``duplicate`` or ``needs station``.
+    """Keep the original and record it: ``queued`` or ``duplicate``. Without a station the
+    worker routes the file by its header (or marks it ``needs station``).
 
     Commits nothing itself: the caller's transaction decides.
     """
@@ -117,7 +119,7 @@ def receive(
     if live:
         status, dup = "duplicate", live["id"]
     else:
-        status, dup = ("queued" if station_id else "needs station"), None
+        status, dup = "queued", None
     row = db.fetch_one(
         conn,
         "insert_source_file",
@@ -129,6 +131,7 @@ def receive(
         station_id=station_id,
         status=status,
         duplicate_of=dup,
+        parent_id=parent_id,
     )
     assert row is not None
     return Received(row["id"], name, status, dup)
@@ -190,7 +193,8 @@ def _us_to_datetime(us: int) -> datetime:
 
 
 def import_file(source_file_id: int, url: str | None = None, settings: Settings | None = None) -> dict:
-    """Import one received file (the worker's job). Returns the updated source_file row.
+    """Import one received file (the worker's job). Returns the updated source_file row;
+    its ``queue`` key lists files this one produced (archive members) that need a job.
 
     A :class:`ParseError` marks the file ``failed`` with its line and reason and imports
     nothing. Database errors propagate (the job queue retries them); the transaction is
@@ -205,28 +209,26 @@ def import_file(source_file_id: int, url: str | None = None, settings: Settings 
             if row is None:
                 raise NotFound(f"no source file with id {source_file_id}")
             log.info("file %s (%s) is %s; nothing to do", source_file_id, row["original_name"], row["status"])
-            return row
+            return {**row, "queue": []}
         name = claimed["original_name"]
+        ctx = {"file": name, "file_id": source_file_id}
         path = stored_path(settings, claimed["sha256"])
-        log.info("importing file %s (%s)", source_file_id, name, extra={"file": name, "file_id": source_file_id})
+        log.info("importing file %s (%s)", source_file_id, name, extra=ctx)
         fmt = None
+        queue: list[int] = []
         try:
-            reader = open_reader(path, name)
-            fmt = reader.format
-            with conn.transaction():
-                result = _load(conn, reader, claimed)
-                channels = result.pop("channel_ids")
-                conn.execute(db.q("source_file_imported"), {"id": source_file_id, "format": fmt, **result})
-                if result["n_readings"] and schema.stored_level(conn) != 2:
-                    rollups.refresh_rollups(conn, result["first_time"], result["last_time"], channels)
-            if result["n_readings"] and schema.stored_level(conn) == 2:
-                conn.autocommit = True
-                try:
-                    rollups.refresh_rollups(conn, result["first_time"], result["last_time"], channels)
-                finally:
-                    conn.autocommit = False
+            if archives.is_archive(path):
+                fmt = "archive"
+                queue = _unpack(conn, claimed, path, settings)
+            else:
+                reader = open_reader(path, name)
+                fmt = reader.format
+                if claimed["station_id"] is None:
+                    claimed["station_id"] = _route(conn, claimed, reader.header)
+                if claimed["station_id"] is not None:
+                    _import(conn, reader, claimed)
         except ParseError as exc:
-            log.warning("file %s failed: %s", source_file_id, exc, extra={"file": name})
+            log.warning("file %s failed: %s", source_file_id, exc, extra=ctx)
             with conn.transaction():
                 conn.execute(
                     db.q("source_file_failed"),
@@ -234,11 +236,78 @@ def import_file(source_file_id: int, url: str | None = None, settings: Settings 
                 )
         row = db.fetch_one(conn, "source_file", id=source_file_id)
         assert row is not None
-        log.info(
-            "file %s (%s): %s, %s readings", source_file_id, name, row["status"], row["n_readings"],
-            extra={"file": name, "file_id": source_file_id},
-        )
-        return row
+        log.info("file %s (%s): %s, %s readings", source_file_id, name, row["status"], row["n_readings"], extra=ctx)
+        return {**row, "queue": queue}
+
+
+def _import(conn: psycopg.Connection, reader, claimed: dict) -> None:
+    with conn.transaction():
+        result = _load(conn, reader, claimed)
+        channels = result.pop("channel_ids")
+        conn.execute(db.q("source_file_imported"), {"id": claimed["id"], "format": reader.format, **result})
+        level = schema.stored_level(conn)
+        if result["n_readings"] and level != 2:
+            rollups.refresh_rollups(conn, result["first_time"], result["last_time"], channels)
+    if result["n_readings"] and level == 2:  # continuous aggregates refresh outside a transaction
+        conn.autocommit = True
+        try:
+            rollups.refresh_rollups(conn, result["first_time"], result["last_time"], channels)
+        finally:
+            conn.autocommit = False
+
+
+def _route(conn: psycopg.Connection, claimed: dict, header: Header) -> int | None:
+    """The station a file belongs to, from the logger serial or station name in its header;
+    without a match the file is kept as ``needs station``."""
+    row = db.fetch_one(conn, "route_by_header", serial=header.logger_serial, station_name=header.station_name)
+    with conn.transaction():
+        if row is None:
+            what = ", ".join(
+                f"{k} {v!r}" for k, v in (("logger serial", header.logger_serial), ("station", header.station_name)) if v
+            )
+            conn.execute(
+                db.q("source_file_needs_station"),
+                {"id": claimed["id"], "format": header.format,
+                 "error": f"no known logger or station matches this file ({what or 'its header names none'}); assign a station"},
+            )
+            return None
+        conn.execute(db.q("set_file_station"), {"id": claimed["id"], "station_id": row["station_id"]})
+    return row["station_id"]
+
+
+def _unpack(conn: psycopg.Connection, claimed: dict, path: Path, settings: Settings) -> list[int]:
+    """Receive each member of an archive as a file of its own; returns those to queue."""
+    station = None
+    if claimed["station_id"] is not None:
+        station = conn.execute("SELECT name FROM station WHERE id = %s", (claimed["station_id"],)).fetchone()["name"]
+    queue = []
+    with archives.members(path, claimed["original_name"]) as found, conn.transaction():
+        for member_name, member_path in found:
+            rec = receive(
+                conn, member_path, station=station, origin=claimed["origin"], actor=claimed["received_by"],
+                original_name=member_name, settings=settings, parent_id=claimed["id"],
+            )
+            if rec.status == "queued":
+                queue.append(rec.id)
+        conn.execute(db.q("source_file_unpacked"), {"id": claimed["id"], "n_files": len(found)})
+    return queue
+
+
+def assign_station(conn: psycopg.Connection, source_file_id: int, station: str, actor: str) -> None:
+    """Give a ``needs station`` (or failed) file its station and queue it again."""
+    station_row = ensure_station(conn, station, actor)
+    row = db.fetch_one(conn, "assign_file_station", id=source_file_id, station_id=station_row["id"])
+    if row is None:
+        raise NotFound(f"no file {source_file_id} waiting for a station")
+    db.audit(conn, actor, "assign station", "source_file", source_file_id, station=station)
+
+
+def requeue(conn: psycopg.Connection, source_file_id: int, actor: str) -> None:
+    """Mark a file to be imported again (an admin's re-queue); the caller queues the job."""
+    row = db.fetch_one(conn, "requeue_file", id=source_file_id)
+    if row is None:
+        raise NotFound(f"no file {source_file_id} that can be re-queued")
+    db.audit(conn, actor, "requeue", "source_file", source_file_id, previous_status=row["previous_status"])
 
 
 def _load(conn: psycopg.Connection, reader, claimed: dict) -> dict:

@@ -15,11 +15,13 @@ from collections.abc import Iterable
 import procrastinate
 import psycopg
 
-from core import ingest
+from core import db, inbox, ingest
 from core.errors import DatabaseUnavailable
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
+
+_INBOX_LOCK = 0x494E4258  # advisory lock key: one inbox scanner at a time
 
 blueprint = procrastinate.Blueprint()
 
@@ -43,7 +45,48 @@ def import_file(context: procrastinate.JobContext, source_file_id: int) -> None:
     """Import one received file into ``reading`` and refresh its rollups."""
     job = context.job
     log.info("job %s: import file %s", job.id, source_file_id, extra={"job_id": job.id})
-    ingest.import_file(source_file_id)
+    row = ingest.import_file(source_file_id)
+    _defer_imports(context.app, row["queue"])  # members of an archive
+
+
+def _defer_imports(app: procrastinate.App, ids: Iterable[int]) -> None:
+    task = app.configure_task("sm:import_file")
+    for i in ids:
+        task.defer(source_file_id=i)
+
+
+@blueprint.periodic(cron="* * * * * */5")
+@blueprint.task(name="scan_inbox", queue="inbox", queueing_lock="scan_inbox", pass_context=True)
+def scan_inbox(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Receive settled new files from the inbox folder and queue their import."""
+    settings = get_settings()
+    with db.connection() as conn:
+        # one scanner at a time, whatever the number of workers
+        if not conn.execute("SELECT pg_try_advisory_xact_lock(%s) AS ok", (_INBOX_LOCK,)).fetchone()["ok"]:
+            return
+        ids = inbox.scan(conn, settings)
+        conn.commit()
+    _defer_imports(context.app, ids)
+
+
+@blueprint.periodic(cron="* * * * *")
+@blueprint.task(name="retry_stalled", queue="maintenance", queueing_lock="retry_stalled", pass_context=True)
+async def retry_stalled(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Retry jobs whose worker died (no heartbeat): a killed worker's file is imported again.
+
+    The killed import's transaction was rolled back by PostgreSQL, so nothing is half-loaded.
+    """
+    manager = context.app.job_manager
+    for job in await manager.get_stalled_jobs():
+        log.warning("retrying job %s of a worker that stopped responding", job.id, extra={"job_id": job.id})
+        await manager.retry_job(job)
+
+
+@blueprint.periodic(cron="17 * * * *")
+@blueprint.task(name="prune_jobs", queue="maintenance", queueing_lock="prune_jobs", pass_context=True)
+async def prune_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Delete finished jobs older than a day (the inbox scan alone makes 17 000 a day)."""
+    await context.app.job_manager.delete_old_jobs(nb_hours=24, queue=None, include_failed=False)
 
 
 def make_app(url: str) -> procrastinate.App:
@@ -64,7 +107,5 @@ def queue_imports(url: str, source_file_ids: Iterable[int]) -> int:
         return 0
     app = make_app(url)
     with app.open():
-        task = app.tasks["sm:import_file"]
-        for i in ids:
-            task.defer(source_file_id=i)
+        _defer_imports(app, ids)
     return len(ids)

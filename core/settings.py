@@ -66,6 +66,14 @@ class Settings:
     compress_after_days: int = _setting(
         90, "At storage level 2, compress reading chunks older than this many days."
     )
+    inbox: Path | None = _setting(
+        None,
+        "Folder the worker watches for logger files (INBOX/<station>/… routes to that station). "
+        "Unset: HOME/inbox.",
+    )
+    inbox_settle_s: float = _setting(
+        3.0, "A file in the inbox is read once it has not changed for this many seconds."
+    )
     job_retries: int = _setting(
         3, "Times a failed job is retried when the failure is transient (database errors)."
     )
@@ -95,6 +103,10 @@ class Settings:
     def files_dir(self) -> Path:
         """Where original files are kept, content-addressed by sha256."""
         return self.home.resolve() / "files"
+
+    @property
+    def inbox_dir(self) -> Path:
+        return (self.inbox or self.home / "inbox").resolve()
 
     @property
     def users_file(self) -> Path:

@@ -259,10 +259,10 @@ def resolution_caption(resolution: str) -> str:
     """What the chart shows, for its caption.
 
     >>> resolution_caption("1h"), resolution_caption("raw")
-    ('Hourly means with their min–max envelope (UTC).', 'Raw 10-minute readings (UTC).')
+    ('Hourly means with their min–max envelope.', 'Raw 10-minute readings.')
     """
     text = RESOLUTION_NAMES[resolution]
     text = text[0].upper() + text[1:]
     if resolution != "raw":
         text += " with their min–max envelope"
-    return text + " (UTC)."
+    return text + "."

@@ -24,10 +24,14 @@ def run(concurrency: int | None = None, *, wait: bool = True) -> None:
     settings = get_settings()
     url = db.database_url(settings)
     schema.upgrade(url, settings)
+    settings.inbox_dir.mkdir(parents=True, exist_ok=True)
     app = jobs.make_app(url)
     name = f"{socket.gethostname()}-{os.getpid()}"
     concurrency = concurrency or settings.worker_concurrency
-    log.info("worker %s starting: concurrency %s, database %s", name, concurrency, db.redact(url))
+    log.info(
+        "worker %s starting: concurrency %s, database %s, inbox %s",
+        name, concurrency, db.redact(url), settings.inbox_dir,
+    )
     try:
         app.run_worker(concurrency=concurrency, name=name, wait=wait, install_signal_handlers=True)
     finally:

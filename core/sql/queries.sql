@@ -50,9 +50,9 @@ SELECT * FROM source_file WHERE sha256 = %(sha256)s AND status <> 'duplicate';
 
 -- name: insert_source_file
 INSERT INTO source_file (sha256, original_name, size_bytes, origin, received_by, station_id,
-                         status, duplicate_of)
+                         status, duplicate_of, parent_id)
 VALUES (%(sha256)s, %(original_name)s, %(size_bytes)s, %(origin)s, %(received_by)s,
-        %(station_id)s, %(status)s, %(duplicate_of)s)
+        %(station_id)s, %(status)s, %(duplicate_of)s, %(parent_id)s)
 RETURNING *;
 
 -- name: claim_source_file
@@ -81,8 +81,14 @@ SELECT f.*, s.name AS station FROM source_file f LEFT JOIN station s ON s.id = f
 WHERE f.id = %(id)s;
 
 -- name: source_files_by_ids
+-- The files and, for archives, their members (at any depth).
+WITH RECURSIVE tree AS (
+    SELECT id FROM source_file WHERE id = ANY(%(ids)s)
+    UNION
+    SELECT f.id FROM source_file f JOIN tree t ON f.parent_id = t.id
+)
 SELECT f.*, s.name AS station FROM source_file f LEFT JOIN station s ON s.id = f.station_id
-WHERE f.id = ANY(%(ids)s) ORDER BY f.id;
+WHERE f.id IN (SELECT id FROM tree) ORDER BY f.id;
 
 -- name: overlap_exists
 -- Does any reading already exist for these channels in [first, last]?
@@ -137,8 +143,13 @@ WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(e
 GROUP BY 1, 2;
 
 -- name: file_status_counts
+WITH RECURSIVE tree AS (
+    SELECT id FROM source_file WHERE id = ANY(%(ids)s)
+    UNION
+    SELECT f.id FROM source_file f JOIN tree t ON f.parent_id = t.id
+)
 SELECT status, count(*) AS n FROM source_file
-WHERE id = ANY(%(ids)s) GROUP BY status;
+WHERE id IN (SELECT id FROM tree) GROUP BY status;
 
 -- name: overview
 -- One row per station: last reading (index-backed, per channel), file counts.
@@ -190,3 +201,48 @@ SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
        count(*) FILTER (WHERE status = 'imported') AS imported,
        count(*) FILTER (WHERE status = 'failed') AS failed
 FROM source_file;
+
+-- name: route_by_header
+-- A file without a station: match its logger serial, else its station name.
+SELECT station_id FROM (
+    SELECT l.station_id, 1 AS rank FROM logger l
+    WHERE %(serial)s <> '' AND l.serial = %(serial)s
+    UNION ALL
+    SELECT s.id, 2 FROM station s
+    WHERE %(station_name)s <> '' AND lower(s.name) = lower(%(station_name)s)
+) m ORDER BY rank LIMIT 1;
+
+-- name: set_file_station
+UPDATE source_file SET station_id = %(station_id)s WHERE id = %(id)s;
+
+-- name: source_file_needs_station
+UPDATE source_file
+SET status = 'needs station', format = %(format)s, error = %(error)s, error_line = NULL,
+    finished_at = now()
+WHERE id = %(id)s;
+
+-- name: source_file_unpacked
+UPDATE source_file
+SET status = 'unpacked', format = 'archive', n_rows = %(n_files)s, n_readings = 0, finished_at = now()
+WHERE id = %(id)s;
+
+-- name: assign_file_station
+UPDATE source_file SET station_id = %(station_id)s, status = 'queued', error = NULL
+WHERE id = %(id)s AND status IN ('needs station', 'failed')
+RETURNING id;
+
+-- name: requeue_file
+UPDATE source_file f SET status = 'queued', error = NULL, error_line = NULL
+FROM (SELECT id, status AS previous_status FROM source_file WHERE id = %(id)s FOR UPDATE) old
+WHERE f.id = old.id AND f.status IN ('imported', 'failed', 'needs station', 'importing', 'queued')
+RETURNING f.id, old.previous_status;
+
+-- name: inbox_seen
+SELECT * FROM inbox_file WHERE path = %(path)s;
+
+-- name: inbox_mark
+INSERT INTO inbox_file (path, size_bytes, mtime, source_file_id)
+VALUES (%(path)s, %(size_bytes)s, %(mtime)s, %(source_file_id)s)
+ON CONFLICT (path) DO UPDATE
+SET size_bytes = EXCLUDED.size_bytes, mtime = EXCLUDED.mtime,
+    source_file_id = EXCLUDED.source_file_id, seen_at = now();
