@@ -160,17 +160,49 @@ class LoggerClock:
     timestamp_is_end: bool = True
     interval_s: int = 600
 
+    def shift_us(self) -> int:
+        return (self.utc_offset_minutes * 60 + (self.interval_s if self.timestamp_is_end else 0)) * 1_000_000
+
     def to_utc_start_us(self, times: np.ndarray) -> np.ndarray:
-        shift = np.timedelta64(self.utc_offset_minutes, "m")
-        if self.timestamp_is_end:
-            shift = shift + np.timedelta64(self.interval_s, "s")
-        return (times - shift).astype("datetime64[us]").astype(np.int64) - PG_EPOCH_US
+        return times.astype("datetime64[us]").astype(np.int64) - PG_EPOCH_US - self.shift_us()
 
 
-def _long_rows(batch: Batch, channel_ids: np.ndarray, clock: LoggerClock) -> tuple[np.ndarray, ...]:
-    """Melt a batch to (channel, time, value), ordered by channel then time, NaN dropped."""
+@dataclass
+class Clocks:
+    """The logger configurations of a file's logger over time: ``clocks[i]`` is in force from
+    ``starts[i]`` (logged time, µs since 1970) until the next start."""
+
+    starts: np.ndarray
+    clocks: list[LoggerClock]
+
+    def to_utc_start_us(self, times: np.ndarray) -> np.ndarray:
+        """Each logged time converted with the configuration in force at that time.
+
+        >>> c = Clocks(np.array([np.iinfo(np.int64).min, 60_000_000]), [LoggerClock(0, False), LoggerClock(60, False)])
+        >>> t = np.array([0, 120_000_000], dtype="datetime64[us]")
+        >>> (c.to_utc_start_us(t) + PG_EPOCH_US).tolist()
+        [0, -3480000000]
+        """
+        us = times.astype("datetime64[us]").astype(np.int64)
+        idx = np.searchsorted(self.starts, us, side="right") - 1
+        shifts = np.array([c.shift_us() for c in self.clocks], dtype=np.int64)
+        return us - PG_EPOCH_US - shifts[np.maximum(idx, 0)]
+
+
+def _long_rows(batch: Batch, channel_ids: np.ndarray, clock: LoggerClock | Clocks) -> tuple[np.ndarray, ...]:
+    """Melt a batch to (channel, time, value), ordered by channel then time, NaN dropped.
+
+    A clock change (e.g. to an offset further east) can map two logged rows to one UTC time:
+    the later row wins, as a later file would.
+    """
     t = clock.to_utc_start_us(batch.times)
-    vals = batch.values.T  # columns first: rows come out grouped by channel
+    values = batch.values
+    if len(t) > 1 and (np.diff(t) <= 0).any():
+        order = np.argsort(t, kind="stable")
+        ts = t[order]
+        last_of_run = np.append(ts[1:] != ts[:-1], True)  # stable sort: the later row is last
+        t, values = ts[last_of_run], values[order[last_of_run]]
+    vals = values.T  # columns first: rows come out grouped by channel
     keep = ~np.isnan(vals)
     ch = np.broadcast_to(channel_ids[:, None], vals.shape)[keep]
     tt = np.broadcast_to(t[None, :], vals.shape)[keep]
@@ -313,7 +345,7 @@ def requeue(conn: psycopg.Connection, source_file_id: int, actor: str) -> None:
 def _load(conn: psycopg.Connection, reader, claimed: dict) -> dict:
     header: Header = reader.header
     station_id = claimed["station_id"]
-    clock: LoggerClock | None = None
+    clock: Clocks | None = None
     channel_ids: np.ndarray | None = None
     n_rows = n_readings = n_changed = 0
     first_us: int | None = None
@@ -322,10 +354,7 @@ def _load(conn: psycopg.Connection, reader, claimed: dict) -> dict:
     staging_ready = False
     for batch in reader.batches():
         if clock is None:
-            clock = _clock(conn, station_id, header, batch.times[0])
-            step = _median_step_s(batch.times)
-            if step:  # the file's own time step beats a configured default
-                clock.interval_s = step
+            clock = _clocks(conn, station_id, header, _median_step_s(batch.times))
             channel_ids = _channel_ids(conn, station_id, header)
         assert channel_ids is not None
         if prev_last_time is not None and batch.times[0] <= prev_last_time:
@@ -374,19 +403,33 @@ def _copy(conn: psycopg.Connection, table: str, data: bytes) -> None:
         copy.write(COPY_TRAILER)
 
 
-def _clock(conn: psycopg.Connection, station_id: int, header: Header, first_logged) -> LoggerClock:
-    """The logger configuration in force when the file starts (created if none is known)."""
-    at = datetime.fromisoformat(str(first_logged.astype("datetime64[s]"))).replace(tzinfo=UTC)
-    row = db.fetch_one(conn, "logger_in_force", station_id=station_id, serial=header.logger_serial, at=at)
-    if row is None:
-        row = db.fetch_one(
-            conn, "insert_logger", station_id=station_id,
-            oem="Campbell Scientific" if header.format.startswith("to") else "",
+def _clocks(conn: psycopg.Connection, station_id: int, header: Header, step_s: int | None) -> Clocks:
+    """The file's logger configurations over time (one is created from the header if the
+    station has none for this logger). The file's own time step, when it has one, is the
+    averaging interval: a logger may write a 10-minute and an hourly table."""
+    rows = db.fetch_all(conn, "loggers_of", station_id=station_id, serial=header.logger_serial)
+    if not rows:
+        rows = [db.fetch_one(
+            conn, "insert_logger", station_id=station_id, oem=header.logger_oem,
             model=header.logger_model, serial=header.logger_serial,
-            utc_offset_minutes=0, timestamp_is_end=True, interval_s=600,
-        )
-    assert row is not None
-    return LoggerClock(row["utc_offset_minutes"], row["timestamp_is_end"], row["interval_s"])
+            utc_offset_minutes=header.utc_offset_minutes or 0,
+            timestamp_is_end=True if header.timestamp_is_end is None else header.timestamp_is_end,
+            interval_s=header.interval_s or step_s or 600,
+        )]
+    starts = np.array(
+        [np.iinfo(np.int64).min if r["valid_from"] is None else
+         _us_since_1970(r["valid_from"]) for r in rows],
+        dtype=np.int64,
+    )
+    clocks = [
+        LoggerClock(r["utc_offset_minutes"], r["timestamp_is_end"], step_s or header.interval_s or r["interval_s"])
+        for r in rows
+    ]
+    return Clocks(starts, clocks)
+
+
+def _us_since_1970(t: datetime) -> int:
+    return int((t - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000
 
 
 def _channel_ids(conn: psycopg.Connection, station_id: int, header: Header) -> np.ndarray:

@@ -17,15 +17,13 @@ RETURNING *;
 -- name: stations
 SELECT * FROM station ORDER BY name;
 
--- name: logger_in_force
--- The logger configuration of a station in force at a time (NULL bounds are open).
+-- name: loggers_of
+-- The configurations of the logger that wrote a file (by serial; a file without a serial,
+-- or a logger recorded without one, matches any), oldest first.
 SELECT * FROM logger
 WHERE station_id = %(station_id)s
   AND (serial = %(serial)s OR %(serial)s = '' OR serial = '')
-  AND (valid_from IS NULL OR valid_from <= %(at)s)
-  AND (valid_to IS NULL OR valid_to > %(at)s)
-ORDER BY (serial = %(serial)s) DESC, valid_from DESC NULLS LAST
-LIMIT 1;
+ORDER BY valid_from NULLS FIRST, id;
 
 -- name: insert_logger
 INSERT INTO logger (station_id, oem, model, serial, utc_offset_minutes, timestamp_is_end, interval_s)

@@ -130,3 +130,23 @@ def test_storage_level_is_the_best_the_server_offers(conn):
             "SELECT count(*) AS n FROM timescaledb_information.hypertables WHERE hypertable_name = 'reading'"
         ).fetchone()["n"]
         assert hyper == 1
+
+
+def test_each_row_uses_the_logger_configuration_in_force_at_its_time(conn, settings, demo_files):
+    # the logger clock moves from UTC to UTC+1 at 2025-03-01 12:00 (logged time)
+    with conn.transaction():
+        st = ingest.ensure_station(conn, "Clock Mast")
+        for valid_from, valid_to, offset in ((None, "2025-03-01 12:00+00", 0), ("2025-03-01 12:00+00", None, 60)):
+            conn.execute(
+                "INSERT INTO logger (station_id, serial, utc_offset_minutes, timestamp_is_end, interval_s,"
+                " valid_from, valid_to) VALUES (%s, '31842', %s, true, 600, %s, %s)",
+                (st["id"], offset, valid_from, valid_to),
+            )
+    row = receive_and_import(conn, demo_files[0], station="Clock Mast", settings=settings)
+    times = [r["time"] for r in conn.execute(
+        "SELECT DISTINCT time FROM reading ORDER BY time").fetchall()]
+    assert times[0] == datetime(2025, 3, 1, 0, 0, tzinfo=UTC)  # logged 00:10, end of period
+    # logged 11:50 -> 11:40; logged 12:00 (UTC+1) -> 10:50: the hour is logged twice
+    assert datetime(2025, 3, 1, 11, 40, tzinfo=UTC) in times
+    assert row["last_time"] == datetime(2025, 3, 1, 22, 50, tzinfo=UTC)
+    assert row["n_rows"] == 144 and len(times) < 144  # overlapping hour merged, later wins
