@@ -1,0 +1,109 @@
+"""Several workers, and a worker killed in the middle of a file."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import demo, ingest, jobs
+from tests.integration.test_cli import env_for
+
+pytestmark = pytest.mark.integration
+
+
+def start_worker(db_url: str, home: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "ingest_worker"], env=env_for(db_url, home),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+def wait_until(predicate, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def statuses(conn) -> dict[str, int]:
+    return {r["status"]: r["n"] for r in conn.execute("SELECT status, count(*) AS n FROM source_file GROUP BY 1")}
+
+
+def test_two_workers_import_fifty_files_each_exactly_once(conn, db_url, settings, tmp_path):
+    paths = demo.generate(tmp_path, start=date(2025, 8, 1), days=25)
+    assert len(paths) == 50
+    with conn.transaction():
+        ids = [ingest.receive(conn, p, station=p.parent.name, settings=settings).id for p in paths]
+    jobs.queue_imports(db_url, ids)
+    workers = [start_worker(db_url, settings.home) for _ in range(2)]
+    try:
+        wait_until(lambda: statuses(conn).get("imported") == 50, 180, "50 imports")
+    finally:
+        for w in workers:
+            stop(w)
+    assert conn.execute("SELECT max(attempts) AS n FROM source_file").fetchone()["n"] == 1
+    assert conn.execute("SELECT count(*) AS n FROM reading").fetchone()["n"] == 50 * 144 * 41
+    done = conn.execute(
+        "SELECT count(*) AS n, count(DISTINCT worker_id) AS w FROM procrastinate_jobs "
+        "WHERE task_name = 'sm:import_file' AND status = 'succeeded'"
+    ).fetchone()
+    assert done["n"] == 50
+
+
+def big_toa5(path: Path, rows: int = 120_000, cols: int = 60) -> None:
+    times = np.datetime64("2020-01-01T00:10") + np.arange(rows) * np.timedelta64(10, "m")
+    names = ",".join(f'"C{i}_Avg"' for i in range(cols))
+    units = '"TS","RN",' + ",".join('"m/s"' for _ in range(cols))
+    proc = '"",""' + ',"Avg"' * cols
+    head = f'"TOA5","Big","CR1000X","777","os","prog","sig","T"\n"TIMESTAMP","RECORD",{names}\n{units}\n{proc}\n'
+    values = np.round(np.random.default_rng(1).random((rows, cols)) * 20, 3)
+    with path.open("w") as fh:
+        fh.write(head)
+        stamps = np.datetime_as_string(times, unit="s")
+        for start in range(0, rows, 20_000):
+            block = values[start:start + 20_000]
+            lines = [
+                f'"{stamps[start + i].replace("T", " ")}",{start + i},' + ",".join(map(str, r))
+                for i, r in enumerate(block.tolist())
+            ]
+            fh.write("\n".join(lines) + "\n")
+
+
+def test_a_killed_worker_leaves_nothing_half_loaded_and_the_file_is_retried(conn, db_url, settings, tmp_path):
+    path = tmp_path / "big.dat"
+    big_toa5(path)
+    with conn.transaction():
+        rec = ingest.receive(conn, path, station="Big Mast", settings=settings)
+    jobs.queue_imports(db_url, [rec.id])
+    first = start_worker(db_url, settings.home)
+    try:
+        wait_until(lambda: statuses(conn).get("importing") == 1, 60, "the import to start")
+        time.sleep(1.0)  # well inside the COPY
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+    finally:
+        stop(first)
+    assert conn.execute("SELECT count(*) AS n FROM reading").fetchone()["n"] == 0
+    second = start_worker(db_url, settings.home)
+    try:
+        # the dead worker's heartbeat goes stale after 30 s; retry_stalled runs every minute
+        wait_until(lambda: statuses(conn).get("imported") == 1, 240, "the retried import")
+    finally:
+        stop(second)
+    row = conn.execute("SELECT * FROM source_file WHERE id = %s", (rec.id,)).fetchone()
+    assert row["attempts"] == 2 and row["n_readings"] == 120_000 * 60
+    assert conn.execute("SELECT count(*) AS n FROM reading").fetchone()["n"] == 120_000 * 60
