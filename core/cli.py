@@ -153,34 +153,24 @@ def _message(r: dict[str, Any]) -> str:
 
 
 def cmd_files(args: argparse.Namespace) -> int:
+    from core import files
+
     with db.connect() as conn, db.translate():
-        rows = conn.execute(
-            """
-            SELECT f.*, s.name AS station FROM source_file f LEFT JOIN station s ON s.id = f.station_id
-            WHERE %(station)s::text IS NULL OR s.name = %(station)s
-            ORDER BY f.id
-            """,
-            {"station": args.station},
-        ).fetchall()
-    _report_files(rows, args.json)
+        rows = files.list_files(conn, station=args.station, status=args.status, limit=args.limit)
+    _report_files(list(reversed(rows)), args.json)
     return 0
 
 
 def cmd_requeue(args: argparse.Namespace) -> int:
-    from core import ingest, jobs
+    from core import files
 
+    for i in args.ids:
+        files.requeue(i, actor=args.actor, station=args.station)
     url = db.database_url()
-    with db.connect(url) as conn, db.translate(), conn.transaction():
-        for i in args.ids:
-            if args.station:
-                ingest.assign_station(conn, i, args.station, args.actor)
-            else:
-                ingest.requeue(conn, i, args.actor)
-    jobs.queue_imports(url, args.ids)
     if args.wait:
         _wait_for_files(url, args.ids, quiet=args.json)
     with db.connect(url) as conn:
-        _report_files(db.fetch_all(conn, "source_files_by_ids", ids=args.ids), args.json)
+        _report_files(files.files_by_ids(conn, args.ids), args.json)
     return 0
 
 
@@ -267,7 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_ingest)
 
     s = sub.add_parser("files", help="list received files and their status")
-    s.add_argument("--station")
+    s.add_argument("--station", help="only this station ('-': files without a station)")
+    s.add_argument("--status", choices=("queued", "importing", "imported", "failed", "duplicate",
+                                        "needs station", "unpacked"))
+    s.add_argument("--limit", type=int, default=1000, help="newest N files (default 1000)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_files)
 

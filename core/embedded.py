@@ -86,3 +86,10 @@ def create_database_if_missing(admin_url: str, dbname: str, template: str | None
             conn.execute(stmt)
         except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
             pass  # another process created it at the same moment
+
+
+def stop_server(settings: Settings) -> None:
+    """Let go of the embedded server (it stops when no other process holds it)."""
+    server = _servers.pop(settings.pgdata, None)
+    if server is not None:
+        server.cleanup()  # type: ignore[attr-defined]

@@ -9,6 +9,8 @@ gets a fresh database copied from a template migrated once per session.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +27,7 @@ SAMPLES = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_admin_url() -> Iterator[str]:
     """URL of a maintenance database on the test server."""
     url = os.environ.get("STATIONMANAGER_TEST_DATABASE_URL")
     if url:
@@ -33,8 +35,12 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     from core import embedded
 
-    home = tmp_path_factory.mktemp("pg")
+    # Not under pytest's tmp_path: pytest prunes old basetemp folders, which would pull the
+    # data folder from under a server that another pytest run is still using.
+    home = Path(tempfile.mkdtemp(prefix="sm-test-pg-"))
     yield embedded.ensure_server(Settings(home=home))
+    embedded.stop_server(Settings(home=home))
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -244,3 +244,13 @@ VALUES (%(path)s, %(size_bytes)s, %(mtime)s, %(source_file_id)s)
 ON CONFLICT (path) DO UPDATE
 SET size_bytes = EXCLUDED.size_bytes, mtime = EXCLUDED.mtime,
     source_file_id = EXCLUDED.source_file_id, seen_at = now();
+
+-- name: list_files
+SELECT f.id, f.original_name, f.format, f.status, f.n_rows, f.n_readings, f.n_changed,
+       f.first_time, f.last_time, f.error, f.error_line, f.origin, f.received_by, f.received_at,
+       f.size_bytes, f.sha256, f.parent_id, f.duplicate_of, s.name AS station
+FROM source_file f LEFT JOIN station s ON s.id = f.station_id
+WHERE (%(station)s::text IS NULL OR s.name = %(station)s OR (%(station)s = '-' AND f.station_id IS NULL))
+  AND (%(status)s::text IS NULL OR f.status = %(status)s)
+ORDER BY f.id DESC
+LIMIT %(limit)s;
