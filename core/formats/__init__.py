@@ -89,23 +89,40 @@ class Reader:
         return ParseError(reason, file=self.name, line=line)
 
 
-def open_reader(path: Path, display_name: str | None = None, format: str | None = None) -> Reader:
-    """Detect the format of ``path`` from its content and return a reader for it."""
-    from core.formats import toa5
+def open_reader(path: Path, display_name: str | None = None, format: str | None = None,
+                mapping=None) -> Reader:
+    """Detect the format of ``path`` from its content and return a reader for it.
+
+    With ``mapping`` (a :class:`core.formats.generic.GenericMapping`, how one logger's
+    delimited text files are laid out) the file is read as generic text with it.
+    """
+    from core.formats import generic, nrg, toa5, tob1, windographer
 
     name = display_name or path.name
-    readers = {"toa5": toa5.Toa5Reader}
+    # format -> (sniffer, reader), in the order of sniffing: the generic table last
+    formats = {
+        "toa5": (toa5.sniff, toa5.Toa5Reader),
+        "tob1": (tob1.sniff, tob1.Tob1Reader),
+        "nrg_symphoniepro": (nrg.sniff_symphoniepro, nrg.SymphonieProReader),
+        "nrg_logr": (nrg.sniff_logr, nrg.LogrReader),
+        "windographer": (windographer.sniff, windographer.WindographerReader),
+        "generic": (generic.sniff, generic.GenericReader),
+    }
+    if mapping is not None:
+        return generic.GenericReader(path, name, mapping=mapping)
     if format:
-        if format not in readers:
-            raise ParseError(f"unknown format {format!r}; known: {', '.join(sorted(readers))}", file=name)
-        return readers[format](path, name)
+        if format not in formats:
+            raise ParseError(f"unknown format {format!r}; known: {', '.join(sorted(formats))}", file=name)
+        return formats[format][1](path, name)
     head = _head(path)
     if not head.strip():
         raise ParseError("the file is empty", file=name)
-    if toa5.sniff(head):
-        return toa5.Toa5Reader(path, name)
+    for sniff, reader in formats.values():
+        if sniff(head):
+            return reader(path, name)
     raise ParseError(
-        "unrecognised file format (supported: Campbell TOA5)", file=name, line=1
+        "unrecognised file format (supported: Campbell TOA5 and TOB1, NRG SymphoniePRO and LOGR, "
+        "Windographer, delimited text with a timestamp column)", file=name, line=1,
     )
 
 

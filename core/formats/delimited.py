@@ -195,21 +195,19 @@ def to_float(col: pa.ChunkedArray, name: str, reader: Reader, line: int) -> np.n
 
 def guess_time_format(strings: pd.Series) -> str | None:
     """``None`` for ISO 8601, else the first of :data:`TIME_FORMATS` that reads every value
-    (ignoring a ``+00:00`` suffix) as increasing times."""
+    (ignoring a ``+00:00`` suffix) as increasing times; failing that, the layout that reads
+    the most values, so that :func:`parse_times` blames the right row."""
     sample = strings.str.replace(_TZ_SUFFIX, "", regex=True)
-    try:
-        pd.to_datetime(sample, format="ISO8601")
-        return None
-    except (ValueError, TypeError):
-        pass
-    for fmt in TIME_FORMATS:
-        try:
-            parsed = pd.to_datetime(sample, format=fmt)
-        except (ValueError, TypeError):
-            continue
-        if len(parsed) < 2 or (np.diff(parsed.to_numpy()) > np.timedelta64(0)).all():
+    best, best_n = None, 0
+    for fmt in (None, *TIME_FORMATS):
+        parsed = pd.to_datetime(sample, format=fmt or "ISO8601", errors="coerce")
+        n = int(parsed.notna().sum())
+        increasing = n < 2 or bool((np.diff(parsed.to_numpy()) > np.timedelta64(0)).all())
+        if n == len(parsed) and (fmt is None or increasing):
             return fmt
-    return None
+        if n > best_n:
+            best, best_n = fmt, n
+    return best
 
 
 def parse_times(strings: pd.Series, fmt: str | None, reader: Reader, line: int) -> np.ndarray:

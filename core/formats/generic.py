@@ -1,0 +1,408 @@
+"""Generic delimited text: CSV, TSV or semicolon files with one header row.
+
+Layout (everything but the header row is optional)::
+
+    Exported by some tool                      <- free text lines before the header
+    Timestamp,Spd80mN,Spd80mNStd,T2m [degC]    <- header row (``header_row``, 0-based)
+    ,m/s,m/s,                                  <- units row (``units_row``), if any
+    2016-01-09 15:30:00,8.37,1.24,0.711        <- data rows
+
+How to read such a file is a :class:`GenericMapping` (saved per logger as JSON). Without
+one the file must have its header on the first line, a timestamp column with a usual
+name (``Timestamp``, ``Date/Time``, ``DateTime``, ``Time``, or ``Date`` and ``Time``) and
+the same number of fields on every line of the first 4 KiB; the delimiter and a decimal
+comma are detected. Units may be written in the header as ``Name [unit]`` or
+``Name (unit)``. The data rows are read by :class:`core.formats.delimited.TableReader`.
+
+This module also holds the header helpers that the NRG and Windographer readers share.
+
+>>> sniff(b"Timestamp,WS_Avg\\n2025-01-01 00:10:00,5.5\\n2025-01-01 00:20:00,5.1\\n")
+True
+>>> sniff(b"just some text\\nwithout a table\\n")
+False
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from core.errors import ConfigError
+from core.formats import Column, Header, Reader
+from core.formats.delimited import MISSING, Layout, TableReader
+
+log = logging.getLogger(__name__)
+
+#: Header names of a column holding date and time (compared lower-case, units removed).
+TIME_NAMES = (
+    "timestamp", "timestamps", "time stamp", "tmstamp", "date/time", "datetime", "date_time",
+    "date time", "date-time", "date & time", "date & time stamp", "date and time",
+)
+DELIMITERS = ",\t;|"
+#: Longest header line read (a guard against binary files without line breaks).
+MAX_LINE = 1 << 20
+_UNIT = re.compile(r"^(.*?)\s*(?:\[([^\[\]]*)\]|\(([^()]*)\))$")
+_STAT_SUFFIX = re.compile(r"(StdDev|Std|SD|Max|Min|Gust|Tot|Total|Sum|Avg|Mean)$")
+_STAT_WORD = re.compile(r"[ _.\-](stddev|std|sd|max|min|gust|tot|total|sum|avg|mean)$", re.I)
+_STATS = {"stddev": "sd", "std": "sd", "sd": "sd", "max": "max", "min": "min", "gust": "gust",
+          "tot": "sum", "total": "sum", "sum": "sum", "avg": "avg", "mean": "avg"}
+_UTC_SUFFIX = re.compile(r"(?:[+-]\d\d:?\d\d|Z)$")
+_DATE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
+_DECIMAL_COMMA = re.compile(r"^\s*-?\d+,\d+\s*$")
+
+
+# --- helpers shared by the text formats ------------------------------------------------
+
+
+def split_unit(name: str) -> tuple[str, str]:
+    """A header name and the unit written after it in brackets or parentheses.
+
+    >>> split_unit("Speed 80 m [m/s]"), split_unit("T2m (°C)"), split_unit("Spd80mN")
+    (('Speed 80 m', 'm/s'), ('T2m', '°C'), ('Spd80mN', ''))
+    """
+    m = _UNIT.match(name.strip())
+    if not m or not m[1]:
+        return name.strip(), ""
+    return m[1], (m[2] if m[2] is not None else m[3]).strip()
+
+
+def suffix_statistic(name: str, default: str = "unknown") -> str:
+    """The statistic named by a column's suffix (``Spd80mNStd``, ``WS_max``), else ``default``.
+
+    >>> [suffix_statistic(n, "avg") for n in ("Spd80mNStd", "Dir78mS", "PrcpTot", "ws_max")]
+    ['sd', 'avg', 'sum', 'max']
+    """
+    m = _STAT_SUFFIX.search(name) or _STAT_WORD.search(name)
+    return _STATS[m[1].lower()] if m else default
+
+
+def time_fields(names: list[str]) -> list[str] | None:
+    """The timestamp column, or the date and time columns, among header ``names``.
+
+    >>> time_fields(["Site", "Date/Time", "WS"]), time_fields(["Date", "Time", "WS"])
+    (['Date/Time'], ['Date', 'Time'])
+    >>> time_fields(["WS", "WD"]) is None
+    True
+    """
+    keys = {split_unit(n)[0].strip().lower(): n for n in reversed(names)}
+    for key in TIME_NAMES:
+        if key in keys:
+            return [keys[key]]
+    if "date" in keys and "time" in keys:
+        return [keys["date"], keys["time"]]
+    for key in ("time", "date"):
+        if key in keys:
+            return [keys[key]]
+    return None
+
+
+def has_utc_suffix(stamp: str) -> bool:
+    """True when a timestamp ends in ``Z`` or ``+hh:mm`` (the reader converts it to UTC).
+
+    >>> has_utc_suffix("2024-01-11T13:39:00Z"), has_utc_suffix("2016-01-09 15:30:00")
+    (True, False)
+    """
+    return bool(_UTC_SUFFIX.search(stamp.strip()))
+
+
+def unique_names(reader: Reader, names: list[str], line: int) -> tuple[list[str], set[str]]:
+    """``names`` with blank ones replaced by placeholders (returned as the second item).
+
+    Duplicate names are a :class:`ParseError` at ``line``.
+    """
+    out, blank = [], set()
+    for i, name in enumerate(names):
+        if name.strip():
+            out.append(name)
+        else:
+            out.append(f"_blank_{i + 1}")
+            blank.add(out[-1])
+    if len(set(out)) != len(out):
+        dup = sorted({x for x in out if out.count(x) > 1})
+        raise reader.error(f"duplicate column names: {', '.join(dup)}", line)
+    return out, blank
+
+
+def read_head_lines(
+    reader: Reader, encoding: str | None, limit: int, until: bytes | None = None, after: int = 0
+) -> tuple[list[str], str]:
+    """Up to ``limit`` lines from the start of the file (line ends removed), and the
+    encoding to read the rest with. With ``until``, reading stops ``after`` lines past the
+    first line equal to it. The text is UTF-8 (BOM allowed) unless ``encoding`` says
+    otherwise; with ``encoding=None`` Latin-1 when the head is not UTF-8."""
+    raw: list[bytes] = []
+    with reader.path.open("rb") as fh:
+        stop = None
+        while len(raw) < limit and (stop is None or len(raw) < stop):
+            line = fh.readline(MAX_LINE)
+            if not line:
+                break
+            if len(line) == MAX_LINE and not line.endswith(b"\n"):
+                n = len(raw) + 1
+                raise reader.error(f"line {n} is longer than {MAX_LINE} bytes; not a text table", n)
+            raw.append(line)
+            if stop is None and until is not None and line.strip() == until:
+                stop = len(raw) + after
+    data = b"".join(raw)
+    if b"\x00" in data:
+        line = data[: data.index(b"\x00")].count(b"\n") + 1
+        raise reader.error("not a text file (it contains NUL bytes)", line)
+    codecs = [encoding] if encoding else ["utf-8-sig", "latin-1"]
+    for codec in codecs:
+        utf8 = codec.replace("-", "").replace("_", "").lower() in ("utf8", "utf8sig")
+        try:
+            text = data.decode("utf-8-sig" if utf8 else codec)
+        except UnicodeDecodeError as exc:
+            if codec == codecs[-1]:
+                line = data[: exc.start].count(b"\n") + 1
+                raise reader.error(f"not {codec} text (byte {exc.start} of the header)", line) from exc
+            continue
+        except LookupError as exc:
+            raise reader.error(f"unknown encoding {codec!r}") from exc
+        return [ln.rstrip("\r\n") for ln in io.StringIO(text, newline=None)], "utf8" if utf8 else codec
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+# --- the mapping -----------------------------------------------------------------------
+
+
+@dataclass
+class GenericMapping:
+    """How to read one logger's delimited text files.
+
+    ``timestamp`` is a column name or a ``[date, time]`` pair (``None``: detect);
+    ``time_format`` a ``strptime`` format (``None``: ISO 8601 or guessed); ``decimal``
+    ``"."`` or ``","``; ``missing`` extra missing-value codes such as ``"-9999"``.
+
+    >>> m = GenericMapping(delimiter=";", decimal=",", timestamp=["Datum", "Zeit"])
+    >>> GenericMapping.from_json(m.to_json()) == m
+    True
+    """
+
+    header_row: int = 0
+    units_row: int | None = None
+    delimiter: str | None = None
+    timestamp: str | list[str] | None = None
+    time_format: str | None = None
+    utc_offset_minutes: int | None = None
+    timestamp_is_end: bool | None = None
+    missing: list[str] = field(default_factory=list)
+    decimal: str = "."
+    skip_columns: list[str] = field(default_factory=list)
+    encoding: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.timestamp, tuple):
+            self.timestamp = list(self.timestamp)
+        problems = []
+        if not isinstance(self.header_row, int) or self.header_row < 0:
+            problems.append("header_row must be a whole number ≥ 0")
+        units_row = self.units_row
+        if units_row is not None and (not isinstance(units_row, int) or units_row <= self.header_row):
+            problems.append("units_row must come after header_row")
+        if self.delimiter is not None and (not isinstance(self.delimiter, str) or len(self.delimiter) != 1):
+            problems.append("delimiter must be one character")
+        stamp = self.timestamp
+        if not (stamp is None or isinstance(stamp, str) or (
+            isinstance(stamp, list) and len(stamp) == 2 and all(isinstance(t, str) for t in stamp)
+        )):
+            problems.append("timestamp must be a column name or [date column, time column]")
+        if self.timestamp_is_end not in (None, True, False):
+            problems.append("timestamp_is_end must be true, false or null")
+        if self.decimal not in (".", ","):
+            problems.append("decimal must be '.' or ','")
+        elif self.decimal == "," and self.delimiter == ",":
+            problems.append("a decimal comma needs another delimiter")
+        if self.utc_offset_minutes is not None and (
+            not isinstance(self.utc_offset_minutes, int) or not -900 <= self.utc_offset_minutes <= 900
+        ):
+            problems.append("utc_offset_minutes must be a whole number between -900 and 900")
+        for name in ("missing", "skip_columns"):
+            value = getattr(self, name)
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                problems.append(f"{name} must be a list of texts")
+        for name in ("time_format", "encoding"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                problems.append(f"{name} must be a text")
+        if problems:
+            raise ConfigError("invalid file mapping: " + "; ".join(problems))
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> GenericMapping:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"invalid file mapping: not JSON ({exc})") from exc
+        if not isinstance(data, dict):
+            raise ConfigError("invalid file mapping: expected a JSON object")
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"invalid file mapping: unknown keys {', '.join(sorted(unknown))}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise ConfigError(f"invalid file mapping: {exc}") from exc
+
+
+def detect(lines: list[str], min_share: float = 0.9) -> GenericMapping | None:
+    """A mapping for ``lines`` (the start of a file) when it is a plain table: header on
+    the first non-blank line, a timestamp column, dates in it and the header's field count
+    on at least ``min_share`` of the other lines (``0``: a header alone will do).
+
+    >>> detect(["Date;Time;WS", "09.01.2016;15:30;5,5"]).to_json()[:60]
+    '{"decimal": ",", "delimiter": ";", "encoding": null, "header'
+    """
+    header_row = next((i for i, ln in enumerate(lines) if ln.strip()), 0)
+    lines = [ln for ln in lines[header_row:] if ln.strip()]
+    if not lines or (len(lines) < 2 and min_share > 0):
+        return None
+    candidates = []
+    try:
+        candidates.append(csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter)
+    except csv.Error:
+        pass
+    candidates += [d for d in DELIMITERS if d not in candidates]
+    best: tuple[float, GenericMapping] | None = None
+    for delim in candidates:
+        try:
+            rows = list(csv.reader(lines, delimiter=delim))
+        except csv.Error:
+            continue
+        names = rows[0]
+        times = time_fields(names) if len(names) >= 2 else None
+        if times is None:
+            continue
+        agree = [r for r in rows[1:] if len(r) == len(names)]
+        share = len(agree) / (len(rows) - 1) if len(rows) > 1 else 0.0
+        if share < min_share:
+            continue
+        if agree and not _DATE.search(" ".join(agree[0][names.index(t)] for t in times)):
+            continue
+        values = [v for r in agree for i, v in enumerate(r) if names[i] not in times]
+        comma = delim != "," and any(_DECIMAL_COMMA.match(v) for v in values)
+        mapping = GenericMapping(header_row=header_row, delimiter=delim, decimal="," if comma else ".",
+                                 timestamp=times[0] if len(times) == 1 else times)
+        if best is None or share > best[0]:
+            best = (share, mapping)
+    return best[1] if best else None
+
+
+def sniff(head: bytes) -> bool:
+    """True when ``head`` is a plain delimited table with a timestamp column."""
+    if b"\x00" in head:
+        return False
+    lines = head.decode("utf-8-sig", errors="replace").splitlines()
+    if len(head) >= 4096 and lines:
+        lines = lines[:-1]  # the last line may be cut
+    return detect(lines[:50]) is not None
+
+
+class GenericReader(TableReader):
+    """A delimited text file read with a :class:`GenericMapping` (detected when omitted)."""
+
+    format = "generic"
+
+    def __init__(self, path, display_name=None, mapping: GenericMapping | None = None) -> None:
+        super().__init__(path, display_name)
+        self.mapping = mapping
+        self._value_fields: list[str] = []
+
+    def read_header(self) -> Header:
+        m = self.mapping
+        if m is None:
+            lines, encoding = read_head_lines(self, None, 50)
+            if not any(ln.strip() for ln in lines):
+                raise self.error("the file is empty")
+            m = detect(lines, min_share=0.0)
+            if m is None:
+                raise self.error(
+                    "no table with a timestamp column (Timestamp, Date/Time, DateTime, Time or Date "
+                    "and Time) and a consistent delimiter; set up a file mapping for this logger", 1
+                )
+            self.mapping = m
+        last = max(m.header_row, m.units_row or 0)
+        lines, encoding = read_head_lines(self, m.encoding, last + 2)
+        if not any(ln.strip() for ln in lines):
+            raise self.error("the file is empty")
+        if len(lines) <= m.header_row:
+            raise self.error(
+                f"the file has {len(lines)} lines; the header should be line {m.header_row + 1}", len(lines)
+            )
+        delim = m.delimiter or _guess_delimiter(lines[m.header_row])
+        try:
+            names = next(csv.reader([lines[m.header_row]], delimiter=delim))
+        except (csv.Error, StopIteration) as exc:
+            raise self.error(f"unreadable header: {exc}", m.header_row + 1) from exc
+        line = m.header_row + 1
+        names, blank = unique_names(self, names, line)
+        units = [""] * len(names)
+        if m.units_row is not None:
+            if len(lines) <= m.units_row:
+                raise self.error("the units row is missing", len(lines) + 1)
+            units = next(csv.reader([lines[m.units_row]], delimiter=delim), [])
+            if len(units) != len(names):
+                raise self.error(
+                    f"the units row has {len(units)} fields but the header has {len(names)}", m.units_row + 1
+                )
+        if m.timestamp is None:
+            times = time_fields(names)
+            if times is None:
+                raise self.error("no timestamp column in the header (Timestamp, Date/Time, Time…)", line)
+        else:
+            times = [m.timestamp] if isinstance(m.timestamp, str) else list(m.timestamp)
+            for t in times:
+                if t not in names:
+                    raise self.error(f"the timestamp column {t!r} is not in the header", line)
+        skip = set(m.skip_columns) | blank | set(times)
+        columns = []
+        for name, unit in zip(names, units):
+            if name in skip:
+                continue
+            base, in_name = split_unit(name)
+            columns.append(Column(name=name, unit=unit.strip() or in_name, statistic=suffix_statistic(base)))
+        self._value_fields = [c.name for c in columns]
+        self.layout = Layout(
+            fields=names, skip_lines=last + 1, time_fields=times, delimiter=delim,
+            missing=MISSING + list(m.missing), time_format=m.time_format, encoding=encoding,
+        )
+        offset = m.utc_offset_minutes
+        if offset is None and len(lines) > last + 1:
+            first = next(csv.reader([lines[last + 1]], delimiter=delim), [])
+            if len(first) == len(names) and has_utc_suffix(first[names.index(times[-1])]):
+                offset = 0  # the reader converts "+hh:mm" / "Z" stamps to UTC
+        return Header(
+            format=self.format, columns=columns, utc_offset_minutes=offset,
+            timestamp_is_end=m.timestamp_is_end, extra={"mapping": m.to_json()},
+        )
+
+    def _arrow_batches(self, rows: int) -> Iterator[pa.Table]:
+        """The base reader's tables, with a decimal comma turned into a point."""
+        for table in super()._arrow_batches(rows):
+            if self.mapping is not None and self.mapping.decimal == ",":
+                for name in self._value_fields:
+                    i = table.schema.get_field_index(name)
+                    table = table.set_column(i, name, pc.replace_substring(table.column(i), ",", "."))
+            yield table
+
+
+def _guess_delimiter(line: str) -> str:
+    """The most frequent of the usual delimiters in a header line.
+
+    >>> _guess_delimiter("Datum;Zeit;WS"), _guess_delimiter("a")
+    (';', ',')
+    """
+    counts = {d: line.count(d) for d in DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
