@@ -174,6 +174,17 @@ def cmd_requeue(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mapping_set(args: argparse.Namespace) -> int:
+    from core import ingest
+    from core.formats.generic import GenericMapping
+
+    mapping = GenericMapping.from_json(Path(args.file).read_text(encoding="utf-8"))
+    with db.connect() as conn, db.translate(), conn.transaction():
+        ingest.set_file_mapping(conn, args.station, mapping, args.actor)
+    print(f"file mapping saved for {args.station}: {mapping.to_json()}")
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from ingest_worker.worker import run
 
@@ -271,6 +282,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_requeue)
+
+    mp = sub.add_parser("mapping", help="how a station's delimited text files are laid out").add_subparsers(
+        dest="mapping_cmd", required=True)
+    s = mp.add_parser("set", help="save a file mapping (JSON: header_row, delimiter, timestamp, "
+                      "time_format, utc_offset_minutes, timestamp_is_end, missing, decimal, ...)")
+    s.add_argument("file", metavar="MAPPING.json")
+    s.add_argument("--station", required=True)
+    s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_mapping_set)
 
     s = sub.add_parser("worker", help="run an ingest worker (same as python -m ingest_worker)")
     s.add_argument("--concurrency", type=int, help="jobs at once (default: STATIONMANAGER_WORKER_CONCURRENCY)")

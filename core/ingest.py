@@ -15,6 +15,7 @@ which the later import wins; the number of values it changed is recorded on the 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ import psycopg
 from core import archives, db, rollups, schema
 from core.errors import NotFound, ParseError
 from core.formats import Batch, Header, open_reader
+from core.formats.generic import GenericMapping
 from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -253,7 +255,7 @@ def import_file(source_file_id: int, url: str | None = None, settings: Settings 
                 fmt = "archive"
                 queue = _unpack(conn, claimed, path, settings)
             else:
-                reader = open_reader(path, name)
+                reader = _reader_for(conn, path, name, claimed["station_id"])
                 fmt = reader.format
                 if claimed["station_id"] is None:
                     claimed["station_id"] = _route(conn, claimed, reader.header)
@@ -270,6 +272,36 @@ def import_file(source_file_id: int, url: str | None = None, settings: Settings 
         assert row is not None
         log.info("file %s (%s): %s, %s readings", source_file_id, name, row["status"], row["n_readings"], extra=ctx)
         return {**row, "queue": queue}
+
+
+def _reader_for(conn: psycopg.Connection, path: Path, name: str, station_id: int | None):
+    """A reader for the file: by its content, or, for delimited text (or a file nothing
+    else recognises), with the file mapping saved for the station's logger."""
+    mapping = None
+    if station_id is not None:
+        row = db.fetch_one(conn, "station_file_mapping", station_id=station_id)
+        if row:
+            mapping = GenericMapping.from_json(json.dumps(row["file_mapping"]))
+    try:
+        reader = open_reader(path, name)
+    except ParseError:
+        if mapping is None:
+            raise
+        return open_reader(path, name, mapping=mapping)
+    if mapping is not None and reader.format == "generic":
+        return open_reader(path, name, mapping=mapping)
+    return reader
+
+
+def set_file_mapping(conn: psycopg.Connection, station: str, mapping: GenericMapping, actor: str) -> None:
+    """Save how a station's delimited text files are laid out (audited)."""
+    st = ensure_station(conn, station, actor)
+    conn.execute(
+        db.q("set_station_file_mapping"),
+        {"station_id": st["id"], "mapping": mapping.to_json(),
+         "utc_offset_minutes": mapping.utc_offset_minutes, "timestamp_is_end": mapping.timestamp_is_end},
+    )
+    db.audit(conn, actor, "set file mapping", "station", st["id"], mapping=json.loads(mapping.to_json()))
 
 
 def _import(conn: psycopg.Connection, reader, claimed: dict) -> None:

@@ -254,3 +254,24 @@ WHERE (%(station)s::text IS NULL OR s.name = %(station)s OR (%(station)s = '-' A
   AND (%(status)s::text IS NULL OR f.status = %(status)s)
 ORDER BY f.id DESC
 LIMIT %(limit)s;
+
+-- name: station_file_mapping
+SELECT file_mapping FROM logger
+WHERE station_id = %(station_id)s AND file_mapping IS NOT NULL
+ORDER BY valid_from DESC NULLS LAST, id DESC LIMIT 1;
+
+-- name: set_station_file_mapping
+-- The mapping lives on the station's text-file logger (created when there is none).
+WITH target AS (
+    SELECT id FROM logger WHERE station_id = %(station_id)s
+    ORDER BY (file_mapping IS NOT NULL) DESC, valid_from DESC NULLS LAST, id DESC LIMIT 1
+), updated AS (
+    UPDATE logger SET file_mapping = %(mapping)s::jsonb,
+        utc_offset_minutes = coalesce(%(utc_offset_minutes)s, utc_offset_minutes),
+        timestamp_is_end = coalesce(%(timestamp_is_end)s, timestamp_is_end)
+    WHERE id IN (SELECT id FROM target) RETURNING id
+)
+INSERT INTO logger (station_id, oem, model, file_mapping, utc_offset_minutes, timestamp_is_end)
+SELECT %(station_id)s, '', 'text files', %(mapping)s::jsonb, coalesce(%(utc_offset_minutes)s, 0),
+       coalesce(%(timestamp_is_end)s, true)
+WHERE NOT EXISTS (SELECT 1 FROM updated);

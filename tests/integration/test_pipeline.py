@@ -122,3 +122,29 @@ def test_inbox_takes_settled_files_once_and_routes_by_folder(conn, settings, tmp
     run_queue(conn, ids)
     grown = conn.execute("SELECT * FROM source_file WHERE id = %s", (ids[0],)).fetchone()
     assert grown["status"] == "imported" and grown["n_readings"] == 145 * 41
+
+
+def test_generic_text_is_read_with_the_mapping_saved_for_its_station(conn, settings, tmp_path):
+    from core.formats.generic import GenericMapping
+
+    text = (
+        "Logger export\n"
+        "Datum;Zeit;WS 80m [m/s];Temp [C]\n"
+        "01.02.2025;00:00;5,5;-1,5\n"
+        "01.02.2025;00:10;-999;-1,25\n"
+    )
+    path = tmp_path / "export.txt"
+    path.write_text(text, encoding="utf-8")
+    mapping = GenericMapping(header_row=1, delimiter=";", decimal=",", timestamp=["Datum", "Zeit"],
+                             time_format="%d.%m.%Y %H:%M", utc_offset_minutes=60,
+                             timestamp_is_end=False, missing=["-999"])
+    with conn.transaction():
+        ingest.set_file_mapping(conn, "Text Mast", mapping, actor="ana")
+        rec = ingest.receive(conn, path, station="Text Mast", settings=settings)
+    row = ingest.import_file(rec.id)
+    assert row["status"] == "imported", row["error"]
+    assert row["format"] == "generic" and row["n_readings"] == 3  # -999 is missing
+    # 00:00 at UTC+1, start of period -> 23:00 UTC the day before
+    assert row["first_time"].isoformat() == "2025-01-31T23:00:00+00:00"
+    values = [r["value"] for r in conn.execute("SELECT value FROM reading ORDER BY time, channel_id")]
+    assert values == [5.5, -1.5, -1.25]

@@ -17,3 +17,7 @@ CREATE TABLE inbox_file (
     source_file_id  integer REFERENCES source_file ON DELETE SET NULL,
     seen_at         timestamptz NOT NULL DEFAULT now()
 );
+
+-- How one logger's delimited text files are laid out (core.formats.generic.GenericMapping
+-- as JSON): header row, delimiter, timestamp column(s) and format, time zone, missing codes.
+ALTER TABLE logger ADD COLUMN file_mapping jsonb;
