@@ -70,24 +70,6 @@ def format_age(age_hours: float | None) -> str:
     return f"{age_hours / 24:.1f} d"
 
 
-def overview_table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """The overview rows of :func:`core.stations.overview` as a table for people."""
-    out = pd.DataFrame(
-        {
-            "station": [r["name"] for r in rows],
-            "last reading (UTC)": [r["last_reading"] for r in rows],
-            "age": [format_age(r["age_hours"]) for r in rows],
-            "status": [freshness(r["age_hours"]) for r in rows],
-            "channels": [r["channels"] for r in rows],
-            "files imported": [r["files_imported"] for r in rows],
-            "failed": [r["files_failed"] for r in rows],
-            "pending": [r["files_pending"] for r in rows],
-        }
-    )
-    out["last reading (UTC)"] = pd.to_datetime(out["last reading (UTC)"], utc=True).dt.tz_localize(None)
-    return out
-
-
 def queue_fraction(progress: dict[str, int]) -> tuple[int, int, float]:
     """(files waiting, files done, fraction done) of :func:`core.stations.queue_progress`.
 

@@ -1,0 +1,82 @@
+"""StationManager web app: sign-in, then the pages the user's role allows.
+
+Run it with ``stationmanager up`` (database, worker and this app) or
+``streamlit run app.py``. Each page checks the role again itself (``require_role``):
+a page left out of the navigation can still be reached by its URL.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+import streamlit_authenticator as stauth
+from streamlit_authenticator.utilities import LoginError
+
+from core import auth
+from core.settings import get_settings
+from pages.common import current_role, current_user, show_errors, storage_level
+
+st.set_page_config(page_title="StationManager", page_icon=":material/air:", layout="wide")
+
+#: (script, title, icon, role needed); the first is the landing page.
+PAGES = (
+    ("pages/overview.py", "Overview", ":material/dashboard:", "viewer"),
+    ("pages/station.py", "Station", ":material/show_chart:", "viewer"),
+    ("pages/admin.py", "Admin", ":material/admin_panel_settings:", "admin"),
+)
+
+
+def pages_for(role: str | None) -> list[st.Page]:
+    """Every page, hidden from the navigation when the role may not use it."""
+    return [
+        st.Page(path, title=title, icon=icon, default=(i == 0),
+                visibility="visible" if auth.allowed(role, needed) else "hidden")
+        for i, (path, title, icon, needed) in enumerate(PAGES)
+    ]
+
+
+# Register the pages first: a rerun (the cookie component triggers one) that interrupts
+# this run before st.navigation would lose the page asked for in the URL.
+role = current_role()
+page = st.navigation(pages_for(role), position="sidebar" if role else "hidden")
+
+with show_errors():
+    config = auth.load(get_settings().users_file)
+cookie = config["cookie"]
+authenticator = stauth.Authenticate(
+    config["credentials"], cookie["name"], cookie["key"], cookie["expiry_days"], auto_hash=False
+)
+
+if role is None:
+    if st.session_state.pop("_delete_auth_cookie", False):
+        authenticator.cookie_controller.delete_cookie()
+    with st.columns([1, 2, 1])[1]:
+        st.title("StationManager")
+        st.caption("Met-mast data for wind-energy analysts. Please sign in.")
+        if not config["credentials"]["usernames"]:
+            st.info("No users yet. Create one with `stationmanager users add NAME --role admin`.")
+        try:
+            authenticator.login(location="main")
+        except LoginError as exc:
+            st.error(str(exc))
+        if st.session_state.get("authentication_status"):
+            # Signed in just now: draw the app without the login form, and set the
+            # remember-me cookie in that run (a component dropped by st.rerun never runs).
+            st.session_state["_set_auth_cookie"] = True
+            st.rerun()
+        if st.session_state.get("authentication_status") is False:
+            st.error("Username or password is incorrect")
+    st.stop()
+
+with st.sidebar:
+    st.markdown(f"**{current_user()}** · {role}")
+    authenticator.logout("Log out", location="sidebar", key="logout_button")
+    if not st.session_state.get("authentication_status"):
+        st.session_state["_delete_auth_cookie"] = True
+        st.rerun()
+    with show_errors():
+        level, level_name = storage_level()
+    st.caption(f"Storage level {level}", help=level_name)
+    if st.session_state.pop("_set_auth_cookie", False):
+        # last in the sidebar, so it shifts no element of the page between runs
+        authenticator.cookie_controller.set_cookie()
+page.run()

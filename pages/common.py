@@ -1,0 +1,113 @@
+"""What every page shares: the signed-in role, the pooled database connection, error display.
+
+Pages import it as ``from pages.common import ...`` (``streamlit run app.py`` puts the
+folder of ``app.py`` on ``sys.path``). Nothing here holds business logic: that is in
+``core``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import psycopg
+import psycopg_pool
+import streamlit as st
+
+from core import auth, db, schema
+from core.errors import StationManagerError
+from core.settings import get_settings
+
+# --- errors --------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def show_errors() -> Iterator[None]:
+    """``with show_errors():`` — a :class:`StationManagerError` becomes ``st.error`` and stops the page.
+
+    Other exceptions are bugs and propagate (Streamlit shows the traceback).
+    """
+    try:
+        yield
+    except StationManagerError as exc:
+        st.error(str(exc), icon=":material/error:")
+        st.stop()
+
+
+# --- who is signed in ----------------------------------------------------------------
+
+
+def current_user() -> str | None:
+    """The signed-in user name (set by streamlit-authenticator), or None."""
+    if not st.session_state.get("authentication_status"):
+        return None
+    return st.session_state.get("username")
+
+
+def current_role() -> str | None:
+    """The signed-in user's role, or None when nobody is signed in."""
+    if current_user() is None:
+        return None
+    return auth.role_of({"roles": st.session_state.get("roles")})
+
+
+def require_role(needed: str) -> str:
+    """Refuse the page (``st.error`` + stop) unless the user has ``needed``; return the role.
+
+    Every page calls this first: hiding a page from the navigation is not protection,
+    since anyone can type its URL.
+    """
+    role = current_role()
+    if role is None:
+        # app.py runs pages only for signed-in users, so this page was run on its own:
+        # until a session has run app.py's st.navigation, Streamlit serves the pages/
+        # folder by itself (a fresh server's first deep link). Sign in through app.py.
+        st.switch_page("app.py")
+    with show_errors():
+        auth.require(role, needed)
+    assert role is not None
+    return role
+
+
+# --- database ------------------------------------------------------------------------
+
+
+@st.cache_resource(show_spinner=False)
+def _database_url(configured: str | None, home: str) -> str:
+    # keyed on the settings that decide the URL; starts/joins the embedded server once
+    return db.database_url(get_settings())
+
+
+def database_url() -> str:
+    """URL of the StationManager database (resolved once per process)."""
+    settings = get_settings()
+    return _database_url(settings.database_url, str(settings.home))
+
+
+@st.cache_resource(show_spinner=False, validate=lambda p: not p.closed)
+def _pool(url: str) -> psycopg_pool.ConnectionPool:
+    return db.pool(url)
+
+
+def pool() -> psycopg_pool.ConnectionPool:
+    """The app process's one connection pool."""
+    return _pool(database_url())
+
+
+@contextlib.contextmanager
+def connection() -> Iterator[psycopg.Connection]:
+    """``with connection() as conn:`` — a pooled connection, database errors translated."""
+    with db.translate(), pool().connection() as conn:
+        yield conn
+
+
+@st.cache_data(ttl=300, show_spinner=False)
+def _storage_level(url: str) -> int | None:
+    with connection() as conn:
+        return schema.stored_level(conn)
+
+
+def storage_level() -> tuple[int | None, str]:
+    """The database's storage level and its name (cached for 5 minutes)."""
+    level = _storage_level(database_url())
+    return level, schema.LEVEL_NAMES.get(level, "not migrated")
