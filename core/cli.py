@@ -185,6 +185,17 @@ def cmd_mapping_set(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_metadata(args: argparse.Namespace) -> int:
+    from core import iea43
+
+    report = iea43.import_metadata_file(Path(args.file), actor=args.actor)
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        print(report.summary())
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from ingest_worker.worker import run
 
@@ -282,6 +293,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_requeue)
+
+    s = sub.add_parser("import-metadata", help="import an IEA Task 43 data model JSON (station, "
+                       "loggers, measurement points, column mapping, calibrations)")
+    s.add_argument("file", metavar="FILE.json")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_import_metadata)
 
     mp = sub.add_parser("mapping", help="how a station's delimited text files are laid out").add_subparsers(
         dest="mapping_cmd", required=True)

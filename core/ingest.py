@@ -20,14 +20,14 @@ import logging
 import shutil
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import psycopg
 
-from core import archives, db, rollups, schema
+from core import archives, db, metadata, rollups, schema
 from core.errors import NotFound, ParseError
 from core.formats import Batch, Header, open_reader
 from core.formats.generic import GenericMapping
@@ -307,6 +307,7 @@ def set_file_mapping(conn: psycopg.Connection, station: str, mapping: GenericMap
 def _import(conn: psycopg.Connection, reader, claimed: dict) -> None:
     with conn.transaction():
         result = _load(conn, reader, claimed)
+        metadata.apply_conventions(conn, claimed["station_id"], claimed["received_by"] or "ingest")
         channels = result.pop("channel_ids")
         conn.execute(db.q("source_file_imported"), {"id": claimed["id"], "format": reader.format, **result})
         level = schema.stored_level(conn)
@@ -450,11 +451,16 @@ def _clocks(conn: psycopg.Connection, station_id: int, header: Header, step_s: i
         )]
     starts = np.array(
         [np.iinfo(np.int64).min if r["valid_from"] is None else
-         _us_since_1970(r["valid_from"]) for r in rows],
+         _us_since_1970(r["valid_from"] + timedelta(minutes=r["utc_offset_minutes"])) for r in rows],
         dtype=np.int64,
     )
+    stated_end = True if header.timestamp_is_end is None else header.timestamp_is_end
     clocks = [
-        LoggerClock(r["utc_offset_minutes"], r["timestamp_is_end"], step_s or header.interval_s or r["interval_s"])
+        LoggerClock(
+            r["utc_offset_minutes"],
+            stated_end if r["timestamp_is_end"] is None else r["timestamp_is_end"],
+            step_s or header.interval_s or r["interval_s"],
+        )
         for r in rows
     ]
     return Clocks(starts, clocks)

@@ -50,6 +50,11 @@ def template_db(pg_admin_url: str) -> Iterator[str]:
     _create(pg_admin_url, name)
     url = db.with_dbname(pg_admin_url, name)
     schema.upgrade(url, Settings(database_url=url))
+    with psycopg.connect(pg_admin_url, autocommit=True) as conn:
+        # TimescaleDB's background-worker scheduler connects to every database with the
+        # extension; a template must have no connections when it is copied.
+        conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
+        conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
     yield name
     _drop(pg_admin_url, name)
 

@@ -63,3 +63,7 @@ CREATE TABLE channel_mapping (
 );
 CREATE INDEX channel_mapping_channel_idx ON channel_mapping (channel_id, valid_from);
 CREATE INDEX channel_mapping_point_idx ON channel_mapping (measurement_point_id);
+
+-- Unknown whether a logger stamps the end of the period (a Task 43 document may leave it
+-- out): NULL, and each file's own header (else the end-of-period default) decides.
+ALTER TABLE logger ALTER COLUMN timestamp_is_end DROP NOT NULL;
