@@ -51,10 +51,12 @@ def series(
     """Readings of ``channel_ids`` in [start, end) at a size the browser can draw."""
     settings = settings or get_settings()
     resolution = resolution or choose_resolution(start, end, settings)
-    limit = settings.max_chart_points * max(len(channel_ids), 1)
+    per_channel = settings.max_chart_points
     rows = db.fetch_all(
-        conn, f"series_{resolution}", channel_ids=channel_ids, start=start, end=end, limit=limit + 1
+        conn, f"series_{resolution}", channel_ids=channel_ids, start=start, end=end, per_channel=per_channel
     )
-    truncated = len(rows) > limit
-    frame = pd.DataFrame(rows[:limit], columns=["channel_id", "time", "mean", "min", "max"])
+    frame = pd.DataFrame(rows, columns=["channel_id", "time", "mean", "min", "max"])
+    counts = frame.groupby("channel_id").cumcount()
+    truncated = bool((counts >= per_channel).any())
+    frame = frame[counts < per_channel].reset_index(drop=True)
     return Series(frame=frame, resolution=resolution, truncated=truncated)

@@ -38,7 +38,7 @@ if not rows:
     st.info("No stations yet. Import logger files with `stationmanager ingest FILE --station NAME`.")
 for i in range(0, len(rows), 3):
     for col, row in zip(st.columns(3), rows[i:i + 3]):
-        state = webdata.freshness(row["age_hours"])
+        state = webdata.freshness(row["age_hours"], row["interval_s"] or 600)
         with col.container(border=True):
             st.page_link("pages/station.py", label=row["name"], icon=":material/show_chart:",
                          query_params={"station": row["name"]})

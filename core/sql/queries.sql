@@ -157,6 +157,8 @@ SELECT s.id, s.name, s.latitude, s.longitude, s.elevation_m,
                               ORDER BY r.time DESC LIMIT 1) last
          WHERE c.station_id = s.id) AS last_reading,
        (SELECT count(*) FROM channel c WHERE c.station_id = s.id) AS channels,
+       (SELECT l.interval_s FROM logger l WHERE l.station_id = s.id
+         ORDER BY l.valid_from DESC NULLS LAST, l.id DESC LIMIT 1) AS interval_s,
        count(f.id) FILTER (WHERE f.status = 'imported') AS files_imported,
        count(f.id) FILTER (WHERE f.status = 'failed') AS files_failed,
        count(f.id) FILTER (WHERE f.status IN ('queued', 'importing')) AS files_pending,
@@ -173,32 +175,43 @@ CROSS JOIN LATERAL (SELECT r.time FROM reading r WHERE r.channel_id = c.id ORDER
 WHERE c.station_id = %(station_id)s;
 
 -- name: series_raw
-SELECT channel_id, time, value AS mean, value AS min, value AS max
-FROM reading
-WHERE channel_id = ANY(%(channel_ids)s) AND time >= %(start)s AND time < %(end)s
-ORDER BY channel_id, time
-LIMIT %(limit)s;
+-- At most %(per_channel)s points per channel (one more tells the caller it was cut).
+SELECT channel_id, time, mean, min, max FROM (
+    SELECT channel_id, time, value AS mean, value AS min, value AS max,
+           row_number() OVER (PARTITION BY channel_id ORDER BY time) AS k
+    FROM reading
+    WHERE channel_id = ANY(%(channel_ids)s) AND time >= %(start)s AND time < %(end)s
+) s WHERE k <= %(per_channel)s + 1
+ORDER BY channel_id, time;
 
 -- name: series_1h
-SELECT channel_id, bucket AS time, mean, min, max
-FROM reading_1h
-WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(end)s
-ORDER BY channel_id, bucket
-LIMIT %(limit)s;
+SELECT channel_id, time, mean, min, max FROM (
+    SELECT channel_id, bucket AS time, mean, min, max,
+           row_number() OVER (PARTITION BY channel_id ORDER BY bucket) AS k
+    FROM reading_1h
+    WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(end)s
+) s WHERE k <= %(per_channel)s + 1
+ORDER BY channel_id, time;
 
 -- name: series_1d
-SELECT channel_id, bucket AS time, mean, min, max
-FROM reading_1d
-WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(end)s
-ORDER BY channel_id, bucket
-LIMIT %(limit)s;
+SELECT channel_id, time, mean, min, max FROM (
+    SELECT channel_id, bucket AS time, mean, min, max,
+           row_number() OVER (PARTITION BY channel_id ORDER BY bucket) AS k
+    FROM reading_1d
+    WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(end)s
+) s WHERE k <= %(per_channel)s + 1
+ORDER BY channel_id, time;
 
 -- name: queue_progress
+-- The current batch: files received since the oldest one still waiting (all files when
+-- none waits, so the counts then show the totals).
 SELECT count(*) FILTER (WHERE status = 'queued') AS queued,
        count(*) FILTER (WHERE status = 'importing') AS importing,
        count(*) FILTER (WHERE status = 'imported') AS imported,
        count(*) FILTER (WHERE status = 'failed') AS failed
-FROM source_file;
+FROM source_file
+WHERE received_at >= coalesce(
+    (SELECT min(received_at) FROM source_file WHERE status IN ('queued', 'importing')), '-infinity');
 
 -- name: route_by_header
 -- A file without a station: match its logger serial, else its station name.
