@@ -142,7 +142,7 @@ def receive(
 # --- importing -----------------------------------------------------------------------
 
 
-def encode_copy(channel: np.ndarray, time_us: np.ndarray, value: np.ndarray, source: int) -> bytes:
+def encode_copy(channel: np.ndarray, time_us: np.ndarray, value: np.ndarray, source: int) -> memoryview:
     """Rows in PostgreSQL's binary COPY layout (without header/trailer), vectorised."""
     rows = np.empty(len(value), dtype=_ROW)
     rows["nfields"] = 4
@@ -151,7 +151,7 @@ def encode_copy(channel: np.ndarray, time_us: np.ndarray, value: np.ndarray, sou
     rows["time"] = time_us
     rows["value"] = value
     rows["source"] = source
-    return rows.tobytes()
+    return memoryview(rows).cast("B")  # no copy of the (large) block
 
 
 @dataclass
@@ -191,8 +191,8 @@ class Clocks:
         return us - PG_EPOCH_US - shifts[np.maximum(idx, 0)]
 
 
-def _long_rows(batch: Batch, channel_ids: np.ndarray, clock: LoggerClock | Clocks) -> tuple[np.ndarray, ...]:
-    """Melt a batch to (channel, time, value), ordered by channel then time, NaN dropped.
+def _utc_rows(batch: Batch, clock: LoggerClock | Clocks) -> tuple[np.ndarray, np.ndarray]:
+    """The batch's times as UTC period starts (µs since 2000) and its values.
 
     A clock change (e.g. to an offset further east) can map two logged rows to one UTC time:
     the later row wins, as a later file would.
@@ -204,6 +204,11 @@ def _long_rows(batch: Batch, channel_ids: np.ndarray, clock: LoggerClock | Clock
         ts = t[order]
         last_of_run = np.append(ts[1:] != ts[:-1], True)  # stable sort: the later row is last
         t, values = ts[last_of_run], values[order[last_of_run]]
+    return t, values
+
+
+def _melt(t: np.ndarray, values: np.ndarray, channel_ids: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(channel, time, value) rows ordered by channel then time, NaN dropped."""
     vals = values.T  # columns first: rows come out grouped by channel
     keep = ~np.isnan(vals)
     ch = np.broadcast_to(channel_ids[:, None], vals.shape)[keep]
@@ -305,20 +310,31 @@ def set_file_mapping(conn: psycopg.Connection, station: str, mapping: GenericMap
 
 
 def _import(conn: psycopg.Connection, reader, claimed: dict) -> None:
+    level = schema.stored_level(conn)
     with conn.transaction():
-        result = _load(conn, reader, claimed)
+        conn.execute("SET LOCAL statement_timeout = 0")  # a big file's COPY may take minutes
+        result = _load(conn, reader, claimed, level)
         metadata.apply_conventions(conn, claimed["station_id"], claimed["received_by"] or "ingest")
         channels = result.pop("channel_ids")
+        todo = result.pop("rollups")
         conn.execute(db.q("source_file_imported"), {"id": claimed["id"], "format": reader.format, **result})
-        level = schema.stored_level(conn)
         if result["n_readings"] and level != 2:
-            rollups.refresh_rollups(conn, result["first_time"], result["last_time"], channels)
+            _refresh(conn, result["first_time"], result["last_time"], channels, todo)
     if result["n_readings"] and level == 2:  # continuous aggregates refresh outside a transaction
         conn.autocommit = True
         try:
             rollups.refresh_rollups(conn, result["first_time"], result["last_time"], channels)
         finally:
             conn.autocommit = False
+
+
+def _refresh(conn: psycopg.Connection, first: datetime, last: datetime, channels: list[int], todo: str) -> None:
+    if todo == "full":
+        rollups.refresh_rollups(conn, first, last, channels)
+        return
+    rollups.refresh_rollups(conn, first, first, channels)  # the file's first day
+    if last.date() != first.date():
+        rollups.refresh_rollups(conn, last, last, channels)  # and its last day
 
 
 def _route(conn: psycopg.Connection, claimed: dict, header: Header) -> int | None:
@@ -375,28 +391,31 @@ def requeue(conn: psycopg.Connection, source_file_id: int, actor: str) -> None:
     db.audit(conn, actor, "requeue", "source_file", source_file_id, previous_status=row["previous_status"])
 
 
-def _load(conn: psycopg.Connection, reader, claimed: dict) -> dict:
+def _load(conn: psycopg.Connection, reader, claimed: dict, level: int) -> dict:
+    """COPY every reading of the file (in the caller's transaction); see the module doc.
+
+    ``rollups`` in the result says what is left to refresh: ``"edges"`` (the file's first
+    and last day; the days between were built from the batches) or ``"full"``.
+    """
     header: Header = reader.header
     station_id = claimed["station_id"]
     clock: Clocks | None = None
     channel_ids: np.ndarray | None = None
+    builder: rollups.RollupBuilder | None = None
+    full_refresh = level == 2  # continuous aggregates refresh themselves from the table
     n_rows = n_readings = n_changed = 0
     first_us: int | None = None
     last_us: int | None = None
-    prev_last_time = None
     staging_ready = False
     for batch in reader.batches():
         if clock is None:
             clock = _clocks(conn, station_id, header, _median_step_s(batch.times))
             channel_ids = _channel_ids(conn, station_id, header)
+            if not full_refresh:
+                builder = rollups.RollupBuilder(channel_ids)
         assert channel_ids is not None
-        if prev_last_time is not None and batch.times[0] <= prev_last_time:
-            raise ParseError(
-                "timestamps go back in time (or repeat) at the start of this block",
-                file=reader.name, line=batch.first_line,
-            )
-        prev_last_time = batch.times[-1]
-        ch, tt, vv = _long_rows(batch, channel_ids, clock)
+        t, values = _utc_rows(batch, clock)
+        ch, tt, vv = _melt(t, values, channel_ids)
         n_rows += len(batch.times)
         if not len(vv):
             continue
@@ -410,7 +429,11 @@ def _load(conn: psycopg.Connection, reader, claimed: dict) -> dict:
         )["overlap"]
         if not overlap:
             _copy(conn, "reading", data)
+            if builder is not None:
+                for table, block in builder.add(t, values):
+                    _copy(conn, table, block, rollups.ROLLUP_COPY)
         else:
+            builder, full_refresh = None, True
             if not staging_ready:
                 conn.execute(db.q("create_staging"))
                 staging_ready = True
@@ -420,6 +443,7 @@ def _load(conn: psycopg.Connection, reader, claimed: dict) -> dict:
         n_readings += len(vv)
     return {
         "channel_ids": [] if channel_ids is None else [int(c) for c in channel_ids],
+        "rollups": "full" if full_refresh else "edges",
         "n_rows": n_rows,
         "n_readings": n_readings,
         "n_changed": n_changed,
@@ -428,8 +452,8 @@ def _load(conn: psycopg.Connection, reader, claimed: dict) -> dict:
     }
 
 
-def _copy(conn: psycopg.Connection, table: str, data: bytes) -> None:
-    stmt = psycopg.sql.SQL(COPY_SQL).format(psycopg.sql.Identifier(table))
+def _copy(conn: psycopg.Connection, table: str, data: bytes | memoryview, copy_sql: str = COPY_SQL) -> None:
+    stmt = psycopg.sql.SQL(copy_sql).format(psycopg.sql.Identifier(table))
     with conn.cursor() as cur, cur.copy(stmt) as copy:
         copy.write(COPY_HEADER)
         copy.write(data)

@@ -1,4 +1,5 @@
-"""What the web pages show, computed without Streamlit: freshness, defaults, ranges, charts.
+"""What the web pages show, computed without Streamlit: freshness, defaults, ranges, charts,
+the tables of received files and of station metadata.
 
 The pages in ``pages/`` read their widgets, call these functions and render the result;
 everything here is plain Python (pandas, plotly) and can be tested directly.
@@ -9,6 +10,7 @@ everything here is plain Python (pandas, plotly) and can be tested directly.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -18,6 +20,7 @@ import plotly.graph_objects as go
 import psycopg
 
 from core import db
+from core.metadata import MetadataError, compass_of
 from core.series import Series
 
 #: Badge colour of each freshness state.
@@ -248,3 +251,214 @@ def resolution_caption(resolution: str) -> str:
     if resolution != "raw":
         text += " with their min–max envelope"
     return text + "."
+
+
+# --- received files ------------------------------------------------------------------
+
+#: Badge colour of each status of a received file (core.files.STATUSES).
+STATUS_COLOURS = {
+    "queued": "blue", "importing": "violet", "imported": "green", "failed": "red",
+    "duplicate": "gray", "needs station": "orange", "unpacked": "gray",
+}
+#: Statuses the worker has not finished with yet.
+PENDING = ("queued", "importing")
+
+
+def pending(rows: list[dict[str, Any]]) -> bool:
+    """Whether the worker still has to import any of these files.
+
+    >>> pending([{"status": "imported"}, {"status": "queued"}]), pending([{"status": "failed"}])
+    (True, False)
+    """
+    return any(r["status"] in PENDING for r in rows)
+
+
+def file_message(row: dict[str, Any], names: dict[int, str] | None = None) -> str:
+    """What a user should read next to a file's status.
+
+    >>> file_message({"status": "failed", "error": "the environment line has 9 fields, expected 8", "error_line": 1})
+    'line 1: the environment line has 9 fields, expected 8'
+    >>> file_message({"status": "duplicate", "duplicate_of": 7}, {7: "day.dat"})
+    'same content as file 7 (day.dat): not imported again'
+    >>> file_message({"status": "imported", "n_readings": 864, "n_changed": 12})
+    '12 values already stored were changed'
+    >>> file_message({"status": "unpacked", "n_rows": 3})
+    'archive of 3 files'
+    >>> file_message({"status": "queued"})
+    'waiting for the worker'
+    """
+    status = row["status"]
+    if status == "failed":
+        line = row.get("error_line")
+        return f"line {line}: {row.get('error')}" if line else str(row.get("error") or "")
+    if status == "duplicate":
+        dup = row.get("duplicate_of")
+        name = (names or {}).get(dup)
+        return f"same content as file {dup}{f' ({name})' if name else ''}: not imported again"
+    if status == "needs station":
+        return str(row.get("error") or "no station known for this file; assign one")
+    if status == "unpacked":
+        n = row.get("n_rows") or 0
+        return f"archive of {n} file{'s' if n != 1 else ''}"
+    if status == "imported":
+        if not row.get("n_readings"):
+            return "no readings in this file"
+        changed = row.get("n_changed") or 0
+        return f"{changed:,} values already stored were changed" if changed else ""
+    if status == "queued":
+        return "waiting for the worker"
+    return ""
+
+
+def format_size(n_bytes: int | None) -> str:
+    """A file size for people.
+
+    >>> format_size(512), format_size(2048), format_size(5 * 1024**2), format_size(None)
+    ('512 B', '2.0 KiB', '5.0 MiB', '–')
+    """
+    if n_bytes is None:
+        return "–"
+    if n_bytes < 1024:
+        return f"{n_bytes} B"
+    for unit in ("KiB", "MiB", "GiB"):
+        n_bytes /= 1024
+        if n_bytes < 1024 or unit == "GiB":
+            break
+    return f"{n_bytes:.1f} {unit}"
+
+
+def format_time(t: datetime | None) -> str:
+    """A time in UTC to the minute ('' for none).
+
+    >>> format_time(datetime(2025, 3, 1, 0, 10, 30, tzinfo=UTC)), format_time(None)
+    ('2025-03-01 00:10', '')
+    """
+    return "" if t is None else f"{t.astimezone(UTC):%Y-%m-%d %H:%M}"
+
+
+def duplicate_names(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> dict[int, str]:
+    """Names of the files that these duplicates repeat (read-only)."""
+    ids = sorted({r["duplicate_of"] for r in rows if r.get("duplicate_of")})
+    if not ids:
+        return {}
+    return {r["id"]: r["original_name"] for r in db.fetch_all(conn, "source_files_by_ids", ids=ids)
+            if r["id"] in ids}
+
+
+def file_table(rows: list[dict[str, Any]], names: dict[int, str] | None = None) -> pd.DataFrame:
+    """The Files page's table: one row per file, ``status`` as a one-item list (a coloured pill).
+
+    >>> t = file_table([{"id": 3, "original_name": "a.dat", "station": None, "format": "toa5",
+    ...     "status": "failed", "n_readings": 0, "n_changed": None, "first_time": None, "last_time": None,
+    ...     "received_at": None, "received_by": "ana", "origin": "upload", "size_bytes": 2048,
+    ...     "error": "bad", "error_line": 4}])
+    >>> t.loc[0, ["name", "station", "status", "size", "message"]].tolist()
+    ['a.dat', '–', ['failed'], '2.0 KiB', 'line 4: bad']
+    """
+    columns = ("id", "name", "station", "format", "status", "readings", "changed values", "first time",
+               "last time", "received at", "received by", "origin", "size", "message")
+    return pd.DataFrame([{
+        "id": r["id"], "name": r["original_name"], "station": r.get("station") or "–",
+        "format": r.get("format") or "", "status": [r["status"]],
+        "readings": r.get("n_readings"), "changed values": r.get("n_changed"),
+        "first time": r.get("first_time"), "last time": r.get("last_time"),
+        "received at": r.get("received_at"), "received by": r.get("received_by") or "",
+        "origin": r.get("origin") or "", "size": format_size(r.get("size_bytes")),
+        "message": file_message(r, names),
+    } for r in rows], columns=columns)
+
+
+# --- station metadata ----------------------------------------------------------------
+
+
+def format_offset(minutes: int | None) -> str:
+    """A logger's UTC offset.
+
+    >>> format_offset(60), format_offset(-330), format_offset(0), format_offset(None)
+    ('UTC+01:00', 'UTC-05:30', 'UTC', '–')
+    """
+    if minutes is None:
+        return "–"
+    if minutes == 0:
+        return "UTC"
+    sign = "+" if minutes > 0 else "-"
+    hours, mins = divmod(abs(minutes), 60)
+    return f"UTC{sign}{hours:02d}:{mins:02d}"
+
+
+def format_orientation(deg: float | None) -> str:
+    """A boom orientation with its compass point.
+
+    >>> format_orientation(315), format_orientation(22.5), format_orientation(None)
+    ('315° NW', '22.5° NNE', '')
+    """
+    if deg is None:
+        return ""
+    return f"{deg:g}° {compass_of(deg)}"
+
+
+def logger_table(loggers: list[dict[str, Any]]) -> pd.DataFrame:
+    """The Metadata page's loggers: one row per configuration period."""
+    stamps = {True: "end of period", False: "start of period", None: "as each file says"}
+    return pd.DataFrame([{
+        "OEM": r["oem"], "model": r["model"], "serial": r["serial"],
+        "UTC offset": format_offset(r["utc_offset_minutes"]), "timestamps": stamps[r["timestamp_is_end"]],
+        "interval": f"{r['interval_s'] / 60:g} min", "valid from": r["valid_from"], "valid to": r["valid_to"],
+        "source": r.get("source") or "",
+    } for r in loggers], columns=("OEM", "model", "serial", "UTC offset", "timestamps", "interval",
+                                   "valid from", "valid to", "source"))
+
+
+def _sensor(point: dict[str, Any]) -> str:
+    """The point's latest sensor (OEM, model, serial), else its sensor text."""
+    if point.get("sensors"):
+        s = point["sensors"][-1]
+        text = " ".join(p for p in (s["oem"], s["model"]) if p)
+        return f"{text} #{s['serial_number']}" if s["serial_number"] else text
+    return point.get("sensor") or ""
+
+
+def point_table(points: list[dict[str, Any]]) -> pd.DataFrame:
+    """The Metadata page's measurement points."""
+    return pd.DataFrame([{
+        "name": p["name"], "type": p["measurement_type"], "height (m)": p["height_m"],
+        "orientation": format_orientation(p["orientation_deg"]), "unit": p["unit"], "sensor": _sensor(p),
+        "calibrations": len(p.get("calibrations") or []), "channels": p.get("channels", 0),
+        "source": p.get("source") or "",
+    } for p in points], columns=("name", "type", "height (m)", "orientation", "unit", "sensor",
+                                  "calibrations", "channels", "source"))
+
+
+def channel_table(channels: list[dict[str, Any]]) -> pd.DataFrame:
+    """The Metadata page's channels, unmapped ones first."""
+    ordered = sorted(channels, key=lambda c: bool(c["mapped"]))
+    return pd.DataFrame([{
+        "column": c["column_name"], "statistic": c["statistic"], "unit": c["unit"],
+        "point": c.get("point_name") or "", "type": c.get("measurement_type") or "",
+        "height (m)": c.get("height_m"), "orientation": format_orientation(c.get("orientation_deg")),
+        "mapped": bool(c["mapped"]),
+    } for c in ordered], columns=("column", "statistic", "unit", "point", "type", "height (m)",
+                                   "orientation", "mapped"))
+
+
+def read_json_upload(data: bytes, name: str) -> dict[str, Any]:
+    """An uploaded Task 43 document; unreadable JSON is a :class:`MetadataError` at ``$``.
+
+    >>> read_json_upload(b'{"version": "1.3.0-2024.03"}', "a.json")
+    {'version': '1.3.0-2024.03'}
+    >>> try:
+    ...     read_json_upload(b'{"version": ', "a.json")
+    ... except Exception as exc:
+    ...     print(exc.errors)
+    ['$: not valid JSON: Expecting value (line 1, column 13)']
+    """
+    try:
+        doc = json.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError as exc:
+        raise MetadataError([f"$: cannot read the file: {exc}"], file=name) from exc
+    except json.JSONDecodeError as exc:
+        raise MetadataError([f"$: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"],
+                            file=name) from exc
+    if not isinstance(doc, dict):
+        raise MetadataError(["$: a Task 43 document is a JSON object"], file=name)
+    return doc

@@ -127,7 +127,7 @@ class TableReader(Reader):
                 self.path,
                 read_options=pacsv.ReadOptions(
                     skip_rows=layout.skip_lines, column_names=layout.fields,
-                    block_size=1 << 22, encoding=layout.encoding,
+                    block_size=1 << 20, encoding=layout.encoding,
                 ),
                 parse_options=pacsv.ParseOptions(delimiter=layout.delimiter, newlines_in_values=False),
                 convert_options=pacsv.ConvertOptions(

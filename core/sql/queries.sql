@@ -126,7 +126,8 @@ SELECT channel_id, date_bin(INTERVAL '1 hour', time, TIMESTAMPTZ '2000-01-01 00:
        count(value), avg(value), min(value), max(value), sum(value * value)
 FROM reading
 WHERE channel_id = ANY(%(channel_ids)s) AND time >= %(start)s AND time < %(end)s
-GROUP BY 1, 2;
+GROUP BY 1, 2
+ORDER BY 1, 2;
 
 -- name: clear_1d
 DELETE FROM reading_1d
@@ -138,7 +139,8 @@ SELECT channel_id, date_bin(INTERVAL '1 day', bucket, TIMESTAMPTZ '2000-01-01 00
        sum(n), sum(mean * n) / nullif(sum(n), 0), min(min), max(max), sum(sumsq)
 FROM reading_1h
 WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(end)s
-GROUP BY 1, 2;
+GROUP BY 1, 2
+ORDER BY 1, 2;
 
 -- name: file_status_counts
 WITH RECURSIVE tree AS (

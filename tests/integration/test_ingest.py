@@ -150,3 +150,49 @@ def test_each_row_uses_the_logger_configuration_in_force_at_its_time(conn, setti
     assert datetime(2025, 3, 1, 11, 40, tzinfo=UTC) in times
     assert row["last_time"] == datetime(2025, 3, 1, 22, 50, tzinfo=UTC)
     assert row["n_rows"] == 144 and len(times) < 144  # overlapping hour merged, later wins
+
+
+ROLLUPS_MATCH_RAW = """
+    WITH raw AS (
+        SELECT channel_id, date_trunc('{unit}', time) AS bucket, count(*) AS n, avg(value) AS mean,
+               min(value) AS min, max(value) AS max, sum(value * value) AS sumsq
+        FROM reading GROUP BY 1, 2)
+    SELECT count(*) AS n FROM raw FULL JOIN reading_1{suffix} r USING (channel_id, bucket)
+    WHERE r.n IS DISTINCT FROM raw.n OR abs(r.mean - raw.mean) > 1e-9
+       OR r.min IS DISTINCT FROM raw.min OR r.max IS DISTINCT FROM raw.max
+       OR abs(r.sumsq - raw.sumsq) > 1e-6 * raw.sumsq
+"""
+
+
+def test_rollups_built_while_reading_a_long_file_match_the_raw_readings(conn, settings, tmp_path):
+    days = [p for p in demo.generate(tmp_path / "g", start=date(2025, 4, 7), days=7) if "ballymore" in p.name]
+    lines = [p.read_text().splitlines(keepends=True) for p in days]
+    head = lines[0][:4]
+    # readings of other files share the long file's first and last day, without overlapping it
+    morning, evening = tmp_path / "morning.dat", tmp_path / "evening.dat"
+    morning.write_text("".join(head + lines[0][4:76]))
+    evening.write_text("".join(head + lines[6][100:]))
+    long_file = tmp_path / "long.dat"
+    long_file.write_text("".join(head + lines[0][76:] + [x for d in lines[1:6] for x in d[4:]] + lines[6][4:100]))
+    for p in (morning, evening):
+        receive_and_import(conn, p, station="Long Mast", settings=settings)
+    row = receive_and_import(conn, long_file, station="Long Mast", settings=settings)
+    assert row["status"] == "imported" and row["n_changed"] == 0
+    assert conn.execute("SELECT count(DISTINCT time) AS n FROM reading").fetchone()["n"] == 7 * 144
+    for unit, suffix in (("hour", "h"), ("day", "d")):
+        assert conn.execute(ROLLUPS_MATCH_RAW.format(unit=unit, suffix=suffix)).fetchone()["n"] == 0
+
+
+def test_rollups_of_a_new_multi_day_file_match_the_raw_readings(conn, settings, tmp_path):
+    days = [p for p in demo.generate(tmp_path / "g", start=date(2025, 4, 7), days=6) if "ballymore" in p.name]
+    text = days[0].read_text()
+    for p in days[1:]:
+        text += "".join(p.read_text().splitlines(keepends=True)[4:])
+    long_file = tmp_path / "six_days.dat"
+    long_file.write_text(text)
+    row = receive_and_import(conn, long_file, station="Long Mast", settings=settings)
+    assert row["status"] == "imported"
+    # the stuck anemometer of 8-10 April gives Std rows of exactly 0: min/max edge cases
+    for unit, suffix in (("hour", "h"), ("day", "d")):
+        assert conn.execute(ROLLUPS_MATCH_RAW.format(unit=unit, suffix=suffix)).fetchone()["n"] == 0
+    assert conn.execute("SELECT count(DISTINCT bucket) AS n FROM reading_1d").fetchone()["n"] == 6
