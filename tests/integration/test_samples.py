@@ -60,3 +60,27 @@ def test_brightwind_demo_mast_csv_imports_in_full(conn, settings, tmp_path):
     # no statement in the file: stamps are taken as period ends (the logger default)
     assert row["first_time"] == utc(2016, 1, 9, 15, 20)
     assert row["last_time"] == utc(2017, 11, 23, 10, 40)
+
+
+def test_brightwind_demo_mast_with_its_task43_document_maps_every_column(conn, settings, tmp_path):
+    from core import iea43
+
+    iea43.import_metadata(conn, DATA / "iea43" / "demo_data_iea43_wra_data_model.json", "ana")
+    csv = tmp_path / "demo_data.csv"
+    csv.write_bytes(lzma.decompress((DATA / "generic" / "demo_data.csv.xz").read_bytes()))
+    with conn.transaction():
+        rec = ingest.receive(conn, csv, station="Demo Mast", settings=settings)
+    row = ingest.import_file(rec.id)
+    assert row["status"] == "imported", row["error"]
+    channels = conn.execute(
+        "SELECT c.column_name, c.mapped, mp.height_m, mp.measurement_type FROM channel c "
+        "LEFT JOIN measurement_point mp ON mp.id = c.measurement_point_id "
+        "JOIN station s ON s.id = c.station_id WHERE s.name = 'Demo Mast'"
+    ).fetchall()
+    assert len(channels) == 29
+    assert [c["column_name"] for c in channels if not c["mapped"]] == []
+    # the document gives every point a height but the battery and the rain gauge
+    assert sorted(c["column_name"] for c in channels if c["height_m"] is None) == ["BattMin", "PrcpTot"]
+    heights = {c["column_name"]: c["height_m"] for c in channels}
+    assert heights["Spd80mN"] == 80 and heights["Dir38mS"] == 38 and heights["T2m"] == 2
+    assert {c["measurement_type"] for c in channels} >= {"wind_speed", "wind_direction", "air_temperature"}
