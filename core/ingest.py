@@ -15,11 +15,15 @@ which the later import wins; the number of values it changed is recorded on the 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
+import queue
 import shutil
 import tempfile
-from dataclasses import dataclass
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -391,6 +395,77 @@ def requeue(conn: psycopg.Connection, source_file_id: int, actor: str) -> None:
     db.audit(conn, actor, "requeue", "source_file", source_file_id, previous_status=row["previous_status"])
 
 
+@dataclass
+class _Prepared:
+    """One batch, ready for the database: readings as COPY rows, and rollup blocks."""
+
+    rows: int
+    readings: int = 0
+    lo: int = 0
+    hi: int = 0
+    data: memoryview | None = None
+    rollup_blocks: list = field(default_factory=list)
+
+
+def _prepare(batches, clock: Clocks, channel_ids: np.ndarray, builder, source_id: int) -> Iterator[_Prepared]:
+    """The CPU work of an import (no database): convert, melt, encode, aggregate."""
+    for batch in batches:
+        t, values = _utc_rows(batch, clock)
+        ch, tt, vv = _melt(t, values, channel_ids)
+        if not len(vv):
+            yield _Prepared(rows=len(batch.times))
+            continue
+        blocks = builder.add(t, values) if builder is not None else []
+        yield _Prepared(len(batch.times), len(vv), int(tt.min()), int(tt.max()),
+                        encode_copy(ch, tt, vv, source_id), blocks)
+
+
+class _Raised:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _prefetch(items: Iterator, depth: int = 2) -> Iterator:
+    """Run ``items`` in a thread, ``depth`` ahead, so parsing overlaps the database's COPY
+    (pyarrow and numpy release the GIL). Memory stays bounded by ``depth`` batches;
+    the producer's exceptions are raised here."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    done = object()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            put(_Raised(exc))
+
+    worker = threading.Thread(target=produce, name="sm-import-parse", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = q.get()
+            if item is done:
+                return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield item
+    finally:
+        stop.set()
+        worker.join(timeout=10)
+
+
 def _load(conn: psycopg.Connection, reader, claimed: dict, level: int) -> dict:
     """COPY every reading of the file (in the caller's transaction); see the module doc.
 
@@ -399,50 +474,45 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int) -> dict:
     """
     header: Header = reader.header
     station_id = claimed["station_id"]
-    clock: Clocks | None = None
-    channel_ids: np.ndarray | None = None
-    builder: rollups.RollupBuilder | None = None
+    batches = iter(reader.batches())
+    first = next(batches, None)
+    if first is None:
+        raise ParseError("the file has no data rows", file=reader.name)
+    clock = _clocks(conn, station_id, header, _median_step_s(first.times))
+    channel_ids = _channel_ids(conn, station_id, header)
     full_refresh = level == 2  # continuous aggregates refresh themselves from the table
+    builder = None if full_refresh else rollups.RollupBuilder(channel_ids)
+    ids = [int(c) for c in channel_ids]
     n_rows = n_readings = n_changed = 0
     first_us: int | None = None
     last_us: int | None = None
     staging_ready = False
-    for batch in reader.batches():
-        if clock is None:
-            clock = _clocks(conn, station_id, header, _median_step_s(batch.times))
-            channel_ids = _channel_ids(conn, station_id, header)
-            if not full_refresh:
-                builder = rollups.RollupBuilder(channel_ids)
-        assert channel_ids is not None
-        t, values = _utc_rows(batch, clock)
-        ch, tt, vv = _melt(t, values, channel_ids)
-        n_rows += len(batch.times)
-        if not len(vv):
+    prepared = _prepare(itertools.chain([first], batches), clock, channel_ids, builder, claimed["id"])
+    for item in _prefetch(prepared):
+        n_rows += item.rows
+        if not item.readings:
             continue
-        lo, hi = int(tt.min()), int(tt.max())
-        first_us = lo if first_us is None else min(first_us, lo)
-        last_us = hi if last_us is None else max(last_us, hi)
-        data = encode_copy(ch, tt, vv, claimed["id"])
+        first_us = item.lo if first_us is None else min(first_us, item.lo)
+        last_us = item.hi if last_us is None else max(last_us, item.hi)
         overlap = db.fetch_one(
-            conn, "overlap_exists", channel_ids=[int(c) for c in channel_ids],
-            first=_us_to_datetime(lo), last=_us_to_datetime(hi),
+            conn, "overlap_exists", channel_ids=ids, first=_us_to_datetime(item.lo), last=_us_to_datetime(item.hi)
         )["overlap"]
         if not overlap:
-            _copy(conn, "reading", data)
-            if builder is not None:
-                for table, block in builder.add(t, values):
+            _copy(conn, "reading", item.data)
+            if not full_refresh:
+                for table, block in item.rollup_blocks:
                     _copy(conn, table, block, rollups.ROLLUP_COPY)
         else:
-            builder, full_refresh = None, True
+            full_refresh = True  # the rollups of the whole range are recomputed in SQL
             if not staging_ready:
                 conn.execute(db.q("create_staging"))
                 staging_ready = True
-            _copy(conn, "reading_staging", data)
+            _copy(conn, "reading_staging", item.data)
             n_changed += conn.execute(db.q("merge_staging")).fetchone()["changed"]
             conn.execute(db.q("truncate_staging"))
-        n_readings += len(vv)
+        n_readings += item.readings
     return {
-        "channel_ids": [] if channel_ids is None else [int(c) for c in channel_ids],
+        "channel_ids": ids,
         "rollups": "full" if full_refresh else "edges",
         "n_rows": n_rows,
         "n_readings": n_readings,
