@@ -21,6 +21,9 @@ st.set_page_config(page_title="StationManager", page_icon=":material/air:", layo
 PAGES = (
     ("pages/overview.py", "Overview", ":material/dashboard:", "viewer"),
     ("pages/station.py", "Station", ":material/show_chart:", "viewer"),
+    ("pages/upload.py", "Upload", ":material/upload:", "analyst"),
+    ("pages/files.py", "Files", ":material/folder_open:", "viewer"),
+    ("pages/metadata.py", "Metadata", ":material/sensors:", "viewer"),
     ("pages/admin.py", "Admin", ":material/admin_panel_settings:", "admin"),
 )
 

@@ -276,8 +276,8 @@ def pending(rows: list[dict[str, Any]]) -> bool:
 def file_message(row: dict[str, Any], names: dict[int, str] | None = None) -> str:
     """What a user should read next to a file's status.
 
-    >>> file_message({"status": "failed", "error": "the environment line has 9 fields, expected 8", "error_line": 1})
-    'line 1: the environment line has 9 fields, expected 8'
+    >>> file_message({"status": "failed", "error": "the header is incomplete", "error_line": 3})
+    'line 3: the header is incomplete'
     >>> file_message({"status": "duplicate", "duplicate_of": 7}, {7: "day.dat"})
     'same content as file 7 (day.dat): not imported again'
     >>> file_message({"status": "imported", "n_readings": 864, "n_changed": 12})
@@ -334,6 +334,15 @@ def format_time(t: datetime | None) -> str:
     ('2025-03-01 00:10', '')
     """
     return "" if t is None else f"{t.astimezone(UTC):%Y-%m-%d %H:%M}"
+
+
+def escape_markdown(text: str) -> str:
+    r"""Text (a file or station name) shown literally inside Streamlit markdown.
+
+    >>> print(escape_markdown("data_[1]*:red.dat"))
+    data\_\[1\]\*\:red.dat
+    """
+    return re.sub(r"([\\`*_\[\]<>#|~:$])", r"\\\1", text)
 
 
 def duplicate_names(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> dict[int, str]:

@@ -8,7 +8,7 @@ folder of ``app.py`` on ``sys.path``). Nothing here holds business logic: that i
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import psycopg_pool
@@ -32,6 +32,30 @@ def show_errors() -> Iterator[None]:
     except StationManagerError as exc:
         st.error(str(exc), icon=":material/error:")
         st.stop()
+
+
+# --- live status ---------------------------------------------------------------------
+
+
+def live(render: Callable[[], bool], *, pending: Callable[[], bool], key: str, every: float) -> None:
+    """Draw ``render()`` in a fragment that redraws itself every ``every`` seconds while the
+    worker has something to do (``pending()``), and stops polling once ``render()`` (which
+    returns what ``pending()`` would) says it is done.
+
+    Streamlit fixes a fragment's ``run_every`` when the page runs, so ``pending()`` is asked
+    first; when the work is done the page reruns once, which stops the timer and redraws the
+    rest of the page with the new state.
+    """
+    busy = f"_live_{key}"
+    st.session_state[busy] = bool(pending())
+
+    def body() -> None:
+        now = bool(render())
+        if now != st.session_state.get(busy):  # finished (or, rarely, new work since pending())
+            st.session_state[busy] = now
+            st.rerun()
+
+    st.fragment(body, run_every=every if st.session_state[busy] else None, key=key)()
 
 
 # --- who is signed in ----------------------------------------------------------------

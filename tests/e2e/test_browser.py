@@ -26,6 +26,10 @@ def sign_in(page: Page, app, role: str, *, password: str | None = None) -> None:
     username.fill(user)
     page.get_by_role("textbox", name="Password").fill(password or right)
     page.get_by_role("button", name="Login").click()
+    if password is None:
+        # The remember-me cookie component reruns the page once it has set the cookie; a
+        # click on the navigation before that rerun can be lost.
+        page.wait_for_function("() => document.cookie.includes('stationmanager_auth=')", timeout=LONG)
 
 
 def nav(page: Page):

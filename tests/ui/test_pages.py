@@ -28,7 +28,10 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "toa5"
 MAST = "Ballymore Hill"
-PAGES = ("pages/overview.py", "pages/station.py", "pages/admin.py")
+PAGES = ("pages/overview.py", "pages/station.py", "pages/upload.py", "pages/files.py", "pages/metadata.py",
+         "pages/admin.py")
+#: The role each page needs, when more than viewer.
+NEEDED = {"pages/upload.py": "analyst", "pages/admin.py": "admin"}
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +91,12 @@ def show(at: AppTest, page: str) -> AppTest:
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_for_every_role(site: Settings, role: str, page: str) -> None:
     at = show(signed_in(role), page)
-    refused = page == "pages/admin.py" and role != "admin"
+    needed = NEEDED.get(page, "viewer")
     errors = [e.value for e in at.error]
-    if refused:
-        assert errors == [f"this needs the admin role; you are {role}"]
+    if not auth.allowed(role, needed):
+        assert errors == [f"this needs the {needed} role; you are {role}"]
         assert "Database" not in texts(at)
+        assert not at.get("file_uploader") and not at.dataframe and not at.button
         return
     assert not errors, errors
     if page == "pages/overview.py":  # the landing page, drawn inside app.py's frame
@@ -111,6 +115,19 @@ def test_every_page_for_every_role(site: Settings, role: str, page: str) -> None
         assert at.multiselect[0].value == ["WS_80m_NE_Avg [m/s]", "WS_80m_SW_Avg [m/s]"]
         assert len(at.get("plotly_chart")) == 1
         assert "Raw 10-minute readings" in texts(at)
+    elif page == "pages/upload.py":
+        assert [u.label for u in at.get("file_uploader")] == ["Logger files"]
+        assert at.selectbox[0].options[1:] == [MAST, "Test Logger"]
+        assert [b.label for b in at.button] == ["Upload and import"]
+    elif page == "pages/files.py":
+        table = at.dataframe[0].value
+        assert len(table) == 4 and table["status"].map(tuple).value_counts().to_dict() == {
+            ("imported",): 3, ("failed",): 1}
+    elif page == "pages/metadata.py":
+        assert at.title[0].value == f"Metadata · {MAST}"
+        assert [s.value for s in at.subheader][:4] == ["Station", "Loggers", "Measurement points", "Channels"]
+        editing = [b.label for b in at.button] == ["Save mapping", "Import"]
+        assert editing == (role != "viewer")
     else:
         shown = texts(at)
         assert "The schema is up to date." in shown
