@@ -488,7 +488,7 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int) -> dict:
     last_us: int | None = None
     staging_ready = False
     prepared = _prepare(itertools.chain([first], batches), clock, channel_ids, builder, claimed["id"])
-    for item in _prefetch(prepared):
+    for item in _prefetch(prepared, depth=1):
         n_rows += item.rows
         if not item.readings:
             continue
