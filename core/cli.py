@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from core import auth, db, schema
+from core import auth, db, flags, schema
 from core.errors import StationManagerError
 from core.logs import setup_logging
 from core.settings import describe, get_settings
@@ -250,6 +250,131 @@ def cmd_up(args: argparse.Namespace) -> int:
     return supervisor.up(demo=args.demo, port=args.port)
 
 
+# --- flags and quality checks ---------------------------------------------------------
+
+
+def _when(text: str | None) -> Any:
+    """An ISO date or date-time from the command line; without a zone it is UTC."""
+    from datetime import UTC, datetime
+
+    if text is None:
+        return None
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise StationManagerError(f"{text!r} is not an ISO date or date-time (e.g. 2025-01-27T18:00)") from exc
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+
+def _flag_out(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": r["id"], "station": r["station"], "start": r["start_time"], "end": r["end_time"],
+        "category": r["category"], "channels": "whole station" if r["whole_station"] else ",".join(r["columns"]),
+        "channel_ids": r["channel_ids"], "whole_station": r["whole_station"], "note": r["note"],
+        "source": r["source"], "rule": r["rule"], "author": r["author"], "created_at": r["created_at"],
+        "deleted_by": r["deleted_by"], "deleted_at": r["deleted_at"],
+    }
+
+
+def cmd_flag_add(args: argparse.Namespace) -> int:
+    with db.connect() as conn, db.translate(), conn.transaction():
+        channels = "station" if args.station_wide else flags.channel_ids_by_name(
+            conn, args.station, args.channels.split(","))
+        flag_id = flags.add_flag(conn, args.station, channels, _when(args.start), _when(args.end), args.category,
+                                 args.note or "", args.actor)
+        row = _flag_out(flags.get_flag(conn, flag_id))
+    if args.json:
+        _print_json(row)
+    else:
+        print(f"flag {flag_id} added: {row['category']} on {row['channels']} of {row['station']}, "
+              f"{row['start']} .. {row['end']}")
+    return 0
+
+
+def cmd_flag_list(args: argparse.Namespace) -> int:
+    with db.connect() as conn, db.translate():
+        rows = [_flag_out(r) for r in flags.list_flags(conn, args.station, _when(args.start), _when(args.end),
+                                                       include_deleted=args.deleted)]
+    if args.json:
+        _print_json(rows)
+    else:
+        _table(rows, ["id", "start", "end", "category", "channels", "source", "author", "note"]
+               + (["deleted_by", "deleted_at"] if args.deleted else []))
+    return 0
+
+
+def cmd_flag_delete(args: argparse.Namespace) -> int:
+    with db.connect() as conn, db.translate(), conn.transaction():
+        (flags.undelete_flag if args.undo else flags.delete_flag)(conn, args.id, args.actor)
+    print(f"flag {args.id} {'restored' if args.undo else 'deleted'}")
+    return 0
+
+
+def _suggestion_out(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": r["id"], "station": r["station"], "rule": r["rule"], "severity": r["severity"],
+        "start": r["start_time"], "end": r["end_time"], "channels": ",".join(r["columns"]),
+        "channel_ids": r["channel_ids"], "status": r["status"], "message": r["message"],
+        "decided_by": r["decided_by"], "flag_id": r["flag_id"],
+    }
+
+
+def cmd_flag_suggestions(args: argparse.Namespace) -> int:
+    status = None if args.status == "all" else args.status
+    with db.connect() as conn, db.translate():
+        rows = [_suggestion_out(r) for r in flags.list_suggestions(conn, args.station, status)]
+    if args.json:
+        _print_json(rows)
+    else:
+        _table(rows, ["id", "rule", "severity", "start", "end", "status", "message"])
+    return 0
+
+
+def cmd_flag_accept(args: argparse.Namespace) -> int:
+    if bool(args.ids) == bool(args.all):
+        raise StationManagerError("give suggestion ids, or --all with --station")
+    if args.all and not args.station:
+        raise StationManagerError("--all needs --station")
+    with db.connect() as conn, db.translate(), conn.transaction():
+        ids = flags.open_suggestion_ids(conn, args.station) if args.all else args.ids
+        if not ids:
+            print(f"no open suggestions for {args.station}")
+            return 0
+        made = flags.accept_suggestions(conn, ids, args.actor, category=args.category)
+    if args.json:
+        _print_json([{"suggestion": s, "flag": f} for s, f in made.items()])
+    else:
+        for s, f in made.items():
+            print(f"suggestion {s} accepted: " + (f"flag {f}" if f else "acknowledged (no readings to flag)"))
+    return 0
+
+
+def cmd_flag_dismiss(args: argparse.Namespace) -> int:
+    with db.connect() as conn, db.translate(), conn.transaction():
+        n = flags.dismiss_suggestions(conn, args.ids, args.actor)
+    print(f"{n} suggestion{'s' if n != 1 else ''} dismissed")
+    return 0
+
+
+def cmd_qc(args: argparse.Namespace) -> int:
+    from core import qc_runner
+
+    with db.connect() as conn, db.translate():
+        result = qc_runner.check_station(conn, args.station, _when(args.start), _when(args.end))
+        conn.commit()
+    if args.json:
+        _print_json({**result, "findings": [f.__dict__ for f in result["findings"]]})
+        return 0
+    print(f"{result['station']}, {result['start']} .. {result['end']}: {len(result['findings'])} findings "
+          f"in {result['seconds']:.1f} s")
+    for f in result["findings"]:
+        print(f"  {f.start} .. {f.end}  {f.rule:<11} {f.message}")
+    c = result["suggestions"]
+    print(f"suggestions: {c['new']} new, {c['updated']} updated, {c['unchanged']} unchanged, {c['removed']} removed "
+          f"(stationmanager flag suggestions --station {result['station']!r})")
+    return 0
+
+
 # --- parser --------------------------------------------------------------------------
 
 
@@ -309,6 +434,59 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--station", required=True)
     s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_mapping_set)
+
+    fp = sub.add_parser("flag", help="flags on readings, and the suggestions of the quality checks").add_subparsers(
+        dest="flag_cmd", required=True)
+    s = fp.add_parser("add", help="flag channels (or the whole station) over [start, end)")
+    s.add_argument("--station", required=True)
+    which = s.add_mutually_exclusive_group(required=True)
+    which.add_argument("--channels", metavar="C1,C2", help="column names (or channel ids), comma-separated")
+    which.add_argument("--station-wide", action="store_true",
+                       help="every channel of the station, also channels added later")
+    s.add_argument("--start", required=True, help="ISO date-time, UTC unless it has an offset")
+    s.add_argument("--end", required=True, help="ISO date-time (exclusive)")
+    s.add_argument("--category", required=True, choices=flags.CATEGORIES)
+    s.add_argument("--note")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_flag_add)
+    s = fp.add_parser("list", help="the flags of a station")
+    s.add_argument("--station", required=True)
+    s.add_argument("--start", help="only flags overlapping [start, end)")
+    s.add_argument("--end")
+    s.add_argument("--deleted", action="store_true", help="also deleted flags")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_flag_list)
+    for name, undo, text in (("delete", False, "delete a flag (it is kept, marked deleted)"),
+                             ("undelete", True, "restore a deleted flag")):
+        s = fp.add_parser(name, help=text)
+        s.add_argument("id", type=int, metavar="FLAG_ID")
+        s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
+        s.set_defaults(func=cmd_flag_delete, undo=undo)
+    s = fp.add_parser("suggestions", help="what the quality checks suggest flagging")
+    s.add_argument("--station", required=True)
+    s.add_argument("--status", default="open", choices=("open", "accepted", "dismissed", "all"))
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_flag_suggestions)
+    s = fp.add_parser("accept", help="turn suggestions into flags (a gap is acknowledged, not flagged)")
+    s.add_argument("ids", nargs="*", type=int, metavar="SUGGESTION_ID")
+    s.add_argument("--all", action="store_true", help="every open suggestion of --station")
+    s.add_argument("--station")
+    s.add_argument("--category", choices=flags.CATEGORIES, help="instead of the one the rule implies")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_flag_accept)
+    s = fp.add_parser("dismiss", help="dismiss suggestions (not suggested again)")
+    s.add_argument("ids", nargs="+", type=int, metavar="SUGGESTION_ID")
+    s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_flag_dismiss)
+
+    s = sub.add_parser("qc", help="run the quality checks of a station now and store their suggestions")
+    s.add_argument("--station", required=True)
+    s.add_argument("--start", help="ISO date-time (default: the first reading)")
+    s.add_argument("--end", help="ISO date-time, exclusive (default: just after the last reading)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_qc)
 
     s = sub.add_parser("worker", help="run an ingest worker (same as python -m ingest_worker)")
     s.add_argument("--concurrency", type=int, help="jobs at once (default: STATIONMANAGER_WORKER_CONCURRENCY)")

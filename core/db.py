@@ -162,12 +162,12 @@ def translate() -> Iterator[None]:
     """Turn psycopg errors into the project's errors, in one place."""
     try:
         yield
-    except psycopg.OperationalError as exc:
-        raise DatabaseUnavailable(f"database unavailable: {first_line(exc)}") from exc
-    except psycopg.errors.QueryCanceled as exc:
+    except psycopg.errors.QueryCanceled as exc:  # an OperationalError: catch it first
         raise DatabaseError(
             "the query took longer than STATIONMANAGER_STATEMENT_TIMEOUT_S and was cancelled"
         ) from exc
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(f"database unavailable: {first_line(exc)}") from exc
     except psycopg.Error as exc:
         raise DatabaseError(f"database error: {first_line(exc)}") from exc
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 import procrastinate
 import psycopg
 
-from core import db, inbox, ingest
+from core import db, inbox, ingest, qc_runner
 from core.errors import DatabaseUnavailable
 from core.settings import get_settings
 
@@ -47,12 +48,42 @@ def import_file(context: procrastinate.JobContext, source_file_id: int) -> None:
     log.info("job %s: import file %s", job.id, source_file_id, extra={"job_id": job.id})
     row = ingest.import_file(source_file_id)
     _defer_imports(context.app, row["queue"])  # members of an archive
+    if row["status"] == "imported" and row["n_readings"] and row["station_id"] is not None:
+        # the file's readings lie in [first_time, last_time]
+        start, end = row["first_time"], row["last_time"] + timedelta(microseconds=1)
+        with db.connection() as conn:
+            qc_runner.request_checks(conn, row["station_id"], start, end)
+        defer_qc(context.app, row["station_id"], start, end)
 
 
 def _defer_imports(app: procrastinate.App, ids: Iterable[int]) -> None:
     task = app.configure_task("sm:import_file")
     for i in ids:
         task.defer(source_file_id=i)
+
+
+def defer_qc(app: procrastinate.App, station_id: int, start: datetime, end: datetime) -> None:
+    """Queue the station's quality checks, unless a run of them is queued already (it will
+    take this range too: see :func:`core.qc_runner.run_requested`)."""
+    lock = f"qc-station-{station_id}"
+    try:
+        app.configure_task("sm:run_qc", lock=lock, queueing_lock=lock).defer(
+            station_id=station_id, start=start.isoformat(), end=end.isoformat())
+    except procrastinate.exceptions.AlreadyEnqueued:
+        log.debug("quality checks of station %s are queued already", station_id)
+
+
+@blueprint.task(name="run_qc", queue="qc", retry=_retry(), pass_context=True)
+def run_qc(context: procrastinate.JobContext, station_id: int, start: str | None = None,
+           end: str | None = None) -> None:
+    """Run the quality checks over every range of the station waiting for them (the imported
+    files' ranges, and ``[start, end)``) and store the suggested flags."""
+    job = context.job
+    extra = (datetime.fromisoformat(start), datetime.fromisoformat(end)) if start and end else None
+    ranges = qc_runner.run_requested(station_id, extra)
+    log.info("job %s: quality checks of station %s over %s", job.id, station_id,
+             ", ".join(f"{a:%Y-%m-%d %H:%M} .. {b:%Y-%m-%d %H:%M}" for a, b in ranges) or "nothing",
+             extra={"job_id": job.id})
 
 
 @blueprint.periodic(cron="* * * * * */5")

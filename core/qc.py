@@ -837,11 +837,11 @@ def _merge(found: list[Finding], gap_s: float) -> list[Finding]:
             active = [m for m in active if m not in done]
         out += active
     for i, f in enumerate(out):
-        out[i] = replace(f, message=_message(f))
+        out[i] = replace(f, message=message(f))
     return sorted(out, key=lambda f: (f.start, f.rule, f.columns))
 
 
-def _message(f: Finding) -> str:
+def message(f: Finding) -> str:
     hours = (f.end - f.start).total_seconds() / 3600
     span = f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.1f} days"
     cols = ", ".join(f.columns[:6]) + (f" and {len(f.columns) - 6} more" if len(f.columns) > 6 else "")

@@ -38,3 +38,13 @@ def test_resolution_follows_the_range_and_rollups_carry_an_envelope(conn, settin
     h = series.series(conn, loaded, datetime(2025, 8, 1, tzinfo=UTC), datetime(2025, 10, 1, tzinfo=UTC))
     assert h.resolution == "1h" and len(h.frame) == 2 * 3 * 24
     assert (h.frame["min"] <= h.frame["mean"]).all() and (h.frame["mean"] <= h.frame["max"]).all()
+
+
+def test_a_statement_over_the_timeout_is_reported_as_such_not_as_an_outage(db_url):
+    from core import db
+    from core.errors import DatabaseError, DatabaseUnavailable
+
+    with pytest.raises(DatabaseError, match="STATEMENT_TIMEOUT_S") as err, db.connection(db_url) as conn:
+        conn.execute("SET statement_timeout = 50")
+        conn.execute("SELECT pg_sleep(2)")
+    assert not isinstance(err.value, DatabaseUnavailable)
