@@ -50,10 +50,15 @@ def parse_named_sql(text: str) -> dict[str, str]:
 
 
 @functools.cache
-def queries() -> dict[str, sql.SQL]:
-    """The named queries of ``core/sql/queries.sql``, loaded once."""
-    text = resources.files("core.sql").joinpath("queries.sql").read_text(encoding="utf-8")
+def named_queries(filename: str = "queries.sql") -> dict[str, sql.SQL]:
+    """The named queries of ``core/sql/<filename>``, loaded once."""
+    text = resources.files("core.sql").joinpath(filename).read_text(encoding="utf-8")
     return {name: sql.SQL(q) for name, q in parse_named_sql(text).items()}  # type: ignore[arg-type]
+
+
+def queries() -> dict[str, sql.SQL]:
+    """The named queries of ``core/sql/queries.sql``."""
+    return named_queries("queries.sql")
 
 
 def q(name: str) -> sql.SQL:

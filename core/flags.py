@@ -22,13 +22,11 @@ reason when its input is not valid.
 from __future__ import annotations
 
 import bisect
-import functools
 import itertools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -66,10 +64,8 @@ class FlagError(StationManagerError):
 # --- queries --------------------------------------------------------------------------------
 
 
-@functools.cache
 def _queries() -> dict[str, sql.SQL]:
-    text = resources.files("core.sql").joinpath("flags.sql").read_text(encoding="utf-8")
-    return {k: sql.SQL(v) for k, v in db.parse_named_sql(text).items()}  # type: ignore[arg-type]
+    return db.named_queries("flags.sql")
 
 
 def query(name: str) -> sql.SQL:

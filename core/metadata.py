@@ -16,11 +16,9 @@ Every change is audited.
 
 from __future__ import annotations
 
-import functools
 import logging
 import re
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 import psycopg
@@ -358,10 +356,8 @@ def _nrg(name: str, m: re.Match[str], unit: str) -> ColumnMeta:
 # --- database -------------------------------------------------------------------------------
 
 
-@functools.cache
 def _queries() -> dict[str, sql.SQL]:
-    text = resources.files("core.sql").joinpath("metadata.sql").read_text(encoding="utf-8")
-    return {k: sql.SQL(v) for k, v in db.parse_named_sql(text).items()}  # type: ignore[arg-type]
+    return db.named_queries("metadata.sql")
 
 
 def query(name: str) -> sql.SQL:

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 import psycopg
+from psycopg import sql
 
 from core import db
 from core.settings import Settings, get_settings
@@ -52,9 +53,12 @@ def series(
     settings = settings or get_settings()
     resolution = resolution or choose_resolution(start, end, settings)
     per_channel = settings.max_chart_points
-    rows = db.fetch_all(
-        conn, f"series_{resolution}", channel_ids=channel_ids, start=start, end=end, per_channel=per_channel
-    )
+    params = {"channel_ids": channel_ids, "start": start, "end": end, "per_channel": per_channel}
+    if resolution == "raw":
+        rows = db.fetch_all(conn, "series_raw", **params)
+    else:
+        query = db.q("series_rollup").format(sql.Identifier(f"reading_{resolution}"))
+        rows = conn.execute(query, params).fetchall()
     frame = pd.DataFrame(rows, columns=["channel_id", "time", "mean", "min", "max"])
     counts = frame.groupby("channel_id").cumcount()
     truncated = bool((counts >= per_channel).any())

@@ -186,20 +186,12 @@ SELECT channel_id, time, mean, min, max FROM (
 ) s WHERE k <= %(per_channel)s + 1
 ORDER BY channel_id, time;
 
--- name: series_1h
+-- name: series_rollup
+-- The table (reading_1h or reading_1d) is an identifier formatted in by core.series.
 SELECT channel_id, time, mean, min, max FROM (
     SELECT channel_id, bucket AS time, mean, min, max,
            row_number() OVER (PARTITION BY channel_id ORDER BY bucket) AS k
-    FROM reading_1h
-    WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(end)s
-) s WHERE k <= %(per_channel)s + 1
-ORDER BY channel_id, time;
-
--- name: series_1d
-SELECT channel_id, time, mean, min, max FROM (
-    SELECT channel_id, bucket AS time, mean, min, max,
-           row_number() OVER (PARTITION BY channel_id ORDER BY bucket) AS k
-    FROM reading_1d
+    FROM {}
     WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(end)s
 ) s WHERE k <= %(per_channel)s + 1
 ORDER BY channel_id, time;

@@ -48,13 +48,18 @@ def test_sample_imports(conn, settings, name, fmt, channels, rows, first, last):
     assert row["n_readings"] == conn.execute("SELECT count(*) AS n FROM reading").fetchone()["n"] > 0
 
 
-def test_brightwind_demo_mast_csv_imports_in_full(conn, settings, tmp_path):
+def import_demo_mast_csv(conn, settings, tmp_path) -> dict:
     csv = tmp_path / "demo_data.csv"
     csv.write_bytes(lzma.decompress((DATA / "generic" / "demo_data.csv.xz").read_bytes()))
     with conn.transaction():
         rec = ingest.receive(conn, csv, station="Demo Mast", settings=settings)
     row = ingest.import_file(rec.id)
     assert row["status"] == "imported", row["error"]
+    return row
+
+
+def test_brightwind_demo_mast_csv_imports_in_full(conn, settings, tmp_path):
+    row = import_demo_mast_csv(conn, settings, tmp_path)
     assert row["format"] == "generic" and row["n_rows"] == 95_629
     assert conn.execute("SELECT count(*) AS n FROM channel").fetchone()["n"] == 29
     # no statement in the file: stamps are taken as period ends (the logger default)
@@ -66,12 +71,7 @@ def test_brightwind_demo_mast_with_its_task43_document_maps_every_column(conn, s
     from core import iea43
 
     iea43.import_metadata(conn, DATA / "iea43" / "demo_data_iea43_wra_data_model.json", "ana")
-    csv = tmp_path / "demo_data.csv"
-    csv.write_bytes(lzma.decompress((DATA / "generic" / "demo_data.csv.xz").read_bytes()))
-    with conn.transaction():
-        rec = ingest.receive(conn, csv, station="Demo Mast", settings=settings)
-    row = ingest.import_file(rec.id)
-    assert row["status"] == "imported", row["error"]
+    import_demo_mast_csv(conn, settings, tmp_path)
     channels = conn.execute(
         "SELECT c.column_name, c.mapped, mp.height_m, mp.measurement_type FROM channel c "
         "LEFT JOIN measurement_point mp ON mp.id = c.measurement_point_id "
