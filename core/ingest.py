@@ -166,11 +166,12 @@ class LoggerClock:
     timestamp_is_end: bool = True
     interval_s: int = 600
 
-    def shift_us(self) -> int:
-        return (self.utc_offset_minutes * 60 + (self.interval_s if self.timestamp_is_end else 0)) * 1_000_000
+    def shift_us(self, utc_stamps: bool = False) -> int:
+        offset = 0 if utc_stamps else self.utc_offset_minutes * 60
+        return (offset + (self.interval_s if self.timestamp_is_end else 0)) * 1_000_000
 
-    def to_utc_start_us(self, times: np.ndarray) -> np.ndarray:
-        return times.astype("datetime64[us]").astype(np.int64) - PG_EPOCH_US - self.shift_us()
+    def to_utc_start_us(self, times: np.ndarray, utc_stamps: bool = False) -> np.ndarray:
+        return times.astype("datetime64[us]").astype(np.int64) - PG_EPOCH_US - self.shift_us(utc_stamps)
 
 
 @dataclass
@@ -181,8 +182,9 @@ class Clocks:
     starts: np.ndarray
     clocks: list[LoggerClock]
 
-    def to_utc_start_us(self, times: np.ndarray) -> np.ndarray:
-        """Each logged time converted with the configuration in force at that time.
+    def to_utc_start_us(self, times: np.ndarray, utc_stamps: bool = False) -> np.ndarray:
+        """Each logged time converted with the configuration in force at that time
+        (``utc_stamps``: the times are UTC already; only the end-of-period shift applies).
 
         >>> c = Clocks(np.array([np.iinfo(np.int64).min, 60_000_000]), [LoggerClock(0, False), LoggerClock(60, False)])
         >>> t = np.array([0, 120_000_000], dtype="datetime64[us]")
@@ -191,7 +193,7 @@ class Clocks:
         """
         us = times.astype("datetime64[us]").astype(np.int64)
         idx = np.searchsorted(self.starts, us, side="right") - 1
-        shifts = np.array([c.shift_us() for c in self.clocks], dtype=np.int64)
+        shifts = np.array([c.shift_us(utc_stamps) for c in self.clocks], dtype=np.int64)
         return us - PG_EPOCH_US - shifts[np.maximum(idx, 0)]
 
 
@@ -201,7 +203,7 @@ def _utc_rows(batch: Batch, clock: LoggerClock | Clocks) -> tuple[np.ndarray, np
     A clock change (e.g. to an offset further east) can map two logged rows to one UTC time:
     the later row wins, as a later file would.
     """
-    t = clock.to_utc_start_us(batch.times)
+    t = clock.to_utc_start_us(batch.times, batch.utc)
     values = batch.values
     if len(t) > 1 and (np.diff(t) <= 0).any():
         order = np.argsort(t, kind="stable")

@@ -67,6 +67,9 @@ class Batch:
     times: np.ndarray  # datetime64[us], shape (rows,)
     values: np.ndarray  # float64, shape (rows, columns)
     first_line: int  # 1-based line number of the first row in the file
+    #: True when the stamps carried their own UTC offset (``+01:00``, ``Z``) and ``times``
+    #: are already UTC: the logger's configured offset must not be applied again.
+    utc: bool = False
 
 
 class Reader:

@@ -103,7 +103,8 @@ class TableReader(Reader):
             values = np.empty((table.num_rows, len(header.columns)), dtype=np.float64)
             for j, col in enumerate(header.columns):
                 values[:, j] = to_float(table.column(col.name), col.name, self, line)
-            yield Batch(times=times, values=values, first_line=line)
+            utc = bool(strings.str.contains(_TZ_SUFFIX, regex=True).any())
+            yield Batch(times=times, values=values, first_line=line, utc=utc)
             line += table.num_rows
         if line == first_line:
             raise self.error("the file has a header but no data rows", line)

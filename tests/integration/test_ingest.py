@@ -196,3 +196,18 @@ def test_rollups_of_a_new_multi_day_file_match_the_raw_readings(conn, settings, 
     for unit, suffix in (("hour", "h"), ("day", "d")):
         assert conn.execute(ROLLUPS_MATCH_RAW.format(unit=unit, suffix=suffix)).fetchone()["n"] == 0
     assert conn.execute("SELECT count(DISTINCT bucket) AS n FROM reading_1d").fetchone()["n"] == 6
+
+
+def test_stamps_with_their_own_offset_are_not_shifted_by_the_logger_offset(conn, settings, tmp_path):
+    with conn.transaction():
+        st = ingest.ensure_station(conn, "Offset Mast")
+        conn.execute(
+            "INSERT INTO logger (station_id, serial, utc_offset_minutes, timestamp_is_end, interval_s)"
+            " VALUES (%s, '1', 120, true, 600)", (st["id"],))
+    head = ('"TOA5","Offset Mast","CR1000X","1","os","prog","sig","T"\n"TIMESTAMP","RECORD","WS_Avg"\n'
+            '"TS","RN","m/s"\n"","","Avg"\n')
+    f = tmp_path / "offset.dat"
+    f.write_text(head + '"2025-01-01 12:10:00+01:00",1,5.0\n"2025-01-01 12:20:00+01:00",2,6.0\n')
+    row = receive_and_import(conn, f, station="Offset Mast", settings=settings)
+    # 12:10+01:00 = 11:10 UTC, end of period -> 11:00 UTC (the logger's +2 h is not applied)
+    assert row["first_time"] == datetime(2025, 1, 1, 11, 0, tzinfo=UTC)
