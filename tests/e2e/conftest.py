@@ -220,3 +220,20 @@ def page(browser, app: App, request: pytest.FixtureRequest) -> Iterator[object]:
 def screenshots() -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     return SCREENSHOTS
+
+
+def click_until(click, check, *, tries: int = 3, wait_ms: int = 15_000) -> None:
+    """Click, then wait for ``check`` (an ``expect`` that takes ``timeout=``); click again if
+    it did not happen. Right after sign-in, the remember-me cookie component reruns the page
+    once, and a navigation click that lands during that rerun can be lost (the same happens
+    to a person, who then clicks again)."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    for attempt in range(tries):
+        click()
+        try:
+            check(timeout=wait_ms)
+            return
+        except (AssertionError, PlaywrightError):
+            if attempt == tries - 1:
+                raise

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.e2e.conftest import click_until
+
 
 pytestmark = pytest.mark.e2e
 
@@ -46,8 +48,8 @@ def test_analyst_sees_the_chart_of_imported_data(page: Page, app, screenshots: P
     expect(nav(page)).not_to_contain_text("Admin")
     page.screenshot(path=screenshots / "overview.png")
 
-    page.get_by_role("link", name=app.mast).click()
-    expect(page).to_have_url(re.compile(r"/station\?station=Ballymore\+Hill$"))
+    click_until(page.get_by_role("link", name=app.mast).click,
+                lambda timeout: expect(page).to_have_url(re.compile(r"/station\?station=Ballymore\+Hill$"), timeout=timeout))
     chart = page.locator(".stPlotlyChart .js-plotly-plot")
     expect(chart).to_be_visible(timeout=LONG)
     lines = chart.locator("g.trace.scatter path.js-line")

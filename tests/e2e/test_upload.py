@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.e2e.conftest import click_until
 from tests.e2e.test_browser import LONG, nav, sign_in
 
 pytestmark = pytest.mark.e2e
@@ -50,8 +51,8 @@ def sign_in_settled(page: Page, app, role: str) -> None:
 
 
 def open_page(page: Page, name: str, heading: str) -> None:
-    nav(page).get_by_role("link", name=name).click()
-    expect(page.get_by_role("heading", name=heading)).to_be_visible(timeout=LONG)
+    click_until(nav(page).get_by_role("link", name=name).click,
+                expect(page.get_by_role("heading", name=heading)).to_be_visible)
 
 
 def file_row(page: Page, name: str):
