@@ -190,12 +190,29 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]+@", r"\1***@", url)
 
 
-def fetch_all(conn: psycopg.Connection, query: str, /, **params: Any) -> list[dict[str, Any]]:
-    return conn.execute(q(query), params).fetchall()
+class SqlFile:
+    """The named queries of one file in ``core/sql``, with helpers to run them.
+
+    >>> SqlFile("queries.sql").q("stations").as_string()[:6]
+    'SELECT'
+    """
+
+    def __init__(self, filename: str) -> None:
+        self.filename = filename
+
+    def q(self, name: str) -> sql.SQL:
+        return named_queries(self.filename)[name]
+
+    def fetch_all(self, conn: psycopg.Connection, query: str, /, **params: Any) -> list[dict[str, Any]]:
+        return conn.execute(self.q(query), params).fetchall()
+
+    def fetch_one(self, conn: psycopg.Connection, query: str, /, **params: Any) -> dict[str, Any] | None:
+        return conn.execute(self.q(query), params).fetchone()
 
 
-def fetch_one(conn: psycopg.Connection, query: str, /, **params: Any) -> dict[str, Any] | None:
-    return conn.execute(q(query), params).fetchone()
+_main = SqlFile("queries.sql")
+fetch_all = _main.fetch_all
+fetch_one = _main.fetch_one
 
 
 def audit(

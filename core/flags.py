@@ -31,7 +31,6 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import psycopg
-from psycopg import sql
 
 from core import db, qc
 from core.errors import NotFound, StationManagerError
@@ -64,22 +63,10 @@ class FlagError(StationManagerError):
 # --- queries --------------------------------------------------------------------------------
 
 
-def _queries() -> dict[str, sql.SQL]:
-    return db.named_queries("flags.sql")
-
-
-def query(name: str) -> sql.SQL:
-    """A named query of ``core/sql/flags.sql``."""
-    return _queries()[name]
-
-
-def fetch_all(conn: psycopg.Connection, name: str, /, **params: Any) -> list[dict[str, Any]]:
-    """Run a named query of ``core/sql/flags.sql``."""
-    return conn.execute(query(name), params).fetchall()
-
-
-def fetch_one(conn: psycopg.Connection, name: str, /, **params: Any) -> dict[str, Any] | None:
-    return conn.execute(query(name), params).fetchone()
+_sql = db.SqlFile("flags.sql")
+query = _sql.q  # a named query of core/sql/flags.sql
+fetch_all = _sql.fetch_all
+fetch_one = _sql.fetch_one
 
 
 # --- small helpers ----------------------------------------------------------------------------

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from core import db
 from core.errors import NotFound, StationManagerError
@@ -356,22 +355,10 @@ def _nrg(name: str, m: re.Match[str], unit: str) -> ColumnMeta:
 # --- database -------------------------------------------------------------------------------
 
 
-def _queries() -> dict[str, sql.SQL]:
-    return db.named_queries("metadata.sql")
-
-
-def query(name: str) -> sql.SQL:
-    """A named query of ``core/sql/metadata.sql``."""
-    return _queries()[name]
-
-
-def fetch_all(conn: psycopg.Connection, query_name: str, /, **params: Any) -> list[dict[str, Any]]:
-    """Run a named query of ``core/sql/metadata.sql``."""
-    return conn.execute(_queries()[query_name], params).fetchall()
-
-
-def fetch_one(conn: psycopg.Connection, query_name: str, /, **params: Any) -> dict[str, Any] | None:
-    return conn.execute(_queries()[query_name], params).fetchone()
+_sql = db.SqlFile("metadata.sql")
+query = _sql.q  # a named query of core/sql/metadata.sql
+fetch_all = _sql.fetch_all
+fetch_one = _sql.fetch_one
 
 
 def _ensure_point(conn: psycopg.Connection, station_id: int, name: str, meta: ColumnMeta,
