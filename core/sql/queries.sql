@@ -152,22 +152,115 @@ SELECT status, count(*) AS n FROM source_file
 WHERE id IN (SELECT id FROM tree) GROUP BY status;
 
 -- name: overview
--- One row per station: last reading (index-backed, per channel), file counts.
-SELECT s.id, s.name, s.latitude, s.longitude, s.elevation_m,
-       (SELECT max(last.time) FROM channel c
-          CROSS JOIN LATERAL (SELECT r.time FROM reading r WHERE r.channel_id = c.id
-                              ORDER BY r.time DESC LIMIT 1) last
-         WHERE c.station_id = s.id) AS last_reading,
-       (SELECT count(*) FROM channel c WHERE c.station_id = s.id) AS channels,
-       (SELECT l.interval_s FROM logger l WHERE l.station_id = s.id
-         ORDER BY l.valid_from DESC NULLS LAST, l.id DESC LIMIT 1) AS interval_s,
-       count(f.id) FILTER (WHERE f.status = 'imported') AS files_imported,
-       count(f.id) FILTER (WHERE f.status = 'failed') AS files_failed,
-       count(f.id) FILTER (WHERE f.status IN ('queued', 'importing')) AS files_pending,
-       max(f.received_at) AS last_file_received
-FROM station s LEFT JOIN source_file f ON f.station_id = s.id
-GROUP BY s.id
-ORDER BY s.name;
+-- One row per station, as of %(now)s (nothing at or after it counts): its last reading
+-- (index-backed, per channel), its logger interval, file counts (all time, and received in
+-- [%(files_since)s, now)), and the parts of its health that core.stations.overview turns
+-- into recovery and a status. Recovery counts come from the daily rollups over the window
+-- [%(win_start)s, %(win_end)s) of whole UTC days; readings under live flags are counted in
+-- reading_1d for the whole days a flag covers and in the raw readings only at its edges.
+WITH chan AS (
+    SELECT c.id, c.station_id, c.column_name, c.mapped,
+           (SELECT r.time FROM reading r WHERE r.channel_id = c.id AND r.time < %(now)s
+             ORDER BY r.time DESC LIMIT 1) AS last_time,
+           (SELECT r.time FROM reading r WHERE r.channel_id = c.id AND r.time < %(now)s
+             ORDER BY r.time LIMIT 1) AS first_time
+    FROM channel c
+), base AS (
+    SELECT s.id, s.name, s.latitude, s.longitude, s.elevation_m,
+           (SELECT max(ch.last_time) FROM chan ch WHERE ch.station_id = s.id) AS last_reading,
+           (SELECT min(ch.first_time) FROM chan ch WHERE ch.station_id = s.id AND ch.mapped) AS first_reading,
+           (SELECT count(*) FROM chan ch WHERE ch.station_id = s.id) AS channels,
+           (SELECT count(*) FROM chan ch WHERE ch.station_id = s.id AND ch.mapped) AS mapped_channels,
+           (SELECT l.interval_s FROM logger l WHERE l.station_id = s.id
+             ORDER BY (coalesce(l.valid_from, '-infinity') <= %(now)s
+                       AND coalesce(l.valid_to, 'infinity') > %(now)s) DESC,
+                      l.valid_from DESC NULLS LAST, l.id DESC
+             LIMIT 1) AS interval_s
+    FROM station s
+), files AS (
+    SELECT f.station_id,
+           count(*) FILTER (WHERE f.status = 'imported') AS files_imported,
+           count(*) FILTER (WHERE f.status = 'failed') AS files_failed,
+           count(*) FILTER (WHERE f.status IN ('queued', 'importing')) AS files_pending,
+           max(f.received_at) AS last_file_received,
+           count(*) FILTER (WHERE f.received_at >= %(files_since)s AND f.received_at < %(now)s
+                              AND f.status <> 'unpacked') AS files_7d,
+           count(*) FILTER (WHERE f.received_at >= %(files_since)s AND f.received_at < %(now)s
+                              AND f.status = 'failed') AS failed_7d
+    FROM source_file f
+    WHERE f.station_id IS NOT NULL
+    GROUP BY f.station_id
+), rollup AS (
+    SELECT ch.station_id, sum(d.n) AS readings_30d
+    FROM chan ch JOIN reading_1d d ON d.channel_id = ch.id
+    WHERE ch.mapped AND d.bucket >= %(win_start)s AND d.bucket < %(win_end)s
+    GROUP BY ch.station_id
+), flagged AS (
+    -- live flags over the window, per mapped channel; a whole-station flag covers every channel
+    SELECT ch.id AS channel_id, ch.station_id,
+           tstzrange(greatest(f.start_time, %(win_start)s), least(f.end_time, %(win_end)s)) AS r
+    FROM flag f JOIN chan ch ON ch.station_id = f.station_id AND ch.mapped
+    WHERE f.deleted_at IS NULL AND f.start_time < %(win_end)s AND f.end_time > %(win_start)s
+      AND (f.whole_station OR EXISTS (
+           SELECT 1 FROM flag_channel fc WHERE fc.flag_id = f.id AND fc.channel_id = ch.id))
+), merged AS (
+    -- overlapping flags joined, so no reading is counted twice
+    SELECT channel_id, station_id, lower(m) AS a, upper(m) AS b,
+           date_bin(INTERVAL '1 day', lower(m) - INTERVAL '1 microsecond', TIMESTAMPTZ '2000-01-01 00:00+00')
+             + INTERVAL '1 day' AS day_a,
+           date_bin(INTERVAL '1 day', upper(m), TIMESTAMPTZ '2000-01-01 00:00+00') AS day_b
+    FROM (SELECT channel_id, station_id, unnest(range_agg(r)) AS m FROM flagged GROUP BY 1, 2) x
+), flag_counts AS (
+    -- (the window bounds repeated on reading let TimescaleDB drop the other chunks when planning)
+    SELECT m.station_id, sum(CASE WHEN m.day_a < m.day_b THEN
+               (SELECT count(*) FROM reading r WHERE r.channel_id = m.channel_id
+                 AND r.time >= m.a AND r.time < m.day_a
+                 AND r.time >= %(win_start)s AND r.time < %(win_end)s)
+             + (SELECT coalesce(sum(d.n), 0) FROM reading_1d d WHERE d.channel_id = m.channel_id
+                 AND d.bucket >= m.day_a AND d.bucket < m.day_b)
+             + (SELECT count(*) FROM reading r WHERE r.channel_id = m.channel_id
+                 AND r.time >= m.day_b AND r.time < m.b
+                 AND r.time >= %(win_start)s AND r.time < %(win_end)s)
+           ELSE (SELECT count(*) FROM reading r WHERE r.channel_id = m.channel_id
+                 AND r.time >= m.a AND r.time < m.b
+                 AND r.time >= %(win_start)s AND r.time < %(win_end)s) END) AS flagged_30d
+    FROM merged m
+    GROUP BY m.station_id
+), findings AS (
+    SELECT g.station_id, count(*) AS open_findings, array_agg(g.id ORDER BY g.id) AS open_ids
+    FROM suggested_flag g
+    WHERE g.status = 'open' AND g.start_time < %(now)s
+    GROUP BY g.station_id
+)
+SELECT b.id, b.name, b.latitude, b.longitude, b.elevation_m, b.last_reading, b.first_reading,
+       b.channels, b.mapped_channels, b.interval_s,
+       coalesce(fi.files_imported, 0) AS files_imported, coalesce(fi.files_failed, 0) AS files_failed,
+       coalesce(fi.files_pending, 0) AS files_pending, fi.last_file_received,
+       coalesce(fi.files_7d, 0) AS files_7d, coalesce(fi.failed_7d, 0) AS failed_7d,
+       coalesce(ru.readings_30d, 0) AS readings_30d, coalesce(fc.flagged_30d, 0) AS flagged_30d,
+       coalesce(fd.open_findings, 0) AS open_findings,
+       -- the last day of data: periods ending in the 24 h up to the end of the last reading's
+       -- period, i.e. times in [last_reading + interval - 24 h, last_reading]
+       (SELECT count(*) FROM suggested_flag g
+         WHERE g.id = ANY(fd.open_ids) AND g.severity = 'fail'
+           AND g.start_time < b.last_reading + make_interval(secs => coalesce(b.interval_s, 600))
+           AND g.end_time > b.last_reading + make_interval(secs => coalesce(b.interval_s, 600))
+                            - INTERVAL '1 day') AS fail_findings_last_day,
+       array(SELECT ch.column_name FROM chan ch
+              WHERE ch.station_id = b.id AND ch.mapped AND ch.last_time IS NOT NULL
+                AND ch.last_time < b.last_reading + make_interval(secs => coalesce(b.interval_s, 600))
+                                   - INTERVAL '1 day'
+              ORDER BY ch.column_name) AS silent_channels,
+       (SELECT count(*) FROM chan ch
+         WHERE ch.station_id = b.id AND ch.mapped
+           AND ch.last_time >= b.last_reading + make_interval(secs => coalesce(b.interval_s, 600))
+                               - INTERVAL '1 day') AS reporting_channels
+FROM base b
+LEFT JOIN files fi ON fi.station_id = b.id
+LEFT JOIN rollup ru ON ru.station_id = b.id
+LEFT JOIN flag_counts fc ON fc.station_id = b.id
+LEFT JOIN findings fd ON fd.station_id = b.id
+ORDER BY b.name;
 
 -- name: station_time_range
 SELECT min(first.time) AS first_time, max(last.time) AS last_time
