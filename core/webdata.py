@@ -471,3 +471,38 @@ def read_json_upload(data: bytes, name: str) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise MetadataError(["$: a Task 43 document is a JSON object"], file=name)
     return doc
+
+
+# --- flags on the station page ---------------------------------------------------------
+
+
+def flag_table(bands: list[dict[str, Any]]) -> pd.DataFrame:
+    """The station page's "Flags in view": one row per flag drawn (:func:`core.health.flag_bands`).
+
+    >>> t = flag_table([{"id": 4, "category": "icing", "start_time": datetime(2025, 1, 1, 6, tzinfo=UTC),
+    ...     "end_time": datetime(2025, 1, 2, tzinfo=UTC), "whole_station": False,
+    ...     "columns": ["WS_80m_NE_Avg", "WS_80m_SW_Avg"], "note": "rime", "author": "ana"}])
+    >>> t.iloc[0, 1:].tolist()
+    ['icing', '2025-01-01 06:00', '2025-01-02 00:00', 'WS_80m_NE_Avg, WS_80m_SW_Avg', 'rime', 'ana']
+    """
+    return pd.DataFrame([{
+        "flag": b["id"], "category": b["category"], "start (UTC)": format_time(b["start_time"]),
+        "end (UTC)": format_time(b["end_time"]),
+        "channels": "whole station" if b.get("whole_station") else ", ".join(b.get("columns") or []),
+        "note": b.get("note") or "", "by": b.get("author") or "",
+    } for b in bands], columns=("flag", "category", "start (UTC)", "end (UTC)", "channels", "note", "by"))
+
+
+def flag_line(row: dict[str, Any]) -> str:
+    """One row of :func:`flag_table` as a line of markdown.
+
+    >>> flag_line({"flag": 4, "category": "icing", "start (UTC)": "2025-01-01 06:00",
+    ...     "end (UTC)": "2025-01-02 00:00", "channels": "WS_80m_NE_Avg", "note": "", "by": "ana"})
+    '**#4 icing** · 2025-01-01 06:00 – 2025-01-02 00:00 · WS\\\\_80m\\\\_NE\\\\_Avg · by ana'
+    """
+    parts = [f"**#{row['flag']} {row['category']}**", f"{row['start (UTC)']} – {row['end (UTC)']}",
+             escape_markdown(row["channels"])]
+    if row["note"]:
+        parts.append(f"“{escape_markdown(row['note'])}”")
+    parts.append(f"by {escape_markdown(row['by'])}")
+    return " · ".join(parts)

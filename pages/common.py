@@ -135,3 +135,28 @@ def storage_level() -> tuple[int | None, str]:
     """The database's storage level and its name (cached for 5 minutes)."""
     level = _storage_level(database_url())
     return level, schema.LEVEL_NAMES.get(level, "not migrated")
+
+
+# --- the station picker -------------------------------------------------------------------
+
+NO_STATIONS = "No stations yet. Import logger files with `stationmanager ingest FILE --station NAME`."
+
+
+def station_picker(where=None, *, title: str, empty: str = NO_STATIONS, **selectbox) -> str:
+    """The station choice of a page, kept in the ``station`` query parameter so that a link,
+    a reload or another page opens the same station. With no station yet, shows ``title``
+    and ``empty`` and stops the page. ``where`` is a column or container (default: the page).
+    """
+    from core import webdata
+
+    with show_errors(), connection() as conn:
+        names = webdata.station_names(conn)
+    if not names:
+        st.title(title)
+        st.info(empty)
+        st.stop()
+    wanted = st.query_params.get("station")
+    name = (where or st).selectbox("Station", names, index=names.index(wanted) if wanted in names else 0,
+                                   **selectbox)
+    st.query_params["station"] = name
+    return name
