@@ -312,6 +312,13 @@ def undelete_flag(conn: psycopg.Connection, flag_id: int, actor: str) -> None:
                  deleted_by=old["deleted_by"], deleted_at=old["deleted_at"])
 
 
+def flag_history(conn: psycopg.Connection, flag_id: int) -> list[dict[str, Any]]:
+    """The audit trail of a flag, oldest first: ``at``, ``actor``, ``action`` (create, update,
+    delete, undelete) and ``details`` (for an update, the ``old`` and ``new`` values)."""
+    get_flag(conn, flag_id)  # NotFound for an unknown id
+    return fetch_all(conn, "flag_history", flag_id=flag_id)
+
+
 # --- masks ----------------------------------------------------------------------------------------
 
 

@@ -188,3 +188,17 @@ FOR UPDATE SKIP LOCKED;
 
 -- name: delete_qc_requests
 DELETE FROM qc_request WHERE id = ANY(%(ids)s::bigint[]);
+
+-- --- flag history and cleaning logs (core.flags.flag_history, core.cleaning_log) -------------
+
+-- name: flag_history
+-- Every audited change of one flag, oldest first (create, update, delete, undelete).
+SELECT id, at, actor, action, details FROM audit
+WHERE entity = 'flag' AND entity_id = %(flag_id)s
+ORDER BY at, id;
+
+-- name: station_loggers
+-- The station's logger configurations, for the recording interval in force at a time.
+SELECT interval_s, valid_from, valid_to FROM logger
+WHERE station_id = %(station_id)s
+ORDER BY valid_from NULLS FIRST, id;
