@@ -24,7 +24,42 @@ log = logging.getLogger(__name__)
 
 _INBOX_LOCK = 0x494E4258  # advisory lock key: one inbox scanner at a time
 
-blueprint = procrastinate.Blueprint()
+
+
+class _TaskList:
+    """The task definitions, with procrastinate's ``task``/``periodic`` decorators.
+
+    Each :func:`make_app` registers them on a new :class:`procrastinate.Blueprint`:
+    procrastinate renames a blueprint's tasks in place when an app takes them, so one
+    blueprint can serve only one app, and a process may make several (tests, a CLI that
+    queues a job and then builds it itself).
+    """
+
+    def __init__(self) -> None:
+        self.specs: list[list] = []  # [function, task options, periodic options or None]
+
+    def task(self, **options):
+        def register(func):
+            self.specs.append([func, options, None])
+            return func
+        return register
+
+    def periodic(self, **options):
+        def register(func):
+            next(spec for spec in self.specs if spec[0] is func)[2] = options
+            return func
+        return register
+
+    def blueprint(self) -> procrastinate.Blueprint:
+        bp = procrastinate.Blueprint()
+        for func, options, periodic in self.specs:
+            task = bp.task(**options)(func)
+            if periodic is not None:
+                bp.periodic(**periodic)(task)
+        return bp
+
+
+blueprint = _TaskList()
 
 #: Transient failures worth retrying; parse errors are final and never raised here.
 TRANSIENT = {
@@ -113,6 +148,34 @@ async def retry_stalled(context: procrastinate.JobContext, timestamp: int) -> No
         await manager.retry_job(job)
 
 
+@blueprint.task(name="build_export", queue="exports", retry=_retry(), pass_context=True)
+def build_export(context: procrastinate.JobContext, export_id: int) -> None:
+    """Build one requested export (``core.exports.build_export``); its row shows the progress."""
+    from core import exports
+
+    job = context.job
+    final = (job.attempts or 0) >= get_settings().job_retries  # no retry after this attempt
+    log.info("job %s: build export %s", job.id, export_id, extra={"job_id": job.id})
+    exports.build_export(export_id, final=final)
+
+
+def defer_export(app: procrastinate.App, export_id: int) -> None:
+    """Queue the build of a requested export (by name and queue: deferring works from any
+    process, also one that made more than one app)."""
+    app.configure_task("sm:build_export", queue="exports").defer(export_id=export_id)
+
+
+@blueprint.periodic(cron="41 * * * *")
+@blueprint.task(name="cleanup_exports", queue="maintenance", queueing_lock="cleanup_exports", pass_context=True)
+def cleanup_exports(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Delete export files older than STATIONMANAGER_EXPORT_RETENTION_DAYS (rows kept as expired)."""
+    from core import exports
+
+    with db.connection() as conn:
+        exports.cleanup(conn)
+        conn.commit()
+
+
 @blueprint.periodic(cron="17 * * * *")
 @blueprint.task(name="prune_jobs", queue="maintenance", queueing_lock="prune_jobs", pass_context=True)
 async def prune_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
@@ -127,7 +190,7 @@ def make_app(url: str) -> procrastinate.App:
         conninfo=url, min_size=1, max_size=settings.worker_concurrency + 2
     )
     app = procrastinate.App(connector=connector)
-    app.add_tasks_from(blueprint, namespace="sm")
+    app.add_tasks_from(blueprint.blueprint(), namespace="sm")
     return app
 
 

@@ -77,6 +77,12 @@ class Settings:
     job_retries: int = _setting(
         3, "Times a failed job is retried when the failure is transient (database errors)."
     )
+    export_retention_days: float = _setting(
+        30.0, "Export files older than this many days are deleted by the worker (the history is kept)."
+    )
+    export_max_rows: int = _setting(
+        5_000_000, "Most rows (time steps) one export may have; a longer request is refused."
+    )
     log_level: str = _setting("INFO", "Logging level of the worker and the CLI.")
     test_database_url: str | None = _setting(
         None,
@@ -103,6 +109,11 @@ class Settings:
     def files_dir(self) -> Path:
         """Where original files are kept, content-addressed by sha256."""
         return self.home.resolve() / "files"
+
+    @property
+    def exports_dir(self) -> Path:
+        """Where export files are built and kept (see ``export_retention_days``)."""
+        return self.home.resolve() / "exports"
 
     @property
     def inbox_dir(self) -> Path:

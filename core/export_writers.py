@@ -1,0 +1,352 @@
+"""The file formats of exports, written batch by batch in bounded memory.
+
+A writer is opened with the export's columns (:class:`OutColumn`) and the site's metadata,
+gets :meth:`Writer.write` calls with consecutive blocks of rows — ``times_us`` (int64
+microseconds since 1970 UTC, the start of each time step) and a ``values`` matrix with one
+column per :class:`OutColumn` (NaN = missing) — and :meth:`Writer.close` writes what is
+left and returns the files it made. The text goes through pyarrow's CSV writer, so numbers
+are written in their shortest exact form (re-reading gives the same float64) and missing
+values as empty fields.
+
+Formats:
+
+- ``windographer``: a header block like Windographer's own (``Created … by …``, site,
+  latitude, longitude, elevation, "Time stamps indicate the beginning of the time step."),
+  then ``Date/Time`` and one tab-separated column per channel, ``YYYY-MM-DD HH:MM`` local
+  stamps, CRLF line ends;
+- ``csv``: ``Timestamp`` (ISO 8601 with the UTC offset) and one column per channel;
+- ``zip``: one such CSV per measurement type, plus the provenance;
+- ``parquet``: ``wide`` (``time`` and one column per channel) or ``long`` (``time``,
+  ``channel_id``, ``channel``, ``value``), one row group per batch.
+
+Column names follow :func:`column_label`: ``Speed 80 m N Avg [m/s]``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import re
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from core.metadata import compass_of
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = {"windographer": ".txt", "csv": ".csv", "zip": ".zip", "parquet": ".parquet"}
+
+#: The word for each measurement type in column names (re-read by core.metadata's conventions).
+TYPE_WORDS = {
+    "wind_speed": "Speed", "wind_direction": "Direction", "air_temperature": "Temperature",
+    "relative_humidity": "Humidity", "air_pressure": "Pressure", "precipitation": "Precipitation",
+    "battery_voltage": "Battery", "solar_radiation": "Solar", "vertical_wind_speed": "Vertical_Speed",
+}
+STAT_WORDS = {
+    "avg": "Avg", "sd": "SD", "min": "Min", "max": "Max", "gust": "Gust", "sum": "Sum", "count": "Count",
+    "sample": "Sample", "median": "Median", "mode": "Mode", "range": "Range", "ti": "TI",
+    "ti30sec": "TI30sec", "availability": "Availability", "quality": "Quality",
+}
+#: Order of measurement types and statistics in a file.
+TYPE_ORDER = list(TYPE_WORDS) + ["other", "unknown"]
+STAT_ORDER = list(STAT_WORDS) + ["text", "unknown"]
+
+
+@dataclass(frozen=True)
+class OutColumn:
+    """One column of an export: a channel and the label it is written under."""
+
+    channel_id: int
+    column_name: str
+    measurement_type: str
+    statistic: str
+    height_m: float | None
+    orientation_deg: float | None
+    unit: str
+    label: str = ""
+
+    @property
+    def header(self) -> str:
+        """``label [unit]``, as written in text headers."""
+        return f"{self.label} [{self.unit}]" if self.unit else self.label
+
+    def describe(self) -> dict[str, Any]:
+        return {"header": self.header, "channel_id": self.channel_id, "column_name": self.column_name,
+                "measurement_type": self.measurement_type, "statistic": self.statistic,
+                "height_m": self.height_m, "orientation_deg": self.orientation_deg, "unit": self.unit}
+
+
+def column_label(measurement_type: str, height_m: float | None, orientation_deg: float | None,
+                 statistic: str, column_name: str) -> str:
+    """The stable name of a channel in an export: type, height, boom orientation (16-point
+    compass) and statistic. Channels of an unknown type keep their logger column name.
+
+    >>> column_label("wind_speed", 80.0, 0.0, "avg", "Spd80mN")
+    'Speed 80 m N Avg'
+    >>> column_label("wind_direction", 78.5, 180.0, "sd", "Dir78mSStd")
+    'Direction 78.5 m S SD'
+    >>> column_label("air_temperature", 2.0, None, "avg", "T2m")
+    'Temperature 2 m Avg'
+    >>> column_label("unknown", None, None, "unknown", "RECORD_Flag")
+    'RECORD_Flag'
+    """
+    word = TYPE_WORDS.get(measurement_type)
+    if word is None:
+        return column_name
+    parts = [word]
+    if height_m is not None:
+        parts.append(f"{height_m:g} m")
+    if orientation_deg is not None:
+        parts.append(compass_of(orientation_deg))
+    stat = STAT_WORDS.get(statistic)
+    if stat:
+        parts.append(stat)
+    return " ".join(parts)
+
+
+def label_columns(columns: list[OutColumn]) -> list[OutColumn]:
+    """``columns`` sorted (type, height from the top, orientation, statistic) and labelled;
+    a label two channels would share gets the logger column name added before the statistic.
+
+    >>> a = OutColumn(1, "Spd80mN", "wind_speed", "avg", 80.0, 0.0, "m/s")
+    >>> b = OutColumn(2, "Spd80mN_2", "wind_speed", "avg", 80.0, 0.0, "m/s")
+    >>> t = OutColumn(3, "T2m", "air_temperature", "avg", 2.0, None, "C")
+    >>> [c.header for c in label_columns([t, b, a])]
+    ['Speed 80 m N Spd80mN Avg [m/s]', 'Speed 80 m N Spd80mN_2 Avg [m/s]', 'Temperature 2 m Avg [C]']
+    """
+    def key(c: OutColumn) -> tuple:
+        t = TYPE_ORDER.index(c.measurement_type) if c.measurement_type in TYPE_ORDER else len(TYPE_ORDER)
+        s = STAT_ORDER.index(c.statistic) if c.statistic in STAT_ORDER else len(STAT_ORDER)
+        return (t, -(c.height_m if c.height_m is not None else -1e9),
+                c.orientation_deg if c.orientation_deg is not None else -1, s, c.column_name)
+
+    ordered = sorted(columns, key=key)
+    labels = [column_label(c.measurement_type, c.height_m, c.orientation_deg, c.statistic, c.column_name)
+              for c in ordered]
+    out = []
+    for c, label in zip(ordered, labels):
+        if labels.count(label) > 1:
+            stat = STAT_WORDS.get(c.statistic)
+            base = label[: -len(stat) - 1] if stat and label.endswith(" " + stat) else label
+            label = f"{base} {c.column_name}" + (f" {stat}" if stat and base != label else "")
+        out.append(OutColumn(**{**c.__dict__, "label": label}))
+    return out
+
+
+# --- timestamps ----------------------------------------------------------------------------
+
+
+def format_times(times_us: np.ndarray, tz: str, iso: bool) -> pa.Array:
+    """Time-step starts as text in ``tz``: ``YYYY-MM-DD HH:MM`` or ISO 8601 with the offset.
+
+    >>> t = np.array([0, 3_600_000_000], dtype=np.int64)
+    >>> format_times(t, "UTC", iso=False).to_pylist()
+    ['1970-01-01 00:00', '1970-01-01 01:00']
+    >>> format_times(t, "Europe/Berlin", iso=True).to_pylist()
+    ['1970-01-01T01:00:00+01:00', '1970-01-01T02:00:00+01:00']
+    """
+    arr = pa.array(np.asarray(times_us, dtype=np.int64), pa.timestamp("us", tz=tz))
+    if not iso:
+        return pc.strftime(arr, format="%Y-%m-%d %H:%M")
+    text = pc.strftime(arr, format="%Y-%m-%dT%H:%M:00%z")
+    return pc.replace_substring_regex(text, pattern=r"([+-]\d\d)(\d\d)$", replacement=r"\1:\2")
+
+
+def _degrees(value: float | None, pos: str, neg: str) -> str:
+    """``N 53.304900`` (Windographer's way of writing a coordinate)."""
+    assert value is not None
+    return f"{pos if value >= 0 else neg} {abs(value):.6f}"
+
+
+# --- writers ---------------------------------------------------------------------------------
+
+
+class Writer:
+    """Base of the writers: subclasses implement ``write`` and ``close``."""
+
+    def __init__(self, path: Path, columns: list[OutColumn], site: dict[str, Any], tz: str,
+                 header_lines: list[str]) -> None:
+        self.path = path
+        self.columns = columns
+        self.site = site
+        self.tz = tz
+        self.header_lines = header_lines
+
+    def write(self, times_us: np.ndarray, values: np.ndarray) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self, provenance: dict[str, Any]) -> list[Path]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def _value_arrays(values: np.ndarray) -> list[pa.Array]:
+    return [pa.array(values[:, j], pa.float64(), from_pandas=True) for j in range(values.shape[1])]
+
+
+class TextWriter(Writer):
+    """A delimited text table, header written first, then the data rows batch by batch."""
+
+    delimiter = ","
+    eol = "\n"
+    iso = True
+    time_header = "Timestamp"
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._fh = self.path.open("wb")
+        self._fh.write(self.preamble().encode("utf-8"))
+        names = [f"c{j}" for j in range(len(self.columns) + 1)]
+        schema = pa.schema([(names[0], pa.string())] + [(n, pa.float64()) for n in names[1:]])
+        self._writer = pacsv.CSVWriter(self._fh, schema, write_options=pacsv.WriteOptions(
+            include_header=False, delimiter=self.delimiter, eol=self.eol, quoting_style="none"))  # timestamps and numbers only
+        self._schema = schema
+
+    def preamble(self) -> str:
+        buf = io.StringIO()
+        csv.writer(buf, delimiter=self.delimiter, lineterminator=self.eol).writerow(
+            [self.time_header] + [c.header for c in self.columns])
+        return buf.getvalue()
+
+    def write(self, times_us: np.ndarray, values: np.ndarray) -> None:
+        arrays = [format_times(times_us, self.tz, self.iso)] + _value_arrays(values)
+        self._writer.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
+
+    def close(self, provenance: dict[str, Any]) -> list[Path]:
+        self._writer.close()
+        self._fh.close()
+        return [self.path]
+
+
+class CsvWriter(TextWriter):
+    """Wide CSV: ``Timestamp`` in ISO 8601 with the UTC offset, one column per channel.
+
+    The file has no comment lines (they would stop spreadsheet and CSV readers, ours
+    included, from finding the header); its provenance is in the sidecar JSON.
+    """
+
+
+class WindographerWriter(TextWriter):
+    """Windographer text: header block, ``Date/Time``, tabs, local stamps, CRLF."""
+
+    delimiter = "\t"
+    eol = "\r\n"
+    iso = False
+    time_header = "Date/Time"
+
+    def preamble(self) -> str:
+        site = self.site
+        lines = list(self.header_lines[:1])
+        lines.append(f"Site = {site['name']}")
+        if site.get("latitude") is not None and site.get("longitude") is not None:
+            lines.append(f"Latitude = {_degrees(site['latitude'], 'N', 'S')}")
+            lines.append(f"Longitude = {_degrees(site['longitude'], 'E', 'W')}")
+        if site.get("elevation_m") is not None:
+            lines.append(f"Elevation = {site['elevation_m']:g} m")
+        lines += self.header_lines[1:]
+        lines += ["", "Time stamps indicate the beginning of the time step.", ""]
+        return self.eol.join(lines) + self.eol + super().preamble()
+
+
+class ZipWriter(Writer):
+    """One CSV per measurement type (built side by side on disk), zipped at the end."""
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self._parts: dict[str, tuple[list[int], CsvWriter]] = {}
+        stem = self.path.stem
+        for j, c in enumerate(self.columns):
+            kind = c.measurement_type if c.measurement_type in TYPE_ORDER else "unknown"
+            if kind not in self._parts:
+                self._parts[kind] = ([], None)  # type: ignore[assignment]
+            self._parts[kind][0].append(j)
+        for kind, (idx, _) in list(self._parts.items()):
+            part = self.path.with_name(f"{stem}_{kind}.csv")
+            self._parts[kind] = (idx, CsvWriter(part, [self.columns[j] for j in idx], self.site, self.tz, []))
+
+    def write(self, times_us: np.ndarray, values: np.ndarray) -> None:
+        for idx, writer in self._parts.values():
+            writer.write(times_us, values[:, idx])
+
+    def close(self, provenance: dict[str, Any]) -> list[Path]:
+        with zipfile.ZipFile(self.path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for idx, writer in self._parts.values():
+                (part,) = writer.close(provenance)
+                zf.write(part, arcname=part.name)
+                part.unlink()
+            zf.writestr(f"{self.path.stem}.provenance.json", json.dumps(provenance, indent=2, default=str))
+        return [self.path]
+
+
+class ParquetWriter(Writer):
+    """Parquet, ``wide`` or ``long``; one row group per batch; provenance in the metadata."""
+
+    def __init__(self, *args: Any, layout: str = "wide") -> None:
+        super().__init__(*args)
+        self.layout = layout
+        time_type = pa.timestamp("us", tz=self.tz)
+        if layout == "wide":
+            fields = [pa.field("time", time_type)] + [
+                pa.field(c.header, pa.float64(), metadata={k: str(v) for k, v in c.describe().items()})
+                for c in self.columns]
+        else:
+            fields = [pa.field("time", time_type), pa.field("channel_id", pa.int32()),
+                      pa.field("channel", pa.string()), pa.field("value", pa.float64())]
+        self.schema = pa.schema(fields)
+        self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+        self._ids = np.array([c.channel_id for c in self.columns], dtype=np.int32)
+        self._names = pa.array([c.header for c in self.columns], pa.string())
+
+    def write(self, times_us: np.ndarray, values: np.ndarray) -> None:
+        t = pa.array(np.asarray(times_us, dtype=np.int64), pa.timestamp("us", tz=self.tz))
+        if self.layout == "wide":
+            table = pa.Table.from_arrays([t] + _value_arrays(values), schema=self.schema)
+        else:
+            rows, cols = values.shape
+            table = pa.Table.from_arrays([
+                pc.take(t, pa.array(np.repeat(np.arange(rows), cols))),
+                pa.array(np.tile(self._ids, rows)),
+                pc.take(self._names, pa.array(np.tile(np.arange(cols), rows))),
+                pa.array(values.reshape(-1), pa.float64(), from_pandas=True),
+            ], schema=self.schema)
+        self._writer.write_table(table)
+
+    def close(self, provenance: dict[str, Any]) -> list[Path]:
+        self._writer.add_key_value_metadata({"stationmanager.provenance": json.dumps(provenance, default=str)})
+        self._writer.close()
+        return [self.path]
+
+
+def open_writer(fmt: str, path: Path, columns: list[OutColumn], site: dict[str, Any], tz: str,
+                header_lines: list[str], parquet_layout: str = "wide") -> Writer:
+    """A writer of format ``fmt`` (one of :data:`EXTENSIONS`) for ``path``."""
+    if fmt == "windographer":
+        return WindographerWriter(path, columns, site, tz, header_lines)
+    if fmt == "csv":
+        return CsvWriter(path, columns, site, tz, header_lines)
+    if fmt == "zip":
+        return ZipWriter(path, columns, site, tz, header_lines)
+    if fmt == "parquet":
+        return ParquetWriter(path, columns, site, tz, header_lines, layout=parquet_layout)
+    raise ValueError(f"unknown export format {fmt!r}")
+
+
+_SLUG = re.compile(r"[^A-Za-z0-9]+")
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of ``text``.
+
+    >>> slug("Demo Mast #2 (Ireland)")
+    'demo_mast_2_ireland'
+    """
+    return _SLUG.sub("_", text).strip("_").lower() or "station"
