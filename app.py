@@ -21,9 +21,12 @@ st.set_page_config(page_title="StationManager", page_icon=":material/air:", layo
 PAGES = (
     ("pages/overview.py", "Overview", ":material/dashboard:", "viewer"),
     ("pages/station.py", "Station", ":material/show_chart:", "viewer"),
+    ("pages/flags.py", "Flags", ":material/flag:", "viewer"),
     ("pages/upload.py", "Upload", ":material/upload:", "analyst"),
     ("pages/files.py", "Files", ":material/folder_open:", "viewer"),
     ("pages/metadata.py", "Metadata", ":material/sensors:", "viewer"),
+    ("pages/calibrations.py", "Calibrations", ":material/tune:", "viewer"),
+    ("pages/exports.py", "Exports", ":material/file_export:", "viewer"),
     ("pages/admin.py", "Admin", ":material/admin_panel_settings:", "admin"),
 )
 

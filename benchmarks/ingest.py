@@ -678,20 +678,26 @@ def machine() -> dict[str, str]:
     }
 
 
-def render(ctx: dict[str, Any], res: dict[str, Any]) -> str:
-    ch, tm, wk = res["ceiling_channel"], res["ceiling_time"], res["worker"]
-    n = ctx["n_readings"]
-    server = ctx["server"]
-    lines = [
-        f"## {ctx['title']}",
-        "",
+def environment_lines(ctx: dict[str, Any]) -> list[str]:
+    """The date, machine and server lines of a report (shared by the benchmarks)."""
+    server, m = ctx["server"], ctx["machine"]
+    return [
         f"- Date: {ctx['date']}",
-        f"- Machine: {ctx['machine']['nproc']} CPUs ({ctx['machine']['cpu']}), {ctx['machine']['ram']} RAM; "
-        f"Python {ctx['machine']['python']}",
+        f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['ram']} RAM; Python {m['python']}",
         f"- Server: PostgreSQL {server.caps['postgresql']}"
         + (f", TimescaleDB {ctx['timescaledb']}" if ctx.get("timescaledb") else "")
         + f"; storage level {server.level}; "
         + ", ".join(f"{k} = {v}" for k, v in server.config.items()),
+    ]
+
+
+def render(ctx: dict[str, Any], res: dict[str, Any]) -> str:
+    ch, tm, wk = res["ceiling_channel"], res["ceiling_time"], res["worker"]
+    n = ctx["n_readings"]
+    lines = [
+        f"## {ctx['title']}",
+        "",
+        *environment_lines(ctx),
         f"- File: {ctx['years']:g} years × {ctx['channels']} channels = {ctx['rows']:,} rows = "
         f"{n / 1e6:.1f} M readings, one TOA5 file of {mb(ctx['file_size'])} "
         f"(generated in {ctx['gen_seconds']:.1f} s{', cached' if ctx['cached'] else ''})",

@@ -356,6 +356,49 @@ def cmd_flag_dismiss(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_flag_import(args: argparse.Namespace) -> int:
+    from core import cleaning_log
+
+    text = _read_text(args.file)
+    with db.connect() as conn, db.translate():
+        try:
+            result = cleaning_log.import_flags(conn, args.station, text, args.format, args.actor)
+        except cleaning_log.CleaningLogError as exc:
+            raise cleaning_log.CleaningLogError(exc.problems, file=args.file) from None
+        conn.commit()
+    if args.json:
+        _print_json(result)
+    else:
+        print(f"{args.file}: {result['added']} flags added, {result['unchanged']} already there")
+        if result["unmatched"]:
+            print(f"no channel of {args.station} matches: {', '.join(result['unmatched'])}")
+    return 0
+
+
+def _read_text(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StationManagerError(f"cannot read {path}: {exc}") from exc
+
+
+def cmd_flag_export(args: argparse.Namespace) -> int:
+    from core import cleaning_log
+
+    warnings: list[str] = []
+    with db.connect() as conn, db.translate():
+        text = cleaning_log.export_flags(conn, args.station, args.format, warnings=warnings)
+    try:
+        Path(args.out).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise StationManagerError(f"cannot write {args.out}: {exc}") from exc
+    lines = text.count("\n") - 1
+    print(f"{args.out}: {lines} line{'s' if lines != 1 else ''} ({args.format})")
+    for w in warnings:
+        print(f"note: {w}", file=sys.stderr)
+    return 0
+
+
 def cmd_qc(args: argparse.Namespace) -> int:
     from core import qc_runner
 
@@ -373,6 +416,149 @@ def cmd_qc(args: argparse.Namespace) -> int:
     print(f"suggestions: {c['new']} new, {c['updated']} updated, {c['unchanged']} unchanged, {c['removed']} removed "
           f"(stationmanager flag suggestions --station {result['station']!r})")
     return 0
+
+
+# --- calibrations ---------------------------------------------------------------------
+
+
+def _calibration_out(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": r["id"], "point": r["point"], "from": r["valid_from"], "to": r["valid_to"],
+        "logger_slope": r["logger_slope"], "logger_offset": r["logger_offset"], "slope": r["cal_slope"],
+        "offset": r["cal_offset"], "certificate": r["certificate"], "source": r["source"] or "manual",
+        "entered_by": r.get("entered_by", ""),
+    }
+
+
+def cmd_calibration_list(args: argparse.Namespace) -> int:
+    from core import calibrations
+
+    with db.connect() as conn, db.translate():
+        rows = [_calibration_out(r) for r in calibrations.list_calibrations(conn, args.station)]
+    if args.json:
+        _print_json(rows)
+    else:
+        _table(rows, ["id", "point", "from", "to", "logger_slope", "logger_offset", "slope", "offset", "source",
+                      "certificate"])
+    return 0
+
+
+def cmd_calibration_add(args: argparse.Namespace) -> int:
+    from core import calibrations
+
+    with db.connect() as conn, db.translate():
+        point = calibrations.point_id(conn, args.station, args.point)
+        row = calibrations.add_calibration(
+            conn, point, _when(args.valid_from), _when(args.valid_to), args.logger_slope, args.logger_offset,
+            args.slope, args.offset, args.certificate or "", args.actor)
+        conn.commit()
+    if args.json:
+        _print_json(_calibration_out(row))
+    else:
+        print(f"calibration {row['id']} added to {row['point']}: {row['valid_from']} .. {row['valid_to'] or 'open'}")
+    return 0
+
+
+def cmd_calibration_delete(args: argparse.Namespace) -> int:
+    from core import calibrations
+
+    with db.connect() as conn, db.translate():
+        old = calibrations.delete_calibration(conn, args.id, args.actor)
+        conn.commit()
+    print(f"calibration {args.id} of {old['point']} deleted")
+    return 0
+
+
+def _calibration_parser(sub: Any) -> None:
+    cp = sub.add_parser("calibration", help="calibration periods of measurement points (slope/offset)"
+                        ).add_subparsers(dest="calibration_cmd", required=True)
+    s = cp.add_parser("list", help="the calibration periods of a station")
+    s.add_argument("--station", required=True)
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_calibration_list)
+    s = cp.add_parser("add", help="add a calibration period [from, to) to a measurement point")
+    s.add_argument("--station", required=True)
+    s.add_argument("--point", required=True, help="measurement point name (see calibration list)")
+    s.add_argument("--from", dest="valid_from", required=True, help="ISO date-time, UTC unless it has a zone")
+    s.add_argument("--to", dest="valid_to", help="ISO date-time (exclusive); default: open")
+    s.add_argument("--logger-slope", type=float, required=True, help="slope programmed in the logger")
+    s.add_argument("--logger-offset", type=float, required=True, help="offset programmed in the logger")
+    s.add_argument("--slope", type=float, required=True, help="slope of the calibration certificate")
+    s.add_argument("--offset", type=float, required=True, help="offset of the calibration certificate")
+    s.add_argument("--certificate", help="certificate reference (lab, report, date)")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_calibration_add)
+    s = cp.add_parser("delete", help="delete a calibration period")
+    s.add_argument("id", type=int)
+    s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_calibration_delete)
+
+
+# --- exports --------------------------------------------------------------------------
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Request an export, wait for a worker (or build it here when none runs), copy it out."""
+    import shutil
+
+    from core import exports
+
+    if args.include_flagged and args.exclude:
+        raise StationManagerError("give --include-flagged or --exclude, not both")
+    ids = None
+    with db.connect(autocommit=True) as conn, db.translate():
+        if args.channels:
+            ids = tuple(flags.channel_ids_by_name(conn, args.station, args.channels.split(",")))
+        req = exports.ExportRequest(
+            station=args.station, format=args.format, start=_when(args.start), end=_when(args.end),
+            channel_ids=ids, measurement_types=tuple(args.types.split(",")) if args.types else None,
+            calibrated=not args.raw,
+            exclude_categories=() if args.include_flagged else (tuple(args.exclude) if args.exclude else None),
+            averaging=args.averaging, timezone=args.timezone, parquet_layout=args.layout)
+        row = exports.request_export(conn, req, args.actor)
+        row = _wait_for_export(conn, row, quiet=args.json)
+    if row["status"] != "done":
+        raise StationManagerError(f"export {row['id']} {row['status']}: {row['error'] or row['message']}")
+    src = exports.export_file(row)
+    out = Path(args.out) if args.out else Path(row["file_name"])
+    if out.is_dir():
+        out = out / row["file_name"]
+    shutil.copyfile(src, out)
+    side = src.with_name(src.stem + ".provenance.json")
+    if side.is_file():
+        shutil.copyfile(side, out.with_name(out.stem + ".provenance.json"))
+    result = {"id": row["id"], "status": row["status"], "reused": row["reused"], "file": str(out),
+              "size_bytes": row["size_bytes"], "rows": row["n_rows"], "values": row["n_values"]}
+    if args.json:
+        _print_json(result)
+    else:
+        how = f"reused export {row['reused_from']}" if row["reused"] else f"export {row['id']}"
+        print(f"{out}: {row['n_rows']:,} rows, {row['size_bytes']:,} bytes ({how})")
+    return 0
+
+
+def _wait_for_export(conn: Any, row: dict[str, Any], *, quiet: bool, timeout: float = 24 * 3600) -> dict[str, Any]:
+    """Follow an export until it is done or failed; build it in this process if no worker runs."""
+    from core import exports
+
+    deadline = time.monotonic() + timeout
+    last = ""
+    while row["status"] in ("queued", "running"):
+        if row["status"] == "queued" and not exports.worker_alive(conn):
+            if not quiet:
+                print("no worker is running: building the export here", file=sys.stderr)
+            row = exports.build_export(row["id"])
+            continue
+        line = f"export {row['id']}: {row['status']} {row['progress'] * 100:.0f} % {row['message']}"
+        if not quiet and line != last:
+            print(line, file=sys.stderr)
+            last = line
+        if time.monotonic() > deadline:
+            raise StationManagerError(f"gave up waiting for export {row['id']}")
+        time.sleep(0.5)
+        row = exports.get_export(conn, row["id"])
+    return row
 
 
 # --- parser --------------------------------------------------------------------------
@@ -480,6 +666,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("ids", nargs="+", type=int, metavar="SUGGESTION_ID")
     s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_flag_dismiss)
+    s = fp.add_parser("import", help="add the flags of a brightwind cleaning file or a Windographer flag log "
+                      "(times in UTC; importing the same file again adds nothing)")
+    s.add_argument("file", metavar="FILE")
+    s.add_argument("--station", required=True)
+    s.add_argument("--format", required=True, choices=("brightwind", "windographer"))
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_flag_import)
+    s = fp.add_parser("export", help="write a station's flags as a brightwind cleaning file or a Windographer "
+                      "flag log (times in UTC)")
+    s.add_argument("--station", required=True)
+    s.add_argument("--format", required=True, choices=("brightwind", "windographer"))
+    s.add_argument("--out", required=True, metavar="PATH")
+    s.set_defaults(func=cmd_flag_export)
 
     s = sub.add_parser("qc", help="run the quality checks of a station now and store their suggestions")
     s.add_argument("--station", required=True)
@@ -487,6 +687,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--end", help="ISO date-time, exclusive (default: just after the last reading)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_qc)
+
+    s = sub.add_parser("export", help="export a station's clean data (Windographer, CSV, zip, Parquet)")
+    s.add_argument("--station", required=True)
+    s.add_argument("--format", required=True, choices=("windographer", "csv", "zip", "parquet"))
+    s.add_argument("--start", help="ISO date-time, UTC unless it has an offset (default: the first reading)")
+    s.add_argument("--end", help="ISO date-time, exclusive (default: after the last reading)")
+    s.add_argument("--channels", metavar="C1,C2", help="column names (or ids); default: every mapped channel")
+    s.add_argument("--types", metavar="T1,T2", help="measurement types, e.g. wind_speed,wind_direction")
+    s.add_argument("--raw", action="store_true", help="values as logged, not recalibrated")
+    s.add_argument("--include-flagged", action="store_true", help="keep flagged values")
+    s.add_argument("--exclude", nargs="+", metavar="CATEGORY", choices=flags.CATEGORIES,
+                   help="remove only the values flagged with these categories (default: every category)")
+    s.add_argument("--averaging", default="10min", choices=("10min", "1h", "1d"))
+    s.add_argument("--timezone", default="UTC", help="IANA time zone of the written time stamps")
+    s.add_argument("--layout", default="wide", choices=("wide", "long"), help="Parquet layout")
+    s.add_argument("--out", help="file or folder to copy the export to (default: its name, here)")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("worker", help="run an ingest worker (same as python -m ingest_worker)")
     s.add_argument("--concurrency", type=int, help="jobs at once (default: STATIONMANAGER_WORKER_CONCURRENCY)")
@@ -515,6 +734,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--demo", action="store_true", help="also load the demo site and demo users")
     s.add_argument("--port", type=int, default=8501)
     s.set_defaults(func=cmd_up)
+    _calibration_parser(sub)
     return p
 
 

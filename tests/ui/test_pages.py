@@ -28,8 +28,8 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "toa5"
 MAST = "Ballymore Hill"
-PAGES = ("pages/overview.py", "pages/station.py", "pages/upload.py", "pages/files.py", "pages/metadata.py",
-         "pages/admin.py")
+PAGES = ("pages/overview.py", "pages/station.py", "pages/flags.py", "pages/upload.py", "pages/files.py",
+         "pages/metadata.py", "pages/calibrations.py", "pages/exports.py", "pages/admin.py")
 #: The role each page needs, when more than viewer.
 NEEDED = {"pages/upload.py": "analyst", "pages/admin.py": "admin"}
 
@@ -113,7 +113,8 @@ def test_every_page_for_every_role(site: Settings, role: str, page: str) -> None
     elif page == "pages/station.py":
         assert at.title[0].value == "Ballymore Hill"  # first station alphabetically
         assert at.multiselect[0].value == ["WS_80m_NE_Avg [m/s]", "WS_80m_SW_Avg [m/s]"]
-        assert len(at.get("plotly_chart")) == 1
+        # heatmap, time series, anemometer ratio, scatter
+        assert len(at.get("plotly_chart")) == 4
         assert "Raw 10-minute readings" in texts(at)
     elif page == "pages/upload.py":
         assert [u.label for u in at.get("file_uploader")] == ["Logger files"]
@@ -128,6 +129,10 @@ def test_every_page_for_every_role(site: Settings, role: str, page: str) -> None
         assert [s.value for s in at.subheader][:4] == ["Station", "Loggers", "Measurement points", "Channels"]
         editing = [b.label for b in at.button] == ["Save mapping", "Import"]
         assert editing == (role != "viewer")
+    elif page in ("pages/flags.py", "pages/calibrations.py", "pages/exports.py"):
+        # their own tests (test_flags_page, test_calibrations_page, test_exports_page) go further
+        assert at.selectbox[0].value == MAST  # the station picker, first station alphabetically
+        assert not errors
     else:
         shown = texts(at)
         assert "The schema is up to date." in shown
@@ -139,7 +144,7 @@ def test_station_from_query_parameter_without_wind_channels(site: Settings) -> N
     assert at.selectbox[0].value == "Test Logger"
     # no wind speeds: the first two channels are charted
     assert len(at.multiselect[0].value) == 2
-    assert len(at.get("plotly_chart")) == 1
+    assert len(at.get("plotly_chart")) == 3  # no anemometer pair: no ratio chart
 
 
 def test_no_channel_chosen_asks_for_one(site: Settings) -> None:
@@ -147,7 +152,7 @@ def test_no_channel_chosen_asks_for_one(site: Settings) -> None:
     at.multiselect[0].set_value([]).run()
     assert not at.exception
     assert [i.value for i in at.info] == ["Choose at least one channel."]
-    assert not at.get("plotly_chart")
+    assert [c.key for c in at.get("plotly_chart")] == ["heat_1"]  # only the heatmap is left
 
 
 def test_signed_out_sees_only_the_login_form(site: Settings) -> None:
