@@ -237,3 +237,23 @@ def click_until(click, check, *, tries: int = 3, wait_ms: int = 15_000) -> None:
         except (AssertionError, PlaywrightError):
             if attempt == tries - 1:
                 raise
+
+
+def drag(page, chart, x0: float, x1: float) -> None:
+    """A real mouse drag across a plotly chart's plot area, from ``x0`` to ``x1`` (fractions
+    of its width), as a box selection."""
+    chart.scroll_into_view_if_needed()
+    box = chart.locator(".nsewdrag").first.bounding_box()
+    assert box is not None
+    y = box["y"] + box["height"] / 2
+    page.mouse.move(box["x"] + box["width"] * x0, y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * (x0 + x1) / 2, y + 10, steps=8)
+    page.mouse.move(box["x"] + box["width"] * x1, y + 20, steps=8)
+    page.mouse.up()
+
+
+def station_id(app: App) -> int:
+    """The id of the test mast (it keys the station page's widgets, e.g. ``.st-key-chart_ID``)."""
+    with psycopg.connect(app.database_url) as conn:
+        return conn.execute("SELECT id FROM station WHERE name = %s", (app.mast,)).fetchone()[0]

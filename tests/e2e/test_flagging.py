@@ -15,19 +15,14 @@ import psycopg
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import click_until
+from tests.e2e.conftest import click_until, drag, station_id
 from tests.e2e.test_browser import LONG, sign_in
 
 pytestmark = pytest.mark.e2e
 
 
-def _station_id(app) -> int:
-    with psycopg.connect(app.database_url) as conn:
-        return conn.execute("SELECT id FROM station WHERE name = %s", (app.mast,)).fetchone()[0]
-
-
 def _open_station(page: Page, app) -> tuple[object, int]:
-    sid = _station_id(app)
+    sid = station_id(app)
     page.goto(app.url)
     sign_in(page, app, "analyst")
     chart = page.locator(f".st-key-chart_{sid} .js-plotly-plot")
@@ -36,19 +31,6 @@ def _open_station(page: Page, app) -> tuple[object, int]:
     expect(page.get_by_role("heading", name=app.mast)).to_be_visible()
     expect(chart.locator("g.trace.scatter path.js-line")).to_have_count(2)
     return chart, sid
-
-
-def _drag(page: Page, chart, x0: float, x1: float) -> None:
-    """A real mouse drag across the plot area, from ``x0`` to ``x1`` (fractions of its width)."""
-    chart.scroll_into_view_if_needed()
-    box = chart.locator(".nsewdrag").first.bounding_box()
-    assert box is not None
-    y = box["y"] + box["height"] / 2
-    page.mouse.move(box["x"] + box["width"] * x0, y)
-    page.mouse.down()
-    page.mouse.move(box["x"] + box["width"] * (x0 + x1) / 2, y + 10, steps=8)
-    page.mouse.move(box["x"] + box["width"] * x1, y + 20, steps=8)
-    page.mouse.up()
 
 
 def _pick(page: Page, container, label: str, option: str) -> None:
@@ -63,7 +45,7 @@ def _pick(page: Page, container, label: str, option: str) -> None:
 def test_analyst_flags_a_dragged_period_sees_the_band_and_deletes_it(page: Page, app, screenshots: Path) -> None:
     chart, sid = _open_station(page, app)
     expect(chart.locator(".annotation-text")).to_have_count(0)  # no flags yet
-    _drag(page, chart, 0.30, 0.45)
+    drag(page, chart, 0.30, 0.45)
     selected = page.get_by_text(re.compile(r"^Selected: \d{4}-\d\d-\d\d \d\d:\d\d – "))
     expect(selected).to_be_visible()
     flag_button = page.get_by_role("button", name="Flag this period…")
