@@ -6,10 +6,13 @@ content is already known (then nothing is imported again). The worker then runs
 :func:`import_file`, which parses the file in batches and loads every reading of it in ONE
 transaction with binary COPY: all the file's readings or none.
 
-Fast path: when no reading exists yet for the file's channels and time range, batches are
-COPYed straight into ``reading`` (rows ordered by channel, then time, which suits the
-``(channel_id, time)`` key). Otherwise they go through a staging table and an upsert in
-which the later import wins; the number of values it changed is recorded on the file.
+The file is read whole first (its COPY rows wait in memory, or in a temporary file beyond
+32 MiB), so a parse error stops it before anything is written. Fast path: when no reading
+exists yet for the file's channels and time range, the readings and the rollups built
+from them are COPYed into ``reading``/``reading_1h``/``reading_1d`` in key order (by
+channel, then time: each row lands at the right end of the ``(channel_id, time)`` index).
+Otherwise they go through a staging table and an upsert in which the later import wins;
+the number of values it changed is recorded on the file.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import queue
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -468,8 +471,65 @@ def _prefetch(items: Iterator, depth: int = 2) -> Iterator:
         worker.join(timeout=10)
 
 
+#: COPY rows set aside in memory up to this size per table, beyond it in a temporary file.
+SPILL_IN_MEMORY = 32 << 20
+
+
+class _Spill:
+    """A file's COPY rows (grouped by channel within each batch), set aside while the file
+    is read, then given back in key order (channel, then time) or in the order they came.
+
+    Key order matters for speed: a (channel_id, time) primary key takes rows that each land
+    at the right end of the index (PostgreSQL's "fastpath") about a fifth faster than rows
+    that land in the middle, which is where a batch's channels go when they are written
+    batch by batch. Rows above ``SPILL_IN_MEMORY`` wait in a temporary file, not in memory.
+    """
+
+    def __init__(self, row: np.dtype) -> None:
+        self.row = row
+        self.file = tempfile.SpooledTemporaryFile(max_size=SPILL_IN_MEMORY, prefix="sm-import-")
+        self.batches: list[tuple[int, int]] = []  # (offset, length) of each add
+        self.runs: dict[int, list[tuple[int, int]]] = {}  # channel -> its (offset, length) runs
+        self.size = 0
+
+    def add(self, data: memoryview) -> None:
+        channel = np.frombuffer(data, dtype=self.row)["channel"]
+        starts = np.flatnonzero(np.r_[True, channel[1:] != channel[:-1]])
+        ends = np.r_[starts[1:], len(channel)]
+        for a, b in zip(starts.tolist(), ends.tolist()):
+            self.runs.setdefault(int(channel[a]), []).append(
+                (self.size + a * self.row.itemsize, (b - a) * self.row.itemsize))
+        self.file.write(data)
+        self.batches.append((self.size, len(data)))
+        self.size += len(data)
+
+    def _read(self, offset: int, length: int) -> bytes:
+        self.file.seek(offset)
+        return self.file.read(length)
+
+    def by_key(self) -> Iterator[bytes]:
+        """Every row, ordered by channel id, then as they came (time order within a batch)."""
+        for channel in sorted(self.runs):
+            for offset, length in self.runs[channel]:
+                yield self._read(offset, length)
+
+    def by_batch(self) -> Iterator[bytes]:
+        for offset, length in self.batches:
+            yield self._read(offset, length)
+
+    def close(self) -> None:
+        self.file.close()
+
+
 def _load(conn: psycopg.Connection, reader, claimed: dict, level: int) -> dict:
     """COPY every reading of the file (in the caller's transaction); see the module doc.
+
+    The whole file is read (and checked) first, its COPY rows set aside in a :class:`_Spill`;
+    nothing is written before the last line has parsed. Then, when the file's rows go forward
+    in time and no reading exists yet for its channels and period (a new file, the usual
+    case), readings and the rollups built from the batches are COPYed in key order.
+    Otherwise the batches go, in file order, through a staging table and an upsert in which
+    the later row wins.
 
     ``rollups`` in the result says what is left to refresh: ``"edges"`` (the file's first
     and last day; the days between were built from the batches) or ``"full"``.
@@ -482,37 +542,46 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int) -> dict:
         raise ParseError("the file has no data rows", file=reader.name)
     clock = _clocks(conn, station_id, header, _median_step_s(first.times))
     channel_ids = _channel_ids(conn, station_id, header)
-    full_refresh = level == 2  # continuous aggregates refresh themselves from the table
-    builder = None if full_refresh else rollups.RollupBuilder(channel_ids)
+    builder = None if level == 2 else rollups.RollupBuilder(channel_ids)  # level 2: continuous aggregates
     ids = [int(c) for c in channel_ids]
     n_rows = n_readings = n_changed = 0
     first_us: int | None = None
     last_us: int | None = None
-    staging_ready = False
-    prepared = _prepare(itertools.chain([first], batches), clock, channel_ids, builder, claimed["id"])
-    for item in _prefetch(prepared, depth=1):
-        n_rows += item.rows
-        if not item.readings:
-            continue
-        first_us = item.lo if first_us is None else min(first_us, item.lo)
-        last_us = item.hi if last_us is None else max(last_us, item.hi)
-        overlap = db.fetch_one(
-            conn, "overlap_exists", channel_ids=ids, first=_us_to_datetime(item.lo), last=_us_to_datetime(item.hi)
-        )["overlap"]
-        if not overlap:
-            _copy(conn, "reading", item.data)
-            if not full_refresh:
-                for table, block in item.rollup_blocks:
-                    _copy(conn, table, block, rollups.ROLLUP_COPY)
-        else:
-            full_refresh = True  # the rollups of the whole range are recomputed in SQL
-            if not staging_ready:
+    forward = True  # each batch starts after the previous one ends
+    readings = _Spill(_ROW)
+    blocks = {table: _Spill(rollups.ROLLUP_ROW) for table in ("reading_1h", "reading_1d")}
+    try:
+        prepared = _prepare(itertools.chain([first], batches), clock, channel_ids, builder, claimed["id"])
+        for item in _prefetch(prepared, depth=1):
+            n_rows += item.rows
+            if not item.readings:
+                continue
+            forward = forward and (last_us is None or item.lo > last_us)
+            first_us = item.lo if first_us is None else min(first_us, item.lo)
+            last_us = item.hi if last_us is None else max(last_us, item.hi)
+            readings.add(item.data)
+            for table, block in item.rollup_blocks:
+                blocks[table].add(block)
+            n_readings += item.readings
+        full_refresh = builder is None
+        if first_us is not None and last_us is not None:
+            overlap = db.fetch_one(
+                conn, "overlap_exists", channel_ids=ids, first=_us_to_datetime(first_us), last=_us_to_datetime(last_us)
+            )["overlap"]
+            if forward and not overlap:
+                _copy(conn, "reading", readings.by_key())
+                for table, spill in blocks.items():
+                    _copy(conn, table, spill.by_key(), rollups.ROLLUP_COPY)
+            else:
+                full_refresh = True  # the rollups of the whole range are recomputed in SQL
                 conn.execute(db.q("create_staging"))
-                staging_ready = True
-            _copy(conn, "reading_staging", item.data)
-            n_changed += conn.execute(db.q("merge_staging")).fetchone()["changed"]
-            conn.execute(db.q("truncate_staging"))
-        n_readings += item.readings
+                for data in readings.by_batch():
+                    _copy(conn, "reading_staging", [data])
+                    n_changed += conn.execute(db.q("merge_staging")).fetchone()["changed"]
+                    conn.execute(db.q("truncate_staging"))
+    finally:
+        for spill in (readings, *blocks.values()):
+            spill.close()
     return {
         "channel_ids": ids,
         "rollups": "full" if full_refresh else "edges",
@@ -524,11 +593,14 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int) -> dict:
     }
 
 
-def _copy(conn: psycopg.Connection, table: str, data: bytes | memoryview, copy_sql: str = COPY_SQL) -> None:
+def _copy(conn: psycopg.Connection, table: str, chunks: Iterable[bytes | memoryview],
+          copy_sql: str = COPY_SQL) -> None:
+    """One binary COPY of the rows in ``chunks`` into ``table``."""
     stmt = psycopg.sql.SQL(copy_sql).format(psycopg.sql.Identifier(table))
     with conn.cursor() as cur, cur.copy(stmt) as copy:
         copy.write(COPY_HEADER)
-        copy.write(data)
+        for data in chunks:
+            copy.write(data)
         copy.write(COPY_TRAILER)
 
 

@@ -64,7 +64,7 @@ def refresh_rollups(
 
 HOUR_US = 3_600 * 1_000_000
 DAY_US = 24 * HOUR_US
-_ROLLUP_ROW = np.dtype(
+ROLLUP_ROW = np.dtype(
     [
         ("nfields", ">i2"), ("l1", ">i4"), ("channel", ">i4"), ("l2", ">i4"), ("bucket", ">i8"),
         ("l3", ">i4"), ("n", ">i8"), ("l4", ">i4"), ("mean", ">f8"), ("l5", ">i4"), ("min", ">f8"),
@@ -107,7 +107,7 @@ def encode_rollups(agg: dict[str, np.ndarray], channel_ids: np.ndarray) -> memor
     then bucket; buckets without readings are left out (as the SQL refresh leaves them)."""
     n = agg["n"].T  # columns first
     keep = n > 0
-    rows = np.empty(int(keep.sum()), dtype=_ROLLUP_ROW)
+    rows = np.empty(int(keep.sum()), dtype=ROLLUP_ROW)
     rows["nfields"] = 7
     rows["l1"] = 4
     for f in ("l2", "l3", "l4", "l5", "l6", "l7"):

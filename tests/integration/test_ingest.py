@@ -211,3 +211,73 @@ def test_stamps_with_their_own_offset_are_not_shifted_by_the_logger_offset(conn,
     row = receive_and_import(conn, f, station="Offset Mast", settings=settings)
     # 12:10+01:00 = 11:10 UTC, end of period -> 11:00 UTC (the logger's +2 h is not applied)
     assert row["first_time"] == datetime(2025, 1, 1, 11, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def small_batches(monkeypatch):
+    """Batches of 100 rows, and COPY rows set aside on disk beyond 4 KiB: a 3-day file then
+    takes the paths of a big one (many batches, a spill file)."""
+    from functools import partialmethod
+
+    from core.formats.delimited import TableReader
+
+    monkeypatch.setattr(TableReader, "batches", partialmethod(TableReader.batches, rows=100))
+    monkeypatch.setattr(ingest, "SPILL_IN_MEMORY", 4096)
+
+
+def _three_days(tmp_path: Path) -> tuple[list[str], list[str]]:
+    days = [p for p in demo.generate(tmp_path / "g", start=date(2025, 4, 7), days=3) if "ballymore" in p.name]
+    lines = [p.read_text().splitlines(keepends=True) for p in days]
+    return lines[0][:4], [x for d in lines for x in d[4:]]
+
+
+def test_a_file_of_many_batches_imports_in_key_order_like_one_batch(conn, settings, tmp_path, small_batches):
+    head, rows = _three_days(tmp_path)
+    path = tmp_path / "three_days.dat"
+    path.write_text("".join(head + rows))
+    row = receive_and_import(conn, path, station="Long Mast", settings=settings)
+    assert row["status"] == "imported" and row["n_changed"] == 0 and row["n_rows"] == 3 * 144
+    assert count(conn, "SELECT count(DISTINCT time) AS n FROM reading") == 3 * 144
+    for unit, suffix in (("hour", "h"), ("day", "d")):
+        assert conn.execute(ROLLUPS_MATCH_RAW.format(unit=unit, suffix=suffix)).fetchone()["n"] == 0
+
+
+def _clock_mast(conn, name: str) -> None:
+    """A station whose logger moves from UTC to UTC+1 at 2025-03-01 12:00 (logged time)."""
+    with conn.transaction():
+        st = ingest.ensure_station(conn, name)
+        for valid_from, valid_to, offset in ((None, "2025-03-01 12:00+00", 0), ("2025-03-01 12:00+00", None, 60)):
+            conn.execute(
+                "INSERT INTO logger (station_id, serial, utc_offset_minutes, timestamp_is_end, interval_s,"
+                " valid_from, valid_to) VALUES (%s, '31842', %s, true, 600, %s, %s)",
+                (st["id"], offset, valid_from, valid_to),
+            )
+
+
+def _station_readings(conn, name: str) -> list[tuple]:
+    return [tuple(r.values()) for r in conn.execute(
+        "SELECT c.column_name, r.time, r.value FROM reading r JOIN channel c ON c.id = r.channel_id"
+        " JOIN station s ON s.id = c.station_id WHERE s.name = %s ORDER BY 1, 2", (name,))]
+
+
+def test_a_file_whose_utc_times_go_back_between_batches_imports_like_one_batch(
+        conn, settings, demo_files, monkeypatch):
+    from functools import partialmethod
+
+    from core.formats.delimited import TableReader
+
+    # one batch: the hour logged twice after the clock change is merged inside the batch
+    _clock_mast(conn, "One Batch")
+    receive_and_import(conn, demo_files[0], station="One Batch", settings=settings)
+    # batches of 77 rows: the second starts at the change, logged 13:00 = 11:50 UTC (the
+    # configuration is valid from 12:00 UTC), before the first ends (12:40 UTC)
+    monkeypatch.setattr(TableReader, "batches", partialmethod(TableReader.batches, rows=77))
+    _clock_mast(conn, "Two Batches")
+    copy = Path(settings.home) / "copy.dat"
+    copy.write_text(demo_files[0].read_text() + "\n")  # other bytes: not a duplicate of the file
+    row = receive_and_import(conn, copy, station="Two Batches", settings=settings)
+    assert row["status"] == "imported" and row["n_rows"] == 144
+    assert row["n_changed"] > 0  # the upsert path: the second batch overwrote the first's hour
+    assert _station_readings(conn, "Two Batches") == _station_readings(conn, "One Batch")
+    for unit, suffix in (("hour", "h"), ("day", "d")):
+        assert conn.execute(ROLLUPS_MATCH_RAW.format(unit=unit, suffix=suffix)).fetchone()["n"] == 0
