@@ -8,6 +8,7 @@ the app on a free port. If either server fails to come up, its output is printed
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -17,7 +18,7 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -46,6 +47,7 @@ MAST = "Ballymore Hill"
 DAYS = 3
 START_TIMEOUT_S = 120
 IMPORT_TIMEOUT_S = 180
+QC_TIMEOUT_S = 180
 
 
 @dataclass
@@ -135,26 +137,42 @@ def _drop_db(admin_url: str, name: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
-@pytest.fixture(scope="module")
-def app(pg_admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
-    """The app served by ``streamlit run`` with data imported by a real worker."""
+def _wait_checked(database_url: str, worker: Server) -> None:
+    """Until the worker has run the quality checks of every import."""
+    deadline = time.monotonic() + QC_TIMEOUT_S
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        while True:
+            waiting = conn.execute(
+                "SELECT (SELECT count(*) FROM qc_request) + (SELECT count(*) FROM procrastinate_jobs "
+                "WHERE task_name = 'sm:run_qc' AND status IN ('todo', 'doing'))").fetchone()[0]
+            if not waiting:
+                return
+            if worker.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the quality checks did not finish\n{worker.output()}", pytrace=False)
+            time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def serve(pg_admin_url: str, template_db: str, home: Path, make_files: Callable[[Path], dict[Path, str]],
+          *, days: int = DAYS, checked: bool = False) -> Iterator[App]:
+    """A database copied from the template, users of every role, the files ``make_files(home)``
+    returns (path -> station) received and queued, then a real worker and ``streamlit run``;
+    yields once the worker has imported them (and, with ``checked``, run their quality checks).
+    """
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
     name = f"sm_e2e_{uuid.uuid4().hex[:8]}"
     _create_db(pg_admin_url, name, template_db)
     url = db.with_dbname(pg_admin_url, name)
-    home = tmp_path_factory.mktemp("e2e-home")
     settings = Settings(home=home, database_url=url)
     servers: list[Server] = []
     try:
         for role, (user, password) in USERS.items():
             auth.add_user(settings.users_file, user, password, role)
-        first_day = datetime.now(UTC).date() - timedelta(days=DAYS)
-        files = [p for p in demo.generate(home / "demo", start=first_day, days=DAYS)
-                 if p.parent.name == "ballymore-hill"]
+        files = make_files(home)
         with db.connect(url) as conn, conn.transaction():
-            ids = [ingest.receive(conn, p, station=MAST, origin="test", actor="e2e", settings=settings).id
-                   for p in files]
+            ids = [ingest.receive(conn, p, station=station, origin="test", actor="e2e", settings=settings).id
+                   for p, station in files.items()]
         jobs.queue_imports(url, ids)
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("STATIONMANAGER_")}
@@ -170,18 +188,33 @@ def app(pg_admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFa
         ))
         worker, web = servers
         base = f"http://127.0.0.1:{port}"
-        app = App(base, url, home, ids, servers)
+        app = App(base, url, home, ids, servers, days=days)
         if not _wait_healthy(f"{base}/_stcore/health", web):
             pytest.fail(f"streamlit did not come up on {base}\n{app.output()}", pytrace=False)
         counts = _wait_imported(url, ids, worker)
         if counts != {"imported": len(ids)}:
             pytest.fail(f"the worker did not import the files: {counts}\n{app.output()}", pytrace=False)
+        if checked:
+            _wait_checked(url, worker)
         yield app
     finally:
         for server in reversed(servers):
             server.stop()
         _drop_db(pg_admin_url, name)
         shutil.rmtree(home / "demo", ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def app(pg_admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+    """The app served by ``streamlit run`` with the last days of one demo mast imported by a
+    real worker."""
+    def files(home: Path) -> dict[Path, str]:
+        first_day = datetime.now(UTC).date() - timedelta(days=DAYS)
+        return {p: MAST for p in demo.generate(home / "demo", start=first_day, days=DAYS)
+                if p.parent.name == "ballymore-hill"}
+
+    with serve(pg_admin_url, template_db, tmp_path_factory.mktemp("e2e-home"), files) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

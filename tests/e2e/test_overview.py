@@ -6,94 +6,34 @@ Kestrel Ridge, whose hygrometer died in October, is faulty. Saves
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import sys
-import time
-import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
-import psycopg
 import pytest
 from playwright.sync_api import Page, expect
 
-from core import auth, db, demo, ingest, jobs
-from core.settings import Settings
-from tests.e2e.conftest import (
-    CHROMIUM, ROOT, USERS, App, _create_db, _drop_db, _free_port, _start, _wait_healthy, _wait_imported, click_until)
+from core import demo
+from tests.e2e.conftest import App, click_until, serve
 from tests.e2e.test_browser import LONG, sign_in
 
 pytestmark = pytest.mark.e2e
 
 FIRST_DAY = date(2025, 12, 27)
 DAYS = 5
-QC_TIMEOUT_S = 180
-
-
-def _wait_checked(database_url: str, worker) -> None:
-    """Until the worker has run the quality checks of every import."""
-    deadline = time.monotonic() + QC_TIMEOUT_S
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        while True:
-            waiting = conn.execute(
-                "SELECT (SELECT count(*) FROM qc_request) + (SELECT count(*) FROM procrastinate_jobs "
-                "WHERE task_name = 'sm:run_qc' AND status IN ('todo', 'doing'))").fetchone()[0]
-            if not waiting:
-                return
-            if worker.proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the quality checks did not finish\n{worker.output()}", pytrace=False)
-            time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")
 def app(pg_admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
     """Both demo masts, 2025-12-27 .. 2025-12-31, imported and checked by a real worker."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    name = f"sm_e2e_{uuid.uuid4().hex[:8]}"
-    _create_db(pg_admin_url, name, template_db)
-    url = db.with_dbname(pg_admin_url, name)
-    home = tmp_path_factory.mktemp("e2e-overview")
-    settings = Settings(home=home, database_url=url)
-    servers = []
-    try:
-        for role, (user, password) in USERS.items():
-            auth.add_user(settings.users_file, user, password, role)
-        files = demo.generate(home / "demo", start=FIRST_DAY, days=DAYS)
-        stations = {p: next(s.name for s in demo.STATIONS if s.slug == p.parent.name) for p in files}
-        with db.connect(url) as conn, conn.transaction():
-            ids = [ingest.receive(conn, p, station=stations[p], origin="test", actor="e2e", settings=settings).id
-                   for p in files]
-        jobs.queue_imports(url, ids)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("STATIONMANAGER_")}
-        env.update(STATIONMANAGER_DATABASE_URL=url, STATIONMANAGER_HOME=str(home), PYTHONUNBUFFERED="1")
-        port = _free_port()
-        servers.append(_start("worker", [sys.executable, "-m", "ingest_worker"], env, home / "worker.log"))
-        servers.append(_start(
-            "streamlit",
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-            env, home / "streamlit.log",
-        ))
-        worker, web = servers
-        base = f"http://127.0.0.1:{port}"
-        app = App(base, url, home, ids, servers, days=DAYS)
-        if not _wait_healthy(f"{base}/_stcore/health", web):
-            pytest.fail(f"streamlit did not come up on {base}\n{app.output()}", pytrace=False)
-        counts = _wait_imported(url, ids, worker)
-        if counts != {"imported": len(ids)}:
-            pytest.fail(f"the worker did not import the files: {counts}\n{app.output()}", pytrace=False)
-        _wait_checked(url, worker)
-        yield app
-    finally:
-        for server in reversed(servers):
-            server.stop()
-        _drop_db(pg_admin_url, name)
-        shutil.rmtree(home / "demo", ignore_errors=True)
+    def files(home: Path) -> dict[Path, str]:
+        by_slug = {s.slug: s.name for s in demo.STATIONS}
+        return {p: by_slug[p.parent.name] for p in demo.generate(home / "demo", start=FIRST_DAY, days=DAYS)}
+
+    with serve(pg_admin_url, template_db, tmp_path_factory.mktemp("e2e-overview"), files, days=DAYS,
+               checked=True) as served:
+        yield served
 
 
 def card(page: Page, station: str):
