@@ -54,7 +54,6 @@ for p in (str(ROOT), str(HERE)):
 
 import ingest as bench  # noqa: E402  (benchmarks/ingest.py: the reference file and servers)
 
-import core.settings  # noqa: E402
 from core import db, flags, health, ingest, qc, series, stations  # noqa: E402
 
 TARGET_MS = 300.0
@@ -77,23 +76,12 @@ def log(msg: str) -> None:
 def build_mast(server: bench.Server, template: str, path: Path, n_readings: int) -> tuple[str, str, float]:
     """A database holding the imported file; (name, url, seconds)."""
     name, url = server.create("health", template=template)
-    saved = {k: os.environ.get(k) for k in ("STATIONMANAGER_DATABASE_URL", "STATIONMANAGER_HOME")}
-    os.environ.update(bench.worker_env(url, server.home))  # the settings the worker would read
-    core.settings._current = None
-    try:
+    with bench.worker_settings(url, server.home) as settings:
         file_id = bench.receive_file(url, path, server.home)
         t0 = time.perf_counter()
-        row = ingest.import_file(file_id, url, core.settings.get_settings())
+        row = ingest.import_file(file_id, url, settings)
         seconds = time.perf_counter() - t0
         assert row["status"] == "imported" and row["n_readings"] == n_readings, row
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        core.settings._current = None
-        db.close_pools()
     return name, url, seconds
 
 

@@ -553,44 +553,16 @@ PHASE_ORDER = [
 ]
 
 
-def run_phases(server: Server, template: str, path: Path, n_readings: int, keep: bool, profile: bool) -> dict[str, Any]:
-    name, url = server.create("phases", template=template)
-    saved = {k: os.environ.get(k) for k in ("STATIONMANAGER_DATABASE_URL", "STATIONMANAGER_HOME")}
-    os.environ.update(worker_env(url, server.home))  # the same settings the worker would read
+@contextlib.contextmanager
+def worker_settings(url: str, home: Path):
+    """For an import run in this process: the process-wide settings a worker on ``url`` would
+    read (yielded); the environment and the pools are restored afterwards."""
+    keys = ("STATIONMANAGER_DATABASE_URL", "STATIONMANAGER_HOME")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ.update(dict(zip(keys, (url, str(home)))))
     core.settings._current = None
     try:
-        file_id = receive_file(url, path, server.home)
-        settings = core.settings.get_settings()
-        server.checkpoint()
-        ph = Phases()
-        prof = None
-        if profile:
-            import cProfile
-
-            prof = cProfile.Profile()
-        with instrumented(ph):
-            t0 = time.perf_counter()
-            if prof:
-                prof.enable()
-            row = ingest.import_file(file_id, url, settings)
-            if prof:
-                prof.disable()
-            total = time.perf_counter() - t0
-        assert row["status"] == "imported" and row["n_readings"] == n_readings, row
-        t = dict(ph.t)
-        t[P_OTHER] = t.pop("_batches", 0.0) - sum(t.get(k, 0.0) for k in (P_CSV, P_FLOAT, P_TIMES, P_TEXT))
-        if "rollup_end" in ph.marks and "commit_end" in ph.marks:
-            t["commit"] = ph.marks["commit_end"] - ph.marks["rollup_end"]
-        t["other"] = total - sum(t.values())
-        out = {"total": total, "phases": t, "batches": ph.n.get("COPY into reading", 0), "load": os.getloadavg()[0]}
-        if prof:
-            import io
-            import pstats
-
-            s = io.StringIO()
-            pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(25)
-            out["profile"] = s.getvalue()
-        return out
+        yield core.settings.get_settings()
     finally:
         db.close_pools()
         for k, v in saved.items():
@@ -599,8 +571,50 @@ def run_phases(server: Server, template: str, path: Path, n_readings: int, keep:
             else:
                 os.environ[k] = v
         core.settings._current = None
+
+
+def run_phases(server: Server, template: str, path: Path, n_readings: int, keep: bool, profile: bool) -> dict[str, Any]:
+    name, url = server.create("phases", template=template)
+    try:
+        with worker_settings(url, server.home) as settings:
+            return _timed_phases(server, url, path, n_readings, settings, profile)
+    finally:
         if not keep:
             server.drop(name)
+
+
+def _timed_phases(server: Server, url: str, path: Path, n_readings: int, settings, profile: bool) -> dict[str, Any]:
+    file_id = receive_file(url, path, server.home)
+    server.checkpoint()
+    ph = Phases()
+    prof = None
+    if profile:
+        import cProfile
+
+        prof = cProfile.Profile()
+    with instrumented(ph):
+        t0 = time.perf_counter()
+        if prof:
+            prof.enable()
+        row = ingest.import_file(file_id, url, settings)
+        if prof:
+            prof.disable()
+        total = time.perf_counter() - t0
+    assert row["status"] == "imported" and row["n_readings"] == n_readings, row
+    t = dict(ph.t)
+    t[P_OTHER] = t.pop("_batches", 0.0) - sum(t.get(k, 0.0) for k in (P_CSV, P_FLOAT, P_TIMES, P_TEXT))
+    if "rollup_end" in ph.marks and "commit_end" in ph.marks:
+        t["commit"] = ph.marks["commit_end"] - ph.marks["rollup_end"]
+    t["other"] = total - sum(t.values())
+    out = {"total": total, "phases": t, "batches": ph.n.get("COPY into reading", 0), "load": os.getloadavg()[0]}
+    if prof:
+        import io
+        import pstats
+
+        s = io.StringIO()
+        pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(25)
+        out["profile"] = s.getvalue()
+    return out
 
 
 def parse_alternatives(path: Path) -> dict[str, float]:

@@ -31,6 +31,7 @@ import pytest
 from core import cleaning_log, exports, iea43, ingest
 from core.exports import ExportRequest
 from core.formats.generic import GenericMapping, split_unit
+from tests.integration.test_samples import import_demo_mast_csv
 
 pytestmark = pytest.mark.integration
 
@@ -59,16 +60,11 @@ def demo_mast(conn, settings, tmp_path):
     iea43.import_metadata(conn, DATA / "iea43" / "demo_data_iea43_wra_data_model.json", "ana")
     with conn.transaction():
         ingest.set_file_mapping(conn, "Demo Mast", GenericMapping(timestamp_is_end=False), "ana")
-    csv = tmp_path / "demo_data.csv"
-    csv.write_bytes(lzma.decompress((DATA / "generic" / "demo_data.csv.xz").read_bytes()))
-    with conn.transaction():
-        rec = ingest.receive(conn, csv, station="Demo Mast", settings=settings)
-    row = ingest.import_file(rec.id)
-    assert row["status"] == "imported", row["error"]
+    import_demo_mast_csv(conn, settings, tmp_path)
     text = (DATA / "brightwind" / "demo_cleaning_file.csv").read_text()
     result = cleaning_log.import_flags(conn, "Demo Mast", text, "brightwind", "ana")
     assert result["added"] > 0 and result["unmatched"] == []
-    return csv
+    return tmp_path / "demo_data.csv"  # the file import_demo_mast_csv wrote and imported
 
 
 def test_calibrated_cleaned_export_equals_brightwind(conn, demo_mast):
