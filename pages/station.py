@@ -30,6 +30,7 @@ if not channels or first is None or last is None:
 sid = station["id"]
 zoom_key, chart_key, heat_key = f"zoom_{sid}", f"chart_{sid}", f"heat_{sid}"
 picked_key, channels_key, undo_key = f"picked_{sid}", f"channels_{sid}", f"undo_{sid}"
+picker_key = f"channel_picker_{sid}"
 by_label = {c["label"]: c for c in channels}
 by_id = {c["id"]: c for c in channels}
 HEATMAP_MAX_DAYS = 400
@@ -67,11 +68,21 @@ def _open_day() -> None:
     chosen = list(st.session_state.get(channels_key) or [])
     if label in by_label and label not in chosen:
         st.session_state[channels_key] = chosen + [label]
+        st.session_state[picker_key] = st.session_state.get(picker_key, 0) + 1  # a new widget shows it
 
 
+# The chosen channels are kept apart from the multiselect and passed to it as its default, and
+# a choice made by the page (a heatmap click) shows in a new multiselect (a new key). Setting
+# the widget's value through session state is not safe: when a rerun (the remember-me
+# cookie's) comes right after, the browser can keep an empty multiselect, and the next chart
+# selection then sends no channels at all.
 if channels_key not in st.session_state:
     st.session_state[channels_key] = [c["label"] for c in webdata.default_channels(channels)]
-labels = pick_channels.multiselect("Channels", list(by_label), key=channels_key)
+labels = pick_channels.multiselect(
+    "Channels", list(by_label), default=[x for x in st.session_state[channels_key] if x in by_label],
+    key=f"channels_pick_{sid}_{st.session_state.get(picker_key, 0)}",
+)
+st.session_state[channels_key] = labels
 dates = pick_dates.date_input(
     "Date range (UTC)", value=webdata.default_dates(first, last), key=f"dates_{sid}",
     min_value=first.date(), max_value=last.date(), on_change=_reset_range,

@@ -237,14 +237,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 
 @pytest.fixture
-def page(browser, app: App, request: pytest.FixtureRequest) -> Iterator[object]:
-    """A fresh browser context (no cookies) per test; server output printed if it fails."""
+def page(browser, app: App, request: pytest.FixtureRequest,
+         tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A fresh browser context (no cookies) per test. If the test fails: the page's text, a
+    screenshot and the servers' output are printed or saved."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     context.set_default_timeout(30_000)
     tab = context.new_page()
     yield tab
-    context.close()
     report = getattr(request.node, "report_call", None)
+    if report is not None and report.failed:
+        print(f"--- the page at failure: {tab.url}, script state {script_state(tab)} ---")
+        with contextlib.suppress(Exception):
+            print(tab.locator("[data-testid=stMain]").inner_text(timeout=2_000)[:4_000])
+        with contextlib.suppress(Exception):
+            shot = tmp_path_factory.mktemp("failed") / f"{request.node.name}.png"
+            tab.screenshot(path=shot, full_page=True)
+            print(f"--- screenshot: {shot} ---")
+    context.close()
     if report is not None and report.failed:
         print(app.output())
 
@@ -272,9 +282,35 @@ def click_until(click, check, *, tries: int = 3, wait_ms: int = 15_000) -> None:
                 raise
 
 
+def script_state(page) -> str | None:
+    """Streamlit's own record of the page's script run: ``running``, ``notRunning``…"""
+    try:
+        return page.locator("[data-testid=stApp]").get_attribute("data-test-script-state", timeout=2_000)
+    except Exception:  # noqa: BLE001 - only for a failure report
+        return None
+
+
+def settle(page, *, quiet_ms: int = 750, timeout: int = 30_000) -> None:
+    """Wait until Streamlit has stopped running the page's script and stayed idle for
+    ``quiet_ms``: components (the remember-me cookie, a chart's selection) can start a
+    rerun right after one ends, and a drag or click during a rerun can be lost."""
+    page.evaluate("() => { window.__smBusy = undefined; }")  # idle is counted from now
+    page.wait_for_function(
+        """(quiet) => {
+            const app = document.querySelector('[data-testid="stApp"]');
+            const now = performance.now();
+            if (!app || app.dataset.testScriptState !== 'notRunning') { window.__smBusy = now; return false; }
+            if (window.__smBusy === undefined) window.__smBusy = now;
+            return now - window.__smBusy >= quiet;
+        }""",
+        arg=quiet_ms, timeout=timeout, polling=100,
+    )
+
+
 def drag(page, chart, x0: float, x1: float) -> None:
     """A real mouse drag across a plotly chart's plot area, from ``x0`` to ``x1`` (fractions
-    of its width), as a box selection."""
+    of its width), as a box selection, once the page has stopped rerunning."""
+    settle(page)
     chart.scroll_into_view_if_needed()
     box = chart.locator(".nsewdrag").first.bounding_box()
     assert box is not None

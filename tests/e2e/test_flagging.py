@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import click_until, drag, station_id
+from tests.e2e.conftest import click_until, drag, settle, station_id
 from tests.e2e.test_browser import LONG, sign_in
 
 pytestmark = pytest.mark.e2e
@@ -111,18 +111,27 @@ def test_analyst_flags_a_dragged_period_sees_the_band_and_deletes_it(page: Page,
     assert deleted_by == "anna"
 
 
-def test_a_click_on_the_heatmap_opens_that_day(page: Page, app) -> None:
-    _chart, sid = _open_station(page, app)
+def test_a_click_on_the_heatmap_opens_that_day_with_its_channel(page: Page, app) -> None:
+    chart, sid = _open_station(page, app)
     heat = page.locator(f".st-key-heat_{sid} .js-plotly-plot")
     expect(heat).to_be_visible()
     expect(page.get_by_text(f"({app.days}.0 days)").first).to_be_visible()
+    settle(page)
     heat.scroll_into_view_if_needed()
     box = heat.locator(".nsewdrag").first.bounding_box()
-    assert box is not None
-    # the middle day of the first row (WS_80m_NE_Avg): three day columns, one row per channel
-    ticks = heat.locator(".ytick text")
-    n_rows = ticks.count()
-    assert n_rows > 10
-    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] / n_rows / 2)
+    row = heat.locator(".ytick text", has_text=re.compile(r"^AirT_2m_Avg \[Deg C\]$")).bounding_box()
+    assert box is not None and row is not None
+    # the middle of three day columns, in the row of a channel that is not charted yet
+    page.mouse.click(box["x"] + box["width"] * 0.5, row["y"] + row["height"] / 2)
     zoomed = page.get_by_text(re.compile(r"^Zoomed in to \d{4}-\d\d-\d\d 00:00 – \d{4}-\d\d-\d\d 00:00 UTC \(1\.0 days\)$"))
     expect(zoomed).to_be_visible()
+    picker = page.get_by_test_id("stMultiSelect").filter(has=page.get_by_text("Channels", exact=True))
+    expect(picker.get_by_role("button", name=re.compile(r"^Remove "))).to_have_count(3)
+    expect(picker).to_contain_text("AirT_2m_Avg [Deg C]")
+    expect(chart.locator(".legendtext")).to_have_text(
+        ["WS_80m_NE_Avg [m/s]", "WS_80m_SW_Avg [m/s]", "AirT_2m_Avg [Deg C]"])
+    # the channel choice survives the next rerun (the browser sends the multiselect's value)
+    page.get_by_text("Hide flagged values").click()
+    settle(page)
+    expect(chart.locator(".legendtext")).to_have_count(3)
+    expect(picker.get_by_role("button", name=re.compile(r"^Remove "))).to_have_count(3)
