@@ -8,10 +8,11 @@ Layout (everything but the header row is optional)::
     2016-01-09 15:30:00,8.37,1.24,0.711        <- data rows
 
 How to read such a file is a :class:`GenericMapping` (saved per logger as JSON). Without
-one the file must have its header on the first line, a timestamp column with a usual
-name (``Timestamp``, ``Date/Time``, ``DateTime``, ``Time``, or ``Date`` and ``Time``) and
-the same number of fields on every line of the first 4 KiB; the delimiter and a decimal
-comma are detected. Units may be written in the header as ``Name [unit]`` or
+one the file must have, within its first 30 non-blank lines, a header with a timestamp
+column of a usual name (``Timestamp``, ``Date/Time``, ``DateTime``, ``Time``, or ``Date``
+and ``Time``), and the header's number of fields on nearly every line after it in the
+first 4 KiB; the free text above the header, a units row below it, the delimiter and a
+decimal comma are detected. Units may be written in the header as ``Name [unit]`` or
 ``Name (unit)``. The data rows are read by :class:`core.formats.delimited.TableReader`.
 
 This module also holds the header helpers that the NRG and Windographer readers share.
@@ -45,7 +46,12 @@ log = logging.getLogger(__name__)
 TIME_NAMES = (
     "timestamp", "timestamps", "time stamp", "tmstamp", "date/time", "datetime", "date_time",
     "date time", "date-time", "date & time", "date & time stamp", "date and time",
+    # German, Spanish, French exports
+    "zeitstempel", "datum/zeit", "datum zeit", "fecha/hora", "fecha hora", "date/heure", "horodatage",
 )
+#: (date, time) column name pairs (lower-case), and a lone time or date column.
+DATE_TIME_PAIRS = (("date", "time"), ("datum", "zeit"), ("fecha", "hora"), ("date", "heure"))
+LONE_TIME_NAMES = ("time", "date", "zeit", "datum")
 DELIMITERS = ",\t;|"
 #: Longest header line read (a guard against binary files without line breaks).
 MAX_LINE = 1 << 20
@@ -57,6 +63,7 @@ _STATS = {"stddev": "sd", "std": "sd", "sd": "sd", "max": "max", "min": "min", "
 _UTC_SUFFIX = re.compile(r"(?:[+-]\d\d:?\d\d|Z)$")
 _DATE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
 _DECIMAL_COMMA = re.compile(r"^\s*-?\d+,\d+\s*$")
+_NUMBER = re.compile(r"^\s*[-+]?(\d+([.,]\d*)?|[.,]\d+)([eE][-+]?\d+)?\s*$|^\s*(nan|NAN|NaN|inf|-inf|INF|-INF)\s*$")
 
 
 # --- helpers shared by the text formats ------------------------------------------------
@@ -89,6 +96,8 @@ def time_fields(names: list[str]) -> list[str] | None:
 
     >>> time_fields(["Site", "Date/Time", "WS"]), time_fields(["Date", "Time", "WS"])
     (['Date/Time'], ['Date', 'Time'])
+    >>> time_fields(["Datum", "Zeit", "WS"])
+    ['Datum', 'Zeit']
     >>> time_fields(["WS", "WD"]) is None
     True
     """
@@ -96,9 +105,10 @@ def time_fields(names: list[str]) -> list[str] | None:
     for key in TIME_NAMES:
         if key in keys:
             return [keys[key]]
-    if "date" in keys and "time" in keys:
-        return [keys["date"], keys["time"]]
-    for key in ("time", "date"):
+    for date, time in DATE_TIME_PAIRS:
+        if date in keys and time in keys:
+            return [keys[date], keys[time]]
+    for key in LONE_TIME_NAMES:
         if key in keys:
             return [keys[key]]
     return None
@@ -255,47 +265,77 @@ class GenericMapping:
             raise ConfigError(f"invalid file mapping: {exc}") from exc
 
 
+#: How far down (in non-blank lines) a header row is looked for below free text.
+HEADER_SEARCH_LINES = 30
+
+
 def detect(lines: list[str], min_share: float = 0.9) -> GenericMapping | None:
-    """A mapping for ``lines`` (the start of a file) when it is a plain table: header on
-    the first non-blank line, a timestamp column, dates in it and the header's field count
-    on at least ``min_share`` of the other lines (``0``: a header alone will do).
+    """A mapping for ``lines`` (the start of a file) when it holds a plain table: a header
+    row with a timestamp column (free text lines may come before it), maybe a units row,
+    dates in the timestamp column, and the header's field count on at least ``min_share`` of
+    the lines after it (``0``: a header alone will do). The header kept is the one most
+    lines agree with, the first of equals.
 
     >>> detect(["Date;Time;WS", "09.01.2016;15:30;5,5"]).to_json()[:60]
     '{"decimal": ",", "delimiter": ";", "encoding": null, "header'
+    >>> m = detect(["Logger 0815", "Timestamp,WS,WD", ",m/s,deg", "2025-01-01 00:10,5.5,180"])
+    >>> m.header_row, m.units_row
+    (1, 2)
     """
-    header_row = next((i for i, ln in enumerate(lines) if ln.strip()), 0)
-    lines = [ln for ln in lines[header_row:] if ln.strip()]
-    if not lines or (len(lines) < 2 and min_share > 0):
+    rows_at = [i for i, ln in enumerate(lines) if ln.strip()]
+    if not rows_at or (len(rows_at) < 2 and min_share > 0):
         return None
+    text = [lines[i] for i in rows_at]
     candidates = []
     try:
-        candidates.append(csv.Sniffer().sniff("\n".join(lines), delimiters=DELIMITERS).delimiter)
+        candidates.append(csv.Sniffer().sniff("\n".join(text[-20:]), delimiters=DELIMITERS).delimiter)
     except csv.Error:
         pass
     candidates += [d for d in DELIMITERS if d not in candidates]
     best: tuple[float, GenericMapping] | None = None
     for delim in candidates:
         try:
-            rows = list(csv.reader(lines, delimiter=delim))
+            rows = list(csv.reader(text, delimiter=delim))
         except csv.Error:
             continue
-        names = rows[0]
-        times = time_fields(names) if len(names) >= 2 else None
-        if times is None:
-            continue
-        agree = [r for r in rows[1:] if len(r) == len(names)]
-        share = len(agree) / (len(rows) - 1) if len(rows) > 1 else 0.0
-        if share < min_share:
-            continue
-        if agree and not _DATE.search(" ".join(agree[0][names.index(t)] for t in times)):
-            continue
-        values = [v for r in agree for i, v in enumerate(r) if names[i] not in times]
-        comma = delim != "," and any(_DECIMAL_COMMA.match(v) for v in values)
-        mapping = GenericMapping(header_row=header_row, delimiter=delim, decimal="," if comma else ".",
-                                 timestamp=times[0] if len(times) == 1 else times)
-        if best is None or share > best[0]:
-            best = (share, mapping)
+        for h, names in enumerate(rows[:HEADER_SEARCH_LINES]):
+            found = _table_at(rows, h, names, delim, min_share)
+            if found is None:
+                continue
+            share, units = found
+            values = [v for r in rows[h + 1 + (units is not None):] if len(r) == len(names) for v in r]
+            comma = delim != "," and any(_DECIMAL_COMMA.match(v) for v in values)
+            times = time_fields(names)
+            assert times is not None
+            mapping = GenericMapping(
+                header_row=rows_at[h], units_row=None if units is None else rows_at[units],
+                delimiter=delim, decimal="," if comma else ".",
+                timestamp=times[0] if len(times) == 1 else times,
+            )
+            if best is None or share > best[0]:
+                best = (share, mapping)
     return best[1] if best else None
+
+
+def _table_at(rows: list[list[str]], h: int, names: list[str], delim: str,
+              min_share: float) -> tuple[float, int | None] | None:
+    """(share of the lines below that agree with it, units row) when row ``h`` is a header."""
+    times = time_fields(names) if len(names) >= 2 else None
+    if times is None:
+        return None
+    at = [names.index(t) for t in times]
+    below = rows[h + 1:]
+    units = None
+    if below and len(below[0]) == len(names) and not _DATE.search(" ".join(below[0][i] for i in at)) \
+            and any(v.strip() and not _NUMBER.match(v) for i, v in enumerate(below[0]) if i not in at):
+        units, below = h + 1, below[1:]
+    agree = [r for r in below if len(r) == len(names)]
+    share = len(agree) / len(below) if below else 0.0
+    if share < min_share or (min_share > 0 and not agree):
+        return None
+    if agree and not _DATE.search(" ".join(agree[0][i] for i in at)):
+        return None
+    return share, units
 
 
 def sniff(head: bytes) -> bool:

@@ -212,6 +212,38 @@ def test_generic_detects_tabs_and_decimal_comma_without_mapping(tmp_path):
     assert values.tolist() == [[5.5, 0.4], [6.0, 0.5]] and len(times) == 2
 
 
+def test_generic_finds_the_header_below_free_text_and_reads_a_units_row(tmp_path):
+    path = tmp_path / "export.txt"
+    path.write_text(
+        "Site: Hill Top\nLogger serial: 0815\nDate,2026-01-05\n\n"
+        "Date/Time\tWS80_Avg\tWS80_SD\tT2_Avg\n\tm/s\tm/s\tdeg C\n"
+        "2025-01-01 00:00\t5.5\t0.4\t3.1\n2025-01-01 00:10\t6.0\t0.5\t3.0\n"
+    )
+    assert detect(path) == "generic"
+    reader = GenericReader(path)
+    header, times, values = read_all(reader)
+    assert (reader.mapping.header_row, reader.mapping.units_row) == (4, 5)
+    assert [(c.name, c.unit, c.statistic) for c in header.columns] == [
+        ("WS80_Avg", "m/s", "avg"), ("WS80_SD", "m/s", "sd"), ("T2_Avg", "deg C", "avg")]
+    assert [str(t) for t in times] == ["2025-01-01T00:00:00.000000", "2025-01-01T00:10:00.000000"]
+    assert values.tolist() == [[5.5, 0.4, 3.1], [6.0, 0.5, 3.0]]
+
+
+def test_generic_below_free_text_with_semicolons_and_decimal_comma(tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text(
+        "Export;Mast 3\nDatum;01.01.2025\n"
+        "Datum;Zeit;WS [m/s];WD [°]\n01.01.2025;00:10;5,5;180\n01.01.2025;00:20;6,25;190,5\n",
+        encoding="latin-1",
+    )
+    assert detect(path) == "generic"
+    reader = GenericReader(path)
+    header, times, values = read_all(reader)
+    assert (reader.mapping.header_row, reader.mapping.units_row, reader.mapping.decimal) == (2, None, ",")
+    assert [(c.name, c.unit) for c in header.columns] == [("WS [m/s]", "m/s"), ("WD [°]", "°")]
+    assert len(times) == 2 and values.tolist() == [[5.5, 180.0], [6.25, 190.5]]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
