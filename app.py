@@ -13,7 +13,7 @@ from streamlit_authenticator.utilities import LoginError
 
 from core import auth
 from core.settings import get_settings
-from pages.common import current_role, current_user, show_errors, storage_level
+from pages.common import AFTER_SIGN_IN, current_role, current_user, show_errors, storage_level
 
 st.set_page_config(page_title="StationManager", page_icon=":material/air:", layout="wide")
 
@@ -68,6 +68,9 @@ if role is None:
             # Signed in just now: draw the app without the login form, and set the
             # remember-me cookie in that run (a component dropped by st.rerun never runs).
             st.session_state["_set_auth_cookie"] = True
+            wanted = st.session_state.pop(AFTER_SIGN_IN, None)  # a link opened before signing in
+            if wanted and wanted[0] in {path for path, *_ in PAGES}:
+                st.switch_page(wanted[0], query_params=wanted[1])
             st.rerun()
         if st.session_state.get("authentication_status") is False:
             st.error("Username or password is incorrect")

@@ -8,7 +8,9 @@ folder of ``app.py`` on ``sys.path``). Nothing here holds business logic: that i
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import psycopg_pool
@@ -75,6 +77,10 @@ def current_role() -> str | None:
     return auth.role_of({"roles": st.session_state.get("roles")})
 
 
+#: Session key of the (page, query parameters) asked for before signing in.
+AFTER_SIGN_IN = "_after_sign_in"
+
+
 def require_role(needed: str) -> str:
     """Refuse the page (``st.error`` + stop) unless the user has ``needed``; return the role.
 
@@ -85,7 +91,10 @@ def require_role(needed: str) -> str:
     if role is None:
         # app.py runs pages only for signed-in users, so this page was run on its own:
         # until a session has run app.py's st.navigation, Streamlit serves the pages/
-        # folder by itself (a fresh server's first deep link). Sign in through app.py.
+        # folder by itself (a fresh server's first deep link). Sign in through app.py,
+        # which then opens this page again, with its query parameters.
+        page = Path(sys._getframe(1).f_code.co_filename)
+        st.session_state[AFTER_SIGN_IN] = (f"pages/{page.name}", st.query_params.to_dict())
         st.switch_page("app.py")
     with show_errors():
         auth.require(role, needed)
