@@ -291,11 +291,7 @@ def import_file(source_file_id: int, url: str | None = None, settings: Settings 
 def _reader_for(conn: psycopg.Connection, path: Path, name: str, station_id: int | None):
     """A reader for the file: by its content, or, for delimited text (or a file nothing
     else recognises), with the file mapping saved for the station's logger."""
-    mapping = None
-    if station_id is not None:
-        row = db.fetch_one(conn, "station_file_mapping", station_id=station_id)
-        if row:
-            mapping = GenericMapping.from_json(json.dumps(row["file_mapping"]))
+    mapping = file_mapping(conn, station_id) if station_id is not None else None
     try:
         reader = open_reader(path, name)
     except ParseError:
@@ -305,6 +301,12 @@ def _reader_for(conn: psycopg.Connection, path: Path, name: str, station_id: int
     if mapping is not None and reader.format == "generic":
         return open_reader(path, name, mapping=mapping)
     return reader
+
+
+def file_mapping(conn: psycopg.Connection, station_id: int) -> GenericMapping | None:
+    """How the station's delimited text files are laid out, when someone said so."""
+    row = db.fetch_one(conn, "station_file_mapping", station_id=station_id)
+    return GenericMapping.from_json(json.dumps(row["file_mapping"])) if row else None
 
 
 def set_file_mapping(conn: psycopg.Connection, station: str, mapping: GenericMapping, actor: str) -> None:

@@ -1,7 +1,8 @@
 """Files: every received file with its status and message; originals to download; stations to assign.
 
 Files that need a station come first, with a form (analyst) that assigns one and queues
-them again. The table refreshes itself while the worker has files queued or importing.
+them again. The table refreshes itself while the worker has files queued or importing. For a
+text file that failed, an analyst can say how it is laid out (``pages/file_mapping.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import streamlit as st
 
 from core import auth, files, stations, webdata
 from core.settings import get_settings
+from pages import file_mapping
 from pages.common import connection, current_user, live, require_role, show_errors
 
 role = require_role("viewer")
@@ -134,6 +136,10 @@ def _details(row: dict) -> None:
                     files.requeue(row["id"], actor=user)
                 st.session_state["_files_notice"] = f"File {row['id']} ({row['original_name']}) queued again."
                 st.rerun()
+        if (row["status"] == "failed" and row["station"] and row["format"] in (None, "generic")
+                and path.exists() and auth.allowed(role, "analyst")):
+            with st.expander("Read it as a text table: say how it is laid out", icon=":material/table_edit:"):
+                file_mapping.render(row, path, user)
 
 
 def _waiting() -> int:

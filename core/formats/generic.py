@@ -30,14 +30,17 @@ import io
 import json
 import logging
 import re
+import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.errors import ConfigError
-from core.formats import Column, Header, Reader
+from core.formats import Batch, Column, Header, Reader
 from core.formats.delimited import MISSING, Layout, TableReader
 
 log = logging.getLogger(__name__)
@@ -446,3 +449,92 @@ def _guess_delimiter(line: str) -> str:
     best = max(counts, key=lambda d: counts[d])
     return best if counts[best] else ","
 
+
+
+# --- previews (a mapping tried on the first lines of a file, in the web app) --------------
+
+
+def head_lines(path: Path, limit: int, head_bytes: int = 64 * 1024) -> tuple[list[str], str]:
+    """Up to ``limit`` lines from the first ``head_bytes`` of a text file, and the encoding
+    read (UTF-8, else Latin-1).
+
+    NUL bytes, as in a binary file, become U+FFFD so that the lines can be shown.
+    """
+    with path.open("rb") as fh:
+        head = fh.read(head_bytes)
+    try:
+        text, encoding = head.decode("utf-8-sig"), "utf8"
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(head) - 3:  # a character cut at the end of the head
+            text, encoding = head[: exc.start].decode("utf-8-sig"), "utf8"
+        else:
+            text, encoding = head.decode("latin-1"), "latin-1"
+    lines = [ln.rstrip("\r\n").replace("\x00", "\ufffd") for ln in io.StringIO(text, newline=None)]
+    return lines[:limit], encoding
+
+
+_CLOCK = re.compile(r"^\s*\d{1,2}:\d\d(:\d\d(\.\d+)?)?\s*$")
+
+
+def guess(lines: list[str]) -> GenericMapping:
+    """A first guess at the layout of a table :func:`detect` does not recognise (no known
+    timestamp name): the delimiter that splits most lines into the same number of fields,
+    the first such line as the header, its first column as the timestamp (with the second
+    when it holds clock times), and a decimal comma if the values have one.
+
+    >>> m = guess(["Mast 7", "Tag;Uhrzeit;v80", "01.01.2025;12:00;5,5", "01.01.2025;12:10;6,0"])
+    >>> m.header_row, m.delimiter, m.timestamp, m.decimal
+    (1, ';', ['Tag', 'Uhrzeit'], ',')
+    """
+    rows_at = [i for i, ln in enumerate(lines) if ln.strip()]
+    best: tuple[int, str, int] | None = None  # (lines agreeing, delimiter, fields)
+    for delim in DELIMITERS:
+        try:
+            counts = Counter(len(r) for r in csv.reader([lines[i] for i in rows_at], delimiter=delim))
+        except csv.Error:
+            continue
+        agreeing, width = max(((n, k) for k, n in counts.items() if k >= 2), default=(0, 0))
+        if agreeing and (best is None or agreeing > best[0]):
+            best = (agreeing, delim, width)
+    if best is None:
+        return GenericMapping()
+    _, delim, width = best
+    rows = [(i, r) for i, r in zip(rows_at, csv.reader([lines[i] for i in rows_at], delimiter=delim))
+            if len(r) == width]
+    (header, names), data = rows[0], [r for _, r in rows[1:]]
+    pair = bool(data) and all(_CLOCK.match(r[1]) for r in data[:20])
+    values = [v for r in data for v in r[2 if pair else 1:]]
+    return GenericMapping(
+        header_row=header, delimiter=delim,
+        decimal="," if delim != "," and any(_DECIMAL_COMMA.match(v) for v in values) else ".",
+        timestamp=names[:2] if pair else names[0],
+    )
+
+
+def header_names(lines: list[str], mapping: GenericMapping) -> list[str]:
+    """The column names in the header row that ``mapping`` points at (empty if none)."""
+    if len(lines) <= mapping.header_row:
+        return []
+    line = lines[mapping.header_row]
+    try:
+        return next(csv.reader([line], delimiter=mapping.delimiter or _guess_delimiter(line)), [])
+    except csv.Error:
+        return []
+
+
+def preview(path: Path, mapping: GenericMapping, *, name: str | None = None, rows: int = 10,
+            head_bytes: int = 64 * 1024) -> tuple[Header, Batch | None]:
+    """The header and the first ``rows`` data rows of ``path`` read with ``mapping``, from
+    its first ``head_bytes`` only: a quick check of a mapping before the worker imports the
+    whole file. Raises :class:`~core.errors.ParseError` as the import would."""
+    with path.open("rb") as fh:
+        head = fh.read(head_bytes)
+    if len(head) == head_bytes and b"\n" in head:
+        head = head[: head.rindex(b"\n") + 1]  # whole lines only
+    with tempfile.TemporaryDirectory(prefix="sm-preview-") as tmp:
+        part = Path(tmp) / "head"
+        part.write_bytes(head)
+        reader = GenericReader(part, name or path.name, mapping=mapping)
+        header = reader.header
+        batch = next(iter(reader.batches(rows)), None)
+    return header, batch

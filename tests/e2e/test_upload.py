@@ -147,3 +147,40 @@ def test_archive_member_of_an_unknown_logger_gets_a_station(page: Page, app, scr
     details = page.locator(".st-key-file_details")
     expect(details).to_contain_text("station Assigned Mast", timeout=IMPORT)
     expect(details.get_by_text("imported", exact=True)).to_be_visible(timeout=IMPORT)
+
+
+def test_a_text_file_nothing_recognises_is_read_with_a_mapping(page: Page, app, screenshots: Path,
+                                                               tmp_path: Path) -> None:
+    text = tmp_path / "mast7.csv"
+    rows = "".join(f"0{d}.01.2025;12:{m:02d};{m},5;-9999\n" for d in range(1, 4) for m in range(0, 60, 10))
+    text.write_text("Mast 7 export\nTag;Uhrzeit;v80 [m/s];T2\n" + rows, encoding="latin-1")
+    sign_in_settled(page, app, "analyst")
+    open_page(page, "Upload", "Upload")
+    uploader = page.get_by_test_id("stFileUploader")
+    uploader.locator("input[type=file]").set_input_files(text)
+    expect(uploader.get_by_role("button", name=f"Remove {text.name}")).to_be_visible(timeout=LONG)
+    choose(page, "Station", "Text Mast")
+    page.get_by_role("button", name="Upload and import").click()
+    expect(file_row(page, text.name)).to_contain_text("unrecognised file format", timeout=IMPORT)
+
+    open_page(page, "Files", "Files")
+    choose(page, "File", text.name)
+    details = page.locator(".st-key-file_details")
+    details.get_by_text("Read it as a text table").click()
+    expect(details.get_by_role("spinbutton", name="Header line")).to_have_value("2")  # guessed
+    missing = details.get_by_role("textbox", name="Missing-value codes")
+    missing.fill("-9999")
+    missing.press("Enter")
+    expect(details.get_by_test_id("stDataFrame")).to_be_visible()
+    expect(details.get_by_test_id("stAlertContentError")).to_have_count(1)  # the file's own failure only
+    page.set_viewport_size({"width": 1400, "height": 1500})
+    details.get_by_text("Read it as a text table").scroll_into_view_if_needed()
+    page.mouse.move(1390, 10)
+    page.screenshot(path=screenshots / "file-mapping.png")
+    details.get_by_role("button", name="Save for Text Mast and import again").click()
+    expect(page.get_by_text(re.compile(r"^File mapping saved for Text Mast; file \d+ \(mast7\.csv\) queued again\.$"))
+           ).to_be_visible(timeout=LONG)
+    imported = details.filter(has=page.get_by_text("imported", exact=True))
+    expect(imported).to_be_visible(timeout=IMPORT)
+    # stamps mark the end of the period unless the logger or the mapping says otherwise
+    expect(imported).to_contain_text("2025-01-01 11:50 – 2025-01-03 12:40 UTC")

@@ -174,6 +174,59 @@ def test_file_details_download_and_admin_requeue(ingest_site: Settings, conn) ->
     assert [s.value for s in at.success] == [f"File {bad['id']} (TestLogger_Hourly_Bad05.dat) queued again."]
 
 
+def test_analyst_says_how_a_failed_text_file_is_laid_out_and_imports_it(ingest_site: Settings, conn,
+                                                                           tmp_path: Path) -> None:
+    path = tmp_path / "mast7.csv"
+    rows = "".join(f"0{d}.01.2025;12:{m:02d};{m},5;-9999\n" for d in range(1, 4) for m in range(0, 60, 10))
+    path.write_text("Mast 7 export\nTag;Uhrzeit;v80 [m/s];T2\n" + rows, encoding="latin-1")
+    with conn.transaction():
+        rec = ingest.receive(conn, path, station="Test Logger", origin="test", settings=ingest_site)
+    assert ingest.import_file(rec.id, settings=ingest_site)["status"] == "failed"  # no timestamp column known
+
+    at = show(signed_in("viewer"), "pages/files.py")
+    at.selectbox(key="files_pick").set_value(rec.id).run()
+    assert not at.expander  # analysts only
+
+    at = show(signed_in("analyst"), "pages/files.py")
+    at.selectbox(key="files_pick").set_value(rec.id).run()
+    assert "  1  Mast 7 export" in at.get("code")[0].value
+    # the layout is guessed: header on line 2, semicolons, date and time apart, decimal comma
+    assert at.number_input(key=f"mapping_{rec.id}_header").value == 2
+    assert at.selectbox(key=f"mapping_{rec.id}_delim").value == ";"
+    assert at.selectbox(key=f"mapping_{rec.id}_ts").options == ["Tag", "Uhrzeit", "v80 [m/s]", "T2"]
+    assert (at.selectbox(key=f"mapping_{rec.id}_ts").value, at.selectbox(key=f"mapping_{rec.id}_ts2").value,
+            at.selectbox(key=f"mapping_{rec.id}_dec").value) == ("Tag", "Uhrzeit", ",")
+    assert at.dataframe[-1].value["T2"].tolist()[:2] == [-9999.0, -9999.0]
+    at.text_input(key=f"mapping_{rec.id}_missing").set_value("-9999").run()
+    failure = at.error[0].value
+    assert "unrecognised file format" in failure
+    tables = len(at.dataframe)  # the files needing a station, the files, the preview
+    preview = at.dataframe[-1].value  # the date and time formats are guessed
+    assert list(preview.columns) == ["time (as logged)", "v80 [m/s]", "T2"]
+    assert str(preview.iloc[1, 0]) == "2025-01-01 12:10:00" and preview.iloc[1, 1] == 10.5
+    assert preview["T2"].isna().all()
+    at.text_input(key=f"mapping_{rec.id}_fmt").set_value("%Y-%m-%d %H:%M").run()
+    assert len(at.dataframe) == tables - 1  # no preview: the stamps do not parse
+    assert len(at.error) == 2 and "mast7.csv" in at.error[1].value
+    at.text_input(key=f"mapping_{rec.id}_fmt").set_value("%d.%m.%Y %H:%M").run()
+    assert not at.exception and [e.value for e in at.error] == [failure]
+    [save] = [b for b in at.button if b.label == "Save for Test Logger and import again"]
+    save.click().run()
+    assert not at.exception
+    assert file_row(conn, "mast7.csv")["status"] == "queued"
+    audit = conn.execute("SELECT actor, details FROM audit WHERE action = 'set file mapping'").fetchone()
+    assert audit["actor"] == "test-analyst" and audit["details"]["mapping"]["timestamp"] == ["Tag", "Uhrzeit"]
+    result = ingest.import_file(rec.id, settings=ingest_site)
+    assert (result["status"], result["n_readings"]) == ("imported", 18 * 2 - 18)  # T2 is all missing
+
+
+def test_no_mapping_form_for_a_failed_logger_file(ingest_site: Settings, conn) -> None:
+    bad = file_row(conn, "TestLogger_Hourly_Bad05.dat")  # a TOA5 file: its own header says how to read it
+    at = show(signed_in("analyst"), "pages/files.py")
+    at.selectbox(key="files_pick").set_value(bad["id"]).run()
+    assert not at.expander and not at.get("code")
+
+
 # --- Metadata -------------------------------------------------------------------------
 
 

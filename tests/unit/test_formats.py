@@ -543,3 +543,24 @@ def test_mutated_samples_raise_only_parse_errors(fuzz_dir, samples, fmt, flips, 
     path = fuzz_dir / f"mutated.{fmt}"
     path.write_bytes(bytes(data))
     _read_or_parse_error(READERS[fmt](path))
+
+
+# --- previews of a mapping (the Files page) ---------------------------------------------------
+
+
+def test_preview_reads_the_first_rows_with_a_mapping_from_the_head_only(tmp_path):
+    path = tmp_path / "mast.csv"
+    rows = "".join(f"0{d}.01.2025;12:{m:02d};{m},5;{d}\n" for d in range(1, 4) for m in range(0, 60, 10))
+    path.write_text("Mast 7 export\nTag;Uhrzeit;v80;T2\n" + rows * 400, encoding="latin-1")
+    assert detect(path) is None  # no known timestamp name: a mapping is needed
+    lines, encoding = generic.head_lines(path, 3)
+    assert lines == ["Mast 7 export", "Tag;Uhrzeit;v80;T2", "01.01.2025;12:00;0,5;1"] and encoding == "utf8"
+    mapping = GenericMapping(header_row=1, delimiter=";", decimal=",", timestamp=["Tag", "Uhrzeit"],
+                             time_format="%d.%m.%Y %H:%M")
+    assert generic.header_names(lines, mapping) == ["Tag", "Uhrzeit", "v80", "T2"]
+    header, batch = generic.preview(path, mapping, rows=5, head_bytes=4096)
+    assert [c.name for c in header.columns] == ["v80", "T2"]
+    assert [str(t) for t in batch.times[:2]] == ["2025-01-01T12:00:00.000000", "2025-01-01T12:10:00.000000"]
+    assert batch.values[:2].tolist() == [[0.5, 1.0], [10.5, 1.0]] and batch.first_line == 3
+    with pytest.raises(ParseError, match="'Zeit' is not in the header"):
+        generic.preview(path, GenericMapping(header_row=1, delimiter=";", timestamp=["Tag", "Zeit"]))
