@@ -247,7 +247,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from core import supervisor
 
-    return supervisor.up(demo=args.demo, port=args.port)
+    return supervisor.up(demo=args.demo, port=args.port, days=args.days)
 
 
 # --- flags and quality checks ---------------------------------------------------------
@@ -733,6 +733,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("up", help="run the database, a worker and the web app until Ctrl-C")
     s.add_argument("--demo", action="store_true", help="also load the demo site and demo users")
     s.add_argument("--port", type=int, default=8501)
+    s.add_argument("--days", type=int, default=365, help="days of demo data (default 365)")
     s.set_defaults(func=cmd_up)
     _calibration_parser(sub)
     return p

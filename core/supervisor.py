@@ -10,6 +10,7 @@ background by the worker, progress printed here and shown in the app).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -35,9 +36,15 @@ def ensure_demo_users() -> None:
             auth.add_user(path, name, password, role)
 
 
-def _start(name: str, argv: list[str]) -> subprocess.Popen:
+def worker_env() -> dict[str, str]:
+    """The worker's environment: it logs only warnings and errors (a failed file, say) to
+    this terminal, unless STATIONMANAGER_LOG_LEVEL says otherwise; the pages show the rest."""
+    return {**os.environ, "STATIONMANAGER_LOG_LEVEL": os.environ.get("STATIONMANAGER_LOG_LEVEL", "WARNING")}
+
+
+def _start(name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
     log.info("starting %s: %s", name, " ".join(argv))
-    return subprocess.Popen(argv, cwd=ROOT)
+    return subprocess.Popen(argv, cwd=ROOT, env=env)
 
 
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> bool:
@@ -66,7 +73,7 @@ def _stop(procs: dict[str, subprocess.Popen]) -> None:
             p.wait()
 
 
-def up(*, demo: bool, port: int = 8501) -> int:
+def up(*, demo: bool, port: int = 8501, days: int = 365) -> int:
     settings = get_settings()
     url = db.database_url(settings)
     result = schema.upgrade(url, settings)
@@ -82,7 +89,7 @@ def up(*, demo: bool, port: int = 8501) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        procs["worker"] = _start("worker", [sys.executable, "-m", "ingest_worker"])
+        procs["worker"] = _start("worker", [sys.executable, "-m", "ingest_worker"], worker_env())
         procs["web app"] = _start(
             "web app",
             [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
@@ -92,11 +99,14 @@ def up(*, demo: bool, port: int = 8501) -> int:
             print(f"\nStationManager is running at http://127.0.0.1:{port}  (Ctrl-C stops everything)", flush=True)
             if demo:
                 print("demo logins: " + ", ".join(f"{n} / {p}" for n, p, _ in DEMO_USERS), flush=True)
+            if "STATIONMANAGER_LOG_LEVEL" not in os.environ:
+                print("the worker's warnings and errors show here (STATIONMANAGER_LOG_LEVEL=INFO: every import)",
+                      flush=True)
         else:
             print("the web app did not come up; see its output above", file=sys.stderr)
             stopping.set()
         if demo and not stopping.is_set():
-            threading.Thread(target=_load_demo, args=(stopping,), daemon=True).start()
+            threading.Thread(target=_load_demo, args=(stopping, days), daemon=True).start()
         while not stopping.is_set():
             for name, p in procs.items():
                 if p.poll() is not None:
@@ -110,11 +120,11 @@ def up(*, demo: bool, port: int = 8501) -> int:
     return 0
 
 
-def _load_demo(stopping: threading.Event) -> None:
+def _load_demo(stopping: threading.Event, days: int) -> None:
     from core import demo
 
     try:
-        result = demo.load_demo(progress=lambda msg: print(msg, flush=True), stop=stopping)
+        result = demo.load_demo(days=days, progress=lambda msg: print(msg, flush=True), stop=stopping)
         if result["queued"]:
             demo.wait_for_import(result["file_ids"], stopping, report=lambda msg: print(msg, flush=True))
     except Exception:  # report, keep the app running

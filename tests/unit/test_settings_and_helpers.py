@@ -1,14 +1,15 @@
-"""Settings, named SQL, users, binary COPY encoding."""
+"""Settings, named SQL, users, binary COPY encoding, logging."""
 
 from __future__ import annotations
 
+import logging
 import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from core import auth, db, ingest, schema
+from core import auth, db, ingest, logs, schema, supervisor
 from core.errors import ConfigError, StationManagerError
 from core.settings import Settings, describe
 
@@ -64,3 +65,27 @@ def test_logger_clock_shifts_end_of_period_stamps_to_utc_start():
     t = np.array(["2025-01-01T01:10"], dtype="datetime64[us]")
     start_us = clock.to_utc_start_us(t)[0] + ingest.PG_EPOCH_US
     assert np.datetime64(int(start_us), "us") == np.datetime64("2025-01-01T00:00")
+
+
+@pytest.mark.parametrize(
+    ("level", "action", "task", "kept"),
+    [
+        (logging.INFO, "start_job", "sm:scan_inbox", False),  # every 5 s: left out
+        (logging.INFO, "job_success", "sm:retry_stalled", False),
+        (logging.INFO, "start_job", "sm:import_file", True),
+        (logging.ERROR, "job_error", "sm:scan_inbox", True),  # a failure always shows
+        (logging.INFO, None, None, True),  # any other line
+    ],
+)
+def test_routine_housekeeping_jobs_leave_no_log_lines(level, action, task, kept):
+    record = logging.makeLogRecord({"name": "procrastinate.worker", "levelno": level, "msg": "Starting job"})
+    if action:
+        record.action, record.job = action, {"task_name": task}
+    assert logs.RoutineJobFilter().filter(record) is kept
+
+
+def test_up_runs_the_worker_quietly_unless_a_log_level_is_set(monkeypatch):
+    monkeypatch.delenv("STATIONMANAGER_LOG_LEVEL", raising=False)
+    assert supervisor.worker_env()["STATIONMANAGER_LOG_LEVEL"] == "WARNING"
+    monkeypatch.setenv("STATIONMANAGER_LOG_LEVEL", "DEBUG")
+    assert supervisor.worker_env()["STATIONMANAGER_LOG_LEVEL"] == "DEBUG"
