@@ -105,6 +105,7 @@ def open_reader(path: Path, display_name: str | None = None, format: str | None 
     # format -> (sniffer, reader), in the order of sniffing: the generic table last
     formats = {
         "toa5": (toa5.sniff, toa5.Toa5Reader),
+        "toaci1": (toa5.sniff_toaci1, toa5.Toaci1Reader),
         "tob1": (tob1.sniff, tob1.Tob1Reader),
         "nrg_symphoniepro": (nrg.sniff_symphoniepro, nrg.SymphonieProReader),
         "nrg_logr": (nrg.sniff_logr, nrg.LogrReader),
@@ -124,7 +125,7 @@ def open_reader(path: Path, display_name: str | None = None, format: str | None 
         if sniff(head):
             return reader(path, name)
     raise ParseError(
-        "unrecognised file format (supported: Campbell TOA5 and TOB1, NRG SymphoniePRO and LOGR, "
+        "unrecognised file format (supported: Campbell TOA5, TOACI1 and TOB1, NRG SymphoniePRO and LOGR, "
         "Windographer, delimited text with a timestamp column)", file=name, line=1,
     )
 

@@ -118,3 +118,26 @@ def test_batches_bound_memory_and_keep_line_numbers(tmp_path):
     batches = list(reader.batches(rows=50))
     assert sum(len(b.times) for b in batches) == 144
     assert len(batches) >= 2 and batches[1].first_line == 5 + len(batches[0].times)
+
+
+def test_toaci1_files_of_older_loggernet_versions(tmp_path):
+    """TOACI1: a short environment line (station, table), the field names, then the rows."""
+    p = tmp_path / "old.dat"
+    p.write_text(
+        '"TOACI1","Hill_Top","Ten_Min"\n"TMSTAMP","RECNBR","WS_80m_Avg","WS_80m_Std","Temp_C"\n'
+        '"2009-03-01 00:10:00",1,5.5,0.4,2.5\n"2009-03-01 00:20:00",2,6.0,"NAN",2.4\n'
+    )
+    header, times, values = read_all(p)
+    assert header.format == "toaci1" and (header.station_name, header.table_name) == ("Hill_Top", "Ten_Min")
+    assert [(c.name, c.statistic) for c in header.columns] == [
+        ("WS_80m_Avg", "avg"), ("WS_80m_Std", "sd"), ("Temp_C", "unknown")]
+    assert [str(t) for t in times] == ["2009-03-01T00:10:00.000000", "2009-03-01T00:20:00.000000"]
+    assert values[0].tolist() == [5.5, 0.4, 2.5] and np.isnan(values[1, 1])
+
+
+def test_toaci1_without_field_names_fails_clearly(tmp_path):
+    p = tmp_path / "old.dat"
+    p.write_text('"TOACI1","Hill_Top","Ten_Min"\n')
+    with pytest.raises(ParseError) as err:
+        read_all(p)
+    assert (err.value.line, err.value.reason) == (2, "the header is incomplete: 1 of 2 lines")
