@@ -12,6 +12,7 @@ import functools
 import streamlit as st
 
 from core import auth, files, stations, webdata
+from core.formats import generic
 from core.settings import get_settings
 from pages import file_mapping
 from pages.common import connection, current_user, live, require_role, show_errors
@@ -137,7 +138,7 @@ def _details(row: dict) -> None:
                 st.session_state["_files_notice"] = f"File {row['id']} ({row['original_name']}) queued again."
                 st.rerun()
         if (row["status"] == "failed" and row["station"] and row["format"] in (None, "generic")
-                and path.exists() and auth.allowed(role, "analyst")):
+                and auth.allowed(role, "analyst") and path.exists() and generic.looks_like_text(path)):
             with st.expander("Read it as a text table: say how it is laid out", icon=":material/table_edit:"):
                 file_mapping.render(row, path, user)
 

@@ -454,6 +454,13 @@ def _guess_delimiter(line: str) -> str:
 # --- previews (a mapping tried on the first lines of a file, in the web app) --------------
 
 
+def looks_like_text(path: Path, head_bytes: int = 4096) -> bool:
+    """True when the start of the file has line breaks and no NUL bytes (not a binary file)."""
+    with path.open("rb") as fh:
+        head = fh.read(head_bytes)
+    return b"\x00" not in head and (b"\n" in head or len(head) < head_bytes) and bool(head.strip())
+
+
 def head_lines(path: Path, limit: int, head_bytes: int = 64 * 1024) -> tuple[list[str], str]:
     """Up to ``limit`` lines from the first ``head_bytes`` of a text file, and the encoding
     read (UTF-8, else Latin-1).

@@ -220,11 +220,21 @@ def test_analyst_says_how_a_failed_text_file_is_laid_out_and_imports_it(ingest_s
     assert (result["status"], result["n_readings"]) == ("imported", 18 * 2 - 18)  # T2 is all missing
 
 
-def test_no_mapping_form_for_a_failed_logger_file(ingest_site: Settings, conn) -> None:
+def test_no_mapping_form_for_a_failed_logger_file_or_a_binary_one(ingest_site: Settings, conn,
+                                                                  tmp_path: Path) -> None:
     bad = file_row(conn, "TestLogger_Hourly_Bad05.dat")  # a TOA5 file: its own header says how to read it
     at = show(signed_in("analyst"), "pages/files.py")
     at.selectbox(key="files_pick").set_value(bad["id"]).run()
     assert not at.expander and not at.get("code")
+
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(bytes(range(256)) * 40)
+    with conn.transaction():
+        rec = ingest.receive(conn, junk, station="Test Logger", origin="test", settings=ingest_site)
+    assert ingest.import_file(rec.id, settings=ingest_site)["status"] == "failed"
+    at = show(signed_in("analyst"), "pages/files.py")
+    at.selectbox(key="files_pick").set_value(rec.id).run()
+    assert "unrecognised file format" in at.error[0].value and not at.expander
 
 
 # --- Metadata -------------------------------------------------------------------------
