@@ -302,7 +302,7 @@ def detect(lines: list[str], min_share: float = 0.9) -> GenericMapping | None:
         except csv.Error:
             continue
         for h, names in enumerate(rows[:HEADER_SEARCH_LINES]):
-            found = _table_at(rows, h, names, delim, min_share)
+            found = _table_at(rows, h, names, min_share)
             if found is None:
                 continue
             share, units = found
@@ -320,7 +320,7 @@ def detect(lines: list[str], min_share: float = 0.9) -> GenericMapping | None:
     return best[1] if best else None
 
 
-def _table_at(rows: list[list[str]], h: int, names: list[str], delim: str,
+def _table_at(rows: list[list[str]], h: int, names: list[str],
               min_share: float) -> tuple[float, int | None] | None:
     """(share of the lines below that agree with it, units row) when row ``h`` is a header."""
     times = time_fields(names) if len(names) >= 2 else None
