@@ -125,6 +125,7 @@ def test_a_click_on_the_heatmap_opens_that_day_with_its_channel(page: Page, app)
     page.mouse.click(box["x"] + box["width"] * 0.5, row["y"] + row["height"] / 2)
     zoomed = page.get_by_text(re.compile(r"^Zoomed in to \d{4}-\d\d-\d\d 00:00 – \d{4}-\d\d-\d\d 00:00 UTC \(1\.0 days\)$"))
     expect(zoomed).to_be_visible()
+    settle(page)  # the run is over: the multiselect it replaced (a new key) is gone
     picker = page.get_by_test_id("stMultiSelect").filter(has=page.get_by_text("Channels", exact=True))
     expect(picker.get_by_role("button", name=re.compile(r"^Remove "))).to_have_count(3)
     expect(picker).to_contain_text("AirT_2m_Avg [Deg C]")
