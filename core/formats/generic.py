@@ -307,17 +307,21 @@ def detect(lines: list[str], min_share: float = 0.9) -> GenericMapping | None:
                 continue
             share, units = found
             values = [v for r in rows[h + 1 + (units is not None):] if len(r) == len(names) for v in r]
-            comma = delim != "," and any(_DECIMAL_COMMA.match(v) for v in values)
             times = time_fields(names)
             assert times is not None
             mapping = GenericMapping(
                 header_row=rows_at[h], units_row=None if units is None else rows_at[units],
-                delimiter=delim, decimal="," if comma else ".",
+                delimiter=delim, decimal=_decimal_mark(delim, values),
                 timestamp=times[0] if len(times) == 1 else times,
             )
             if best is None or share > best[0]:
                 best = (share, mapping)
     return best[1] if best else None
+
+
+def _decimal_mark(delimiter: str, values: list[str]) -> str:
+    """``","`` when the fields are not comma-separated and a value has a decimal comma."""
+    return "," if delimiter != "," and any(_DECIMAL_COMMA.match(v) for v in values) else "."
 
 
 def _table_at(rows: list[list[str]], h: int, names: list[str],
@@ -512,8 +516,7 @@ def guess(lines: list[str]) -> GenericMapping:
     pair = bool(data) and all(_CLOCK.match(r[1]) for r in data[:20])
     values = [v for r in data for v in r[2 if pair else 1:]]
     return GenericMapping(
-        header_row=header, delimiter=delim,
-        decimal="," if delim != "," and any(_DECIMAL_COMMA.match(v) for v in values) else ".",
+        header_row=header, delimiter=delim, decimal=_decimal_mark(delim, values),
         timestamp=names[:2] if pair else names[0],
     )
 

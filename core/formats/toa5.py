@@ -91,19 +91,26 @@ class Toa5Reader(TableReader):
             raise self.error(f"malformed header: {exc}", len(lines) + 1) from exc
         return lines
 
-    def read_header(self) -> Header:
+    def _environment(self, tag: str, fields: int | None = None) -> tuple[list[list[str]], list[str]]:
+        """The header lines and the environment line (the first), checked: there is one,
+        it starts with ``tag``, it has ``fields`` fields (when given), and all
+        :attr:`header_lines` lines follow."""
         lines = self._header_lines()
         if not lines or not any(f.strip() for f in lines[0]):
             raise self.error("the file is empty" if not lines else "the first line is blank", 1)
         env = _strip_trailing_empty(lines[0])
-        if env[0] != "TOA5":
-            raise self.error(f"not a TOA5 file: first field is {env[0][:20]!r}, expected 'TOA5'", 1)
-        if len(env) != 8:
-            raise self.error(f"the environment line has {len(env)} fields, expected 8", 1)
-        if len(lines) < HEADER_LINES:
+        if env[0] != tag:
+            raise self.error(f"not a {tag} file: first field is {env[0][:20]!r}, expected {tag!r}", 1)
+        if fields is not None and len(env) != fields:
+            raise self.error(f"the environment line has {len(env)} fields, expected {fields}", 1)
+        if len(lines) < self.header_lines:
             raise self.error(
-                f"the header is incomplete: {len(lines)} of {HEADER_LINES} lines", len(lines) + 1
+                f"the header is incomplete: {len(lines)} of {self.header_lines} lines", len(lines) + 1
             )
+        return lines, env
+
+    def read_header(self) -> Header:
+        lines, env = self._environment("TOA5", fields=8)
         names, units, process = lines[1], lines[2], lines[3]
         n = len(names)
         for i, other in ((3, units), (4, process)):
@@ -121,6 +128,7 @@ class Toa5Reader(TableReader):
             extra={"os_version": env[4], "program": env[5], "signature": env[6]},
         )
 
+
 class Toaci1Reader(Toa5Reader):
     """TOACI1: the environment line has the station and table names only, and the field
     names follow; no units, no processing (statistics come from the name suffixes)."""
@@ -129,14 +137,7 @@ class Toaci1Reader(Toa5Reader):
     header_lines = 2
 
     def read_header(self) -> Header:
-        lines = self._header_lines()
-        if not lines or not any(f.strip() for f in lines[0]):
-            raise self.error("the file is empty" if not lines else "the first line is blank", 1)
-        env = _strip_trailing_empty(lines[0])
-        if env[0] != "TOACI1":
-            raise self.error(f"not a TOACI1 file: first field is {env[0][:20]!r}, expected 'TOACI1'", 1)
-        if len(lines) < self.header_lines:
-            raise self.error(f"the header is incomplete: {len(lines)} of {self.header_lines} lines", len(lines) + 1)
+        lines, env = self._environment("TOACI1")
         names = lines[1]
         _check_names(self, names)
         self.layout = Layout(fields=names, skip_lines=self.header_lines, time_fields=[names[0]])
