@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -78,22 +78,79 @@ def add_bands(fig: go.Figure, bands: Sequence[dict[str, Any]], start: datetime |
     return fig
 
 
-def heatmap(frame: pd.DataFrame, labels: dict[int, str]) -> go.Figure:
-    """Channel × day recovery (``frame`` of :func:`core.health.heatmap`).
+#: Order of measurement types and statistics in the heatmap (the exports' order).
+_TYPE_ORDER = ("wind_speed", "wind_direction", "air_temperature", "relative_humidity", "air_pressure",
+               "precipitation", "solar_radiation", "vertical_wind_speed", "battery_voltage")
+_STAT_ORDER = ("avg", "sd", "min", "max", "gust", "sample", "sum", "count")
+#: Height of a heatmap row in pixels: plotly drops tick labels closer than their font allows.
+ROW_PX = 15
+UNMAPPED = "not mapped"
 
-    Plotly cannot select heatmap cells, so an invisible marker sits on each cell: a click
-    selects it, and the selection's point has the channel label as ``y`` and the day as ``x``.
+
+class HeatmapRow(NamedTuple):
+    """One row of the heatmap: a channel, its label and the sensor group it is drawn in."""
+
+    channel_id: int
+    label: str
+    group: str
+
+
+def heatmap_rows(channels: Sequence[dict[str, Any]]) -> list[HeatmapRow]:
+    """The heatmap's rows: each sensor's (measurement point's) statistics together — avg, sd,
+    min, max… —, sensors by measurement type, then height from the top, then boom
+    orientation; channels mapped to no point come last, as one group.
+
+    >>> ch = lambda i, name, stat, point, kind, h: {"id": i, "label": name, "statistic": stat,
+    ...     "measurement_point_id": point, "point_name": point and f"P{point}", "measurement_type": kind,
+    ...     "height_m": h}
+    >>> rows = heatmap_rows([ch(1, "T2m", "avg", 3, "air_temperature", 2.0), ch(2, "RECORD", "unknown", None, None, None),
+    ...     ch(3, "Spd40mSd", "sd", 2, "wind_speed", 40.0), ch(4, "Spd80m", "avg", 1, "wind_speed", 80.0),
+    ...     ch(5, "Spd40m", "avg", 2, "wind_speed", 40.0), ch(6, "Spd40mMax", "max", 2, "wind_speed", 40.0)])
+    >>> [(r.label, r.group) for r in rows]  # doctest: +NORMALIZE_WHITESPACE
+    [('Spd80m', 'P1'), ('Spd40m', 'P2'), ('Spd40mSd', 'P2'), ('Spd40mMax', 'P2'), ('T2m', 'P3'),
+     ('RECORD', 'not mapped')]
+    """
+    def rank(value: Any, order: Sequence[str]) -> int:
+        return order.index(value) if value in order else len(order)
+
+    def key(c: dict[str, Any]) -> tuple:
+        if c.get("measurement_point_id") is None:
+            return (1, 0, 0.0, 0.0, "", 0, c["label"])
+        height = c.get("height_m")
+        orientation = c.get("orientation_deg")
+        return (0, rank(c.get("measurement_type"), _TYPE_ORDER), -(height if height is not None else -1e9),
+                orientation if orientation is not None else -1.0, str(c.get("point_name") or c["measurement_point_id"]),
+                rank(c.get("statistic"), _STAT_ORDER), c["label"])
+
+    return [HeatmapRow(c["id"], c["label"],
+                       UNMAPPED if c.get("measurement_point_id") is None
+                       else str(c.get("point_name") or f"point {c['measurement_point_id']}"))
+            for c in sorted(channels, key=key)]
+
+
+def heatmap(frame: pd.DataFrame, channels: Sequence[dict[str, Any]]) -> go.Figure:
+    """Channel × day recovery (``frame`` of :func:`core.health.heatmap`; ``channels`` as
+    :func:`core.stations.channels` gives them).
+
+    Rows follow :func:`heatmap_rows`: a thin line separates two sensors and each sensor's
+    name stands at the right. Every row is labelled (explicit ``tickvals``/``ticktext``:
+    left to itself plotly drops every other label once there are ~28 rows) and the figure
+    grows :data:`ROW_PX` pixels per row. Plotly cannot select heatmap cells, so an
+    invisible marker sits on each cell: a click selects it, and the selection's point has
+    the channel label as ``y`` and the day as ``x``.
     """
     if frame.empty:
         return go.Figure()
     grid = frame.pivot(index="channel_id", columns="day", values="recovery")
-    order = [c for c in labels if c in grid.index]
-    grid = grid.loc[order]
+    rows = [r for r in heatmap_rows(channels) if r.channel_id in grid.index]
+    grid = grid.loc[[r.channel_id for r in rows]]
     days = [pd.Timestamp(d).to_pydatetime() + _HALF_DAY for d in grid.columns]  # cell centres
-    names = [labels[c] for c in order]
+    names = [r.label for r in rows]
     fig = go.Figure(go.Heatmap(
         z=grid.to_numpy(), x=days, y=names, zmin=0, zmax=100, colorscale=RECOVERY_SCALE, xgap=1, ygap=1,
-        colorbar={"title": {"text": "recovery %"}, "thickness": 12}, hoverinfo="skip",
+        colorbar={"title": {"text": "recovery %", "side": "right"}, "thickness": 12, "orientation": "h",
+                  "x": 0.0, "xanchor": "left", "y": 1.0, "yanchor": "bottom", "len": 0.3, "lenmode": "fraction"},
+        hoverinfo="skip",
     ))
     xs = [d for _ in names for d in days]
     ys = [n for n in names for _ in days]
@@ -103,10 +160,19 @@ def heatmap(frame: pd.DataFrame, labels: dict[int, str]) -> go.Figure:
         unselected={"marker": {"opacity": 0}}, showlegend=False, name="cells",
         hovertemplate="%{y}<br>%{x|%Y-%m-%d}: %{customdata:.0f} %<extra></extra>",
     ))
+    groups = [r.group for r in rows]
+    starts = [i for i, g in enumerate(groups) if i == 0 or g != groups[i - 1]]
+    for i in starts[1:]:  # category i sits at y = i; the line between two sensors at i - 0.5
+        fig.add_shape(type="line", xref="paper", x0=0, x1=1, yref="y", y0=i - 0.5, y1=i - 0.5,
+                      line={"color": "#222222", "width": 2})
+    for i, j in zip(starts, starts[1:] + [len(rows)]):
+        fig.add_annotation(text=groups[i], xref="paper", x=1.005, xanchor="left", yref="y", y=(i + j - 1) / 2,
+                           yanchor="middle", showarrow=False, font={"size": 10, "color": "#555555"})
     fig.update_layout(
-        height=max(200, 12 * len(order) + 70), margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        yaxis={"autorange": "reversed", "tickfont": {"size": 9}}, xaxis={"type": "date"},
-        clickmode="event+select", dragmode=False, hovermode="closest",
+        height=max(200, ROW_PX * len(rows) + 90), margin={"l": 10, "r": 150, "t": 40, "b": 10},
+        yaxis={"autorange": "reversed", "tickfont": {"size": 10}, "tickmode": "array", "tickvals": names,
+               "ticktext": names, "type": "category"},
+        xaxis={"type": "date"}, clickmode="event+select", dragmode=False, hovermode="closest",
     )
     return fig
 

@@ -96,7 +96,7 @@ shown_start = max(day_start, day_end - health.DAY * HEATMAP_MAX_DAYS)
 with show_errors(), connection() as conn:
     heat = health.heatmap(conn, sid, shown_start, day_end, exclude_flagged=hide)
 st.subheader("Availability")
-st.plotly_chart(charts.heatmap(heat, {c["id"]: c["label"] for c in channels}), key=heat_key,
+st.plotly_chart(charts.heatmap(heat, channels), key=heat_key,
                 on_select=_open_day, selection_mode="points")
 st.caption(
     f"Recovery of each channel per UTC day (readings stored / expected){', flagged readings left out' if hide else ''}, "
