@@ -7,7 +7,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from core import auth, charts, flags, health, series, stations, webdata
+from core import auth, charts, flags, health, records, series, stations, webdata
 from core.settings import get_settings
 from pages.common import connection, current_user, require_role, show_errors, station_picker
 
@@ -135,7 +135,8 @@ else:
     )
     st.caption(
         f"{webdata.resolution_caption(data.resolution)} {webdata.describe_range(start, end)}. "
-        + ("Drag across the chart to select a period to zoom to or to flag." if analyst
+        + ("Drag across the chart to select a period to zoom to or to flag (a flag covers every whole "
+           "record the selection touches)." if analyst
            else "Drag across the chart to zoom in.")
     )
 
@@ -164,9 +165,11 @@ def _widen(kind: str) -> None:
 
 
 @st.dialog("Flag this period", width="large")
-def flag_dialog(picked: tuple[datetime, datetime]) -> None:
-    """Channels, category and note of a new flag over the selected period."""
-    st.markdown(f"**{webdata.describe_range(*picked)}**")
+def flag_dialog(picked: tuple[datetime, datetime], snapped: records.Snapped) -> None:
+    """Channels, category and note of a new flag over the selected period, snapped to whole records."""
+    st.markdown(f"**{webdata.describe_range(snapped.start, snapped.end)}**")
+    st.caption(f"Snapped to whole records: {records.describe(snapped, picked)}. "
+               f"You selected {webdata.describe_range(*picked)}.")
     whole = st.session_state.get("dlg_whole", False)
     if whole:
         st.info("The whole station: every channel, also channels added later.")
@@ -183,7 +186,8 @@ def flag_dialog(picked: tuple[datetime, datetime]) -> None:
     if st.button("Save", type="primary", icon=":material/flag:"):
         chosen = "station" if whole else [by_label[x]["id"] for x in st.session_state.get("dlg_channels") or []]
         with show_errors(), connection() as conn:
-            flags.add_flag(conn, sid, chosen, picked[0], picked[1], category, note, author=current_user() or "")
+            flags.add_flag(conn, sid, chosen, snapped.start, snapped.end, category, note,
+                           author=current_user() or "")
         for key in DIALOG_KEYS:
             st.session_state.pop(key, None)
         st.session_state.pop(picked_key, None)
@@ -192,11 +196,15 @@ def flag_dialog(picked: tuple[datetime, datetime]) -> None:
 
 picked = st.session_state.get(picked_key) if analyst else None
 if picked:
+    with show_errors(), connection() as conn:
+        snapped = records.snap_selection(conn, sid, *picked)
     info, zoom, flag = st.columns([4, 1.2, 1.4], vertical_alignment="center")
     info.markdown(f"Selected: **{webdata.describe_range(*picked)}**")
+    info.caption(f"A flag covers {records.describe(snapped)}: "
+                 f"{webdata.describe_range(snapped.start, snapped.end)}.")
     zoom.button("Zoom to selection", icon=":material/zoom_in:", on_click=_zoom_to_selection)
     if flag.button("Flag this period…", icon=":material/flag:", type="primary", on_click=_open_flag_dialog):
-        flag_dialog(picked)
+        flag_dialog(picked, snapped)
 
 
 def _delete(flag_id: int) -> None:

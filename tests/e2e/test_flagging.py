@@ -9,6 +9,7 @@ Screenshots ``docs/screenshots/health.png`` (the page with the new band) and
 from __future__ import annotations
 
 import re
+from datetime import UTC
 from pathlib import Path
 
 import psycopg
@@ -54,6 +55,9 @@ def test_analyst_flags_a_dragged_period_sees_the_band_and_deletes_it(page: Page,
     dialog = page.get_by_role("dialog")
     click_until(flag_button.click, lambda timeout: expect(dialog).to_be_visible(timeout=timeout))
     expect(dialog.get_by_text("Flag this period")).to_be_visible()
+    # the period to be flagged, snapped to whole 10-minute records, is shown before saving
+    expect(dialog.get_by_text(re.compile(r"^Snapped to whole records: every 10-minute record the selection "))).to_be_visible()
+    shown = dialog.get_by_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d0 – \d{4}-\d\d-\d\d \d\d:\d0 UTC \(")).inner_text()
     # two channels: the plotted NE average stays, the SW average is swapped for 60 m NE
     remove = dialog.get_by_role("button", name=re.compile(r"^Remove "))
     expect(remove).to_have_count(2)
@@ -85,6 +89,10 @@ def test_analyst_flags_a_dragged_period_sees_the_band_and_deletes_it(page: Page,
     assert columns == ["WS_60m_NE_Avg", "WS_80m_NE_Avg"]
     span_days = (end - start).total_seconds() / 86400
     assert 0.2 < span_days < 0.7, (start, end)  # about 15 % of the 3-day chart
+    # snapped to whole records: every record the drag touched, as the dialog said
+    for t in (start, end):
+        assert (t.minute % 10, t.second, t.microsecond) == (0, 0, 0), (start, end)
+    assert shown.startswith(f"{start.astimezone(UTC):%Y-%m-%d %H:%M} – {end.astimezone(UTC):%Y-%m-%d %H:%M} UTC"), shown
 
     # the band is drawn at once, labelled, and listed under the chart
     expect(chart.locator(".annotation-text")).to_have_text([f"maintenance #{flag_id}"])

@@ -111,3 +111,22 @@ def _values(x) -> list:
     if isinstance(x, dict):  # plotly's typed-array encoding
         return list(np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"]))
     return list(x)
+
+
+def test_analyst_flag_dialog_shows_the_period_snapped_to_whole_records(site) -> None:
+    """A drag from 15:57 to 07:54 on 10-minute data flags 15:50-08:00: every record it touches."""
+    at = show(signed_in("analyst", station=MAST), PAGE)
+    at.session_state[f"picked_{site['station']}"] = (datetime(2025, 3, 1, 15, 57, 12, tzinfo=UTC),
+                                                     datetime(2025, 3, 2, 7, 54, 40, tzinfo=UTC))
+    at.run()
+    shown = texts(at)
+    assert "Selected: **2025-03-01 15:57 – 2025-03-02 07:54 UTC (0.7 days)**" in shown
+    assert "A flag covers every 10-minute record the selection touches" in shown
+    assert "2025-03-01 15:50 – 2025-03-02 08:00 UTC" in shown
+    next(b for b in at.button if b.label == "Flag this period…").click().run()
+    shown = texts(at)
+    assert "**2025-03-01 15:50 – 2025-03-02 08:00 UTC (0.7 days)**" in shown  # the dialog's period
+    assert ("Snapped to whole records: every 10-minute record the selection (15:57 – 07:54) touches, from the "
+            "start of the first to the end of the last. You selected 2025-03-01 15:57 – 2025-03-02 07:54 UTC") in shown
+    # saving is a rerun of the dialog's fragment, which AppTest does not do: the browser test
+    # (tests/e2e/test_flagging.py) saves a dragged period and checks its snapped bounds
