@@ -515,7 +515,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             channel_ids=ids, measurement_types=tuple(args.types.split(",")) if args.types else None,
             calibrated=not args.raw,
             exclude_categories=() if args.include_flagged else (tuple(args.exclude) if args.exclude else None),
-            averaging=args.averaging, timezone=args.timezone, parquet_layout=args.layout)
+            averaging=args.averaging, timezone=args.timezone, parquet_layout=args.layout, headers=args.headers)
         row = exports.request_export(conn, req, args.actor)
         row = _wait_for_export(conn, row, quiet=args.json)
     if row["status"] != "done":
@@ -702,6 +702,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--averaging", default="10min", choices=("10min", "1h", "1d"))
     s.add_argument("--timezone", default="UTC", help="IANA time zone of the written time stamps")
     s.add_argument("--layout", default="wide", choices=("wide", "long"), help="Parquet layout")
+    s.add_argument("--headers", default="descriptive", choices=("descriptive", "logger"),
+                   help="column headers: descriptive (Speed 80 m N Avg [m/s]) or the logger's column "
+                        "names (Spd80mN); the provenance maps one to the other either way")
     s.add_argument("--out", help="file or folder to copy the export to (default: its name, here)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)

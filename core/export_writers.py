@@ -19,7 +19,10 @@ Formats:
 - ``parquet``: ``wide`` (``time`` and one column per channel) or ``long`` (``time``,
   ``channel_id``, ``channel``, ``value``), one row group per batch.
 
-Column names follow :func:`column_label`: ``Speed 80 m N Avg [m/s]``.
+Column headers are either descriptive, after :func:`column_label` (``Speed 80 m N Avg
+[m/s]``), or the logger's own column names (``Spd80mN``), as brightwind, cleaning logs and
+scripts know them (:func:`name_columns`); either way they are unique regardless of case and
+never the time column's name (:func:`unique_headers`).
 """
 
 from __future__ import annotations
@@ -74,16 +77,23 @@ class OutColumn:
     orientation_deg: float | None
     unit: str
     label: str = ""
+    name: str = ""  # the header written in the file (see name_columns); "" until named
 
     @property
     def header(self) -> str:
-        """``label [unit]``, as written in text headers."""
+        """The descriptive header: ``label [unit]``."""
         return f"{self.label} [{self.unit}]" if self.unit else self.label
 
+    @property
+    def written(self) -> str:
+        """The header this column is written under."""
+        return self.name or self.header
+
     def describe(self) -> dict[str, Any]:
-        return {"header": self.header, "channel_id": self.channel_id, "column_name": self.column_name,
-                "measurement_type": self.measurement_type, "statistic": self.statistic,
-                "height_m": self.height_m, "orientation_deg": self.orientation_deg, "unit": self.unit}
+        return {"header": self.header, "written_header": self.written, "channel_id": self.channel_id,
+                "column_name": self.column_name, "measurement_type": self.measurement_type,
+                "statistic": self.statistic, "height_m": self.height_m, "orientation_deg": self.orientation_deg,
+                "unit": self.unit}
 
 
 def column_label(measurement_type: str, height_m: float | None, orientation_deg: float | None,
@@ -141,6 +151,48 @@ def label_columns(columns: list[OutColumn]) -> list[OutColumn]:
             label = f"{base} {c.column_name}" + (f" {stat}" if stat and base != label else "")
         out.append(OutColumn(**{**c.__dict__, "label": label}))
     return out
+
+
+#: What the headers of an export can be.
+HEADERS = ("descriptive", "logger")
+#: Names of the time column in the formats: no data column may take one.
+TIME_HEADERS = ("Date/Time", "Timestamp", "time")
+
+
+def unique_headers(names: list[str], reserved: tuple[str, ...] = TIME_HEADERS) -> list[str]:
+    """``names`` made unique regardless of case (Windographer and spreadsheets match headers
+    so) and different from the ``reserved`` time-column names: a name already taken gets
+    ``_2``, ``_3``… The first of equal names keeps its name.
+
+    >>> unique_headers(["Spd80mN", "spd80mn", "T2m", "Timestamp", "SPD80MN"])
+    ['Spd80mN', 'spd80mn_2', 'T2m', 'Timestamp_2', 'SPD80MN_3']
+    """
+    taken = {r.casefold() for r in reserved}
+    out = []
+    for name in names:
+        candidate, k = name, 1
+        while candidate.casefold() in taken:
+            k += 1
+            candidate = f"{name}_{k}"
+        taken.add(candidate.casefold())
+        out.append(candidate)
+    return out
+
+
+def name_columns(columns: list[OutColumn], headers: str = "descriptive") -> list[OutColumn]:
+    """``columns`` (labelled by :func:`label_columns`) with the header each is written under:
+    its descriptive header, or its logger column name (``headers="logger"``), made unique by
+    :func:`unique_headers`.
+
+    >>> cols = label_columns([OutColumn(1, "Spd80mN", "wind_speed", "avg", 80.0, 0.0, "m/s"),
+    ...                       OutColumn(2, "T2m", "air_temperature", "avg", 2.0, None, "C")])
+    >>> [c.written for c in name_columns(cols, "logger")], [c.written for c in name_columns(cols)]
+    (['Spd80mN', 'T2m'], ['Speed 80 m N Avg [m/s]', 'Temperature 2 m Avg [C]'])
+    """
+    if headers not in HEADERS:
+        raise ValueError(f"headers {headers!r} is not one of: {', '.join(HEADERS)}")
+    names = unique_headers([c.column_name if headers == "logger" else c.header for c in columns])
+    return [OutColumn(**{**c.__dict__, "name": n}) for c, n in zip(columns, names, strict=True)]
 
 
 # --- timestamps ----------------------------------------------------------------------------
@@ -214,7 +266,7 @@ class TextWriter(Writer):
     def preamble(self) -> str:
         buf = io.StringIO()
         csv.writer(buf, delimiter=self.delimiter, lineterminator=self.eol).writerow(
-            [self.time_header] + [c.header for c in self.columns])
+            [self.time_header] + [c.written for c in self.columns])
         return buf.getvalue()
 
     def write(self, times_us: np.ndarray, values: np.ndarray) -> None:
@@ -296,7 +348,7 @@ class ParquetWriter(Writer):
         time_type = pa.timestamp("us", tz=self.tz)
         if layout == "wide":
             fields = [pa.field("time", time_type)] + [
-                pa.field(c.header, pa.float64(), metadata={k: str(v) for k, v in c.describe().items()})
+                pa.field(c.written, pa.float64(), metadata={k: str(v) for k, v in c.describe().items()})
                 for c in self.columns]
         else:
             fields = [pa.field("time", time_type), pa.field("channel_id", pa.int32()),
@@ -304,7 +356,7 @@ class ParquetWriter(Writer):
         self.schema = pa.schema(fields)
         self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
         self._ids = np.array([c.channel_id for c in self.columns], dtype=np.int32)
-        self._names = pa.array([c.header for c in self.columns], pa.string())
+        self._names = pa.array([c.written for c in self.columns], pa.string())
 
     def write(self, times_us: np.ndarray, values: np.ndarray) -> None:
         t = pa.array(np.asarray(times_us, dtype=np.int64), pa.timestamp("us", tz=self.tz))

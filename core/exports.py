@@ -60,6 +60,7 @@ log = logging.getLogger(__name__)
 FORMATS = ("windographer", "csv", "zip", "parquet")
 AVERAGING = {"10min": 600, "1h": 3600, "1d": 86400}
 PARQUET_LAYOUTS = ("wide", "long")
+HEADERS = export_writers.HEADERS
 STATUSES = ("queued", "running", "done", "failed", "expired")
 #: Readings fetched per batch (about 14 MB of COPY data).
 BATCH_READINGS = 400_000
@@ -101,6 +102,7 @@ class ExportRequest:
     averaging: str = "10min"
     timezone: str = "UTC"
     parquet_layout: str = "wide"
+    headers: str = "descriptive"  # or "logger": the logger's own column names
 
     def params(self) -> dict[str, Any]:
         """The request as normalised JSON-ready parameters (equal requests, equal params).
@@ -120,6 +122,7 @@ class ExportRequest:
             "exclude_categories": None if self.exclude_categories is None else sorted(set(self.exclude_categories)),
             "averaging": self.averaging, "timezone": self.timezone,
             "parquet_layout": self.parquet_layout if self.format == "parquet" else None,
+            "headers": self.headers,
         }
 
     @classmethod
@@ -133,7 +136,8 @@ class ExportRequest:
         return cls(station=p["station"], format=p["format"], start=when(p["start"]), end=when(p["end"]),
                    channel_ids=tup(p["channel_ids"]), measurement_types=tup(p["measurement_types"]),
                    calibrated=p["calibrated"], exclude_categories=tup(p["exclude_categories"]),
-                   averaging=p["averaging"], timezone=p["timezone"], parquet_layout=p["parquet_layout"] or "wide")
+                   averaging=p["averaging"], timezone=p["timezone"], parquet_layout=p["parquet_layout"] or "wide",
+                   headers=p.get("headers") or "descriptive")  # none recorded before the choice existed
 
 
 def _utc(t: Any, what: str = "time") -> datetime:
@@ -169,6 +173,7 @@ class Plan:
     end: datetime
     grid: Grid
     statistics: dict[int, str] = field(default_factory=dict)
+    points: dict[int, str | None] = field(default_factory=dict)  # channel -> its measurement point's name
 
 
 def _check_options(req: ExportRequest) -> None:
@@ -177,6 +182,8 @@ def _check_options(req: ExportRequest) -> None:
         problems.append(f"format {req.format!r} is not one of: {', '.join(FORMATS)}")
     if req.averaging not in AVERAGING:
         problems.append(f"averaging {req.averaging!r} is not one of: {', '.join(AVERAGING)}")
+    if req.headers not in HEADERS:
+        problems.append(f"headers {req.headers!r} is not one of: {', '.join(HEADERS)}")
     if req.parquet_layout not in PARQUET_LAYOUTS:
         problems.append(f"parquet layout {req.parquet_layout!r} is not one of: {', '.join(PARQUET_LAYOUTS)}")
     try:
@@ -222,9 +229,9 @@ def plan(conn: psycopg.Connection, req: ExportRequest, settings: Settings | None
         what = "of those measurement types" if types else "mapped to a measurement point"
         raise ExportError(f"station {req.station!r} has no channels {what}; choose channels or map them "
                           "on the Metadata page")
-    columns = export_writers.label_columns([
+    columns = export_writers.name_columns(export_writers.label_columns([
         OutColumn(r["id"], r["column_name"], r["measurement_type"], r["statistic"], r["height_m"],
-                  r["orientation_deg"], r["unit"]) for r in rows])
+                  r["orientation_deg"], r["unit"]) for r in rows]), req.headers)
     col_ids = [c.channel_id for c in columns]
     rng = _sql.fetch_one(conn, "data_range", channel_ids=col_ids)
     if rng is None or rng["first_time"] is None:
@@ -240,7 +247,7 @@ def plan(conn: psycopg.Connection, req: ExportRequest, settings: Settings | None
                           f"({settings.export_max_rows:,}); choose a shorter period or a longer averaging")
     helpers = _sd_partners(conn, station["id"], columns) if AVERAGING[req.averaging] > 600 else {}
     return Plan(req, station, columns, helpers, start, end, grid,
-                {c.channel_id: c.statistic for c in columns})
+                {c.channel_id: c.statistic for c in columns}, {r["id"]: r["point_name"] for r in rows})
 
 
 def _sd_partners(conn: psycopg.Connection, station_id: int, columns: list[OutColumn]) -> dict[int, int]:
@@ -632,6 +639,7 @@ def _build(url: str, row: dict[str, Any], settings: Settings, tmp: Path,
         writer = export_writers.open_writer(req.format, writer_path, p.columns, p.station, req.timezone,
                                             header, req.parquet_layout)
         stats = _write_batches(conn, p, writer, progress)
+        stats["mappings"] = _sql.fetch_all(conn, "column_mappings", channel_ids=[c.channel_id for c in p.columns])
         conn.rollback()
     prov = _provenance(p, inputs, row, stats)
     writer.close(prov)
@@ -671,6 +679,8 @@ def _header_lines(p: Plan, inputs: dict[str, Any], export_id: int, name: str) ->
         f"(Windographer text format), export {export_id}",
         f"Time zone = {p.req.timezone} (UTC{_offset_text(p.req.timezone)})",
         f"Averaging = {p.req.averaging}",
+        f"Column headers = {'logger column names' if p.req.headers == 'logger' else 'descriptive'} "
+        "(mapping in the provenance)",
         f"Calibrated = {'yes' if p.req.calibrated else 'no (raw logger values)'}",
         "Included flags: <Unflagged data>" if removed else "Included flags: all data",
         f"Excluded flags: {', '.join(removed) if removed else 'none'}",
@@ -777,6 +787,35 @@ def _uncalibrated(p: Plan, cal: dict[int, list]) -> list[dict[str, Any]]:
     return out
 
 
+#: How a column's logger name relates to its readings, in every provenance.
+HEADER_RULE = (
+    "Each column is one logger column: it holds the readings logged under that column name and no "
+    "others, so the logger name written is the one in force for every value of the column, at the end "
+    "of the period too. A sensor whose logger column was renamed (column mapping over time) is written "
+    "as one column per name, each filled over the time that name was logged; 'mapping' lists the "
+    "measurement point each column recorded over time. The descriptive header follows the column's "
+    "latest mapping. Headers are unique regardless of case; a name already taken (or a time column's "
+    "name) gets _2, _3...")
+
+
+def _header_mapping(p: Plan, mappings: list[dict[str, Any]]) -> dict[str, Any]:
+    """Header written ↔ logger column name ↔ descriptive header ↔ channel id, with each
+    column's mapping to measurement points over time."""
+    history: dict[int, list[dict[str, Any]]] = {}
+    for m in mappings:
+        history.setdefault(m["channel_id"], []).append({
+            "point": m["point"], "statistic": m["statistic"],
+            "from": m["valid_from"].isoformat() if m["valid_from"] else None,
+            "to": m["valid_to"].isoformat() if m["valid_to"] else None})
+    columns = []
+    for c in p.columns:
+        now = [{"point": p.points[c.channel_id], "statistic": c.statistic, "from": None, "to": None}] \
+            if p.points.get(c.channel_id) else []
+        columns.append({"header": c.written, "column_name": c.column_name, "descriptive": c.header,
+                        "channel_id": c.channel_id, "mapping": history.get(c.channel_id, now)})
+    return {"written": p.req.headers, "rule": HEADER_RULE, "columns": columns}
+
+
 def _provenance(p: Plan, inputs: dict[str, Any], row: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:
     removed = _categories_removed(p.req)
     cells = stats["rows"] * len(p.columns)
@@ -791,6 +830,7 @@ def _provenance(p: Plan, inputs: dict[str, Any], row: dict[str, Any], stats: dic
                    "time_stamps": "beginning of each time step"},
         "inputs": inputs,
         "columns": [c.describe() for c in p.columns],
+        "headers": _header_mapping(p, stats.get("mappings", [])),
         "calibration": {
             "applied": p.req.calibrated,
             "rule": "raw = (logged - logger_offset) / logger_slope; value = raw * cal_slope + cal_offset "

@@ -38,6 +38,7 @@ MIME = {"windographer": "text/plain", "csv": "text/csv", "zip": "application/zip
         "parquet": "application/vnd.apache.parquet"}
 AVERAGING = {"10min": "10 minutes", "1h": "Hourly", "1d": "Daily"}
 LAYOUTS = {"wide": "Wide: a column per channel", "long": "Long: time, channel, value"}
+HEADER_NAMES = {"descriptive": "Descriptive (Speed 80 m N Avg [m/s])", "logger": "Logger column names (Spd80mN)"}
 BY_TYPE, BY_CHANNEL = "Measurement types", "Channels"
 CALIBRATED, RAW = "Calibrated", "Raw (as logged)"
 STATUS_COLOURS = {"queued": "blue", "running": "violet", "done": "green", "failed": "red", "expired": "gray"}
@@ -112,6 +113,10 @@ def _request_form() -> exports.ExportRequest | None:
                                     help="The period above is in UTC; the file's timestamps are "
                                          "written in this time zone. Windographer files need one without "
                                          "daylight saving time, such as Etc/GMT-1 (UTC+01:00).")
+            headers = st.radio("Column headers", exports.HEADERS, format_func=HEADER_NAMES.get, key="export_headers",
+                               help="Descriptive headers name type, height, boom and statistic; logger column "
+                                    "names are those brightwind, cleaning logs and scripts know. The provenance "
+                                    "file maps each to the other and to the channel.")
         if not st.button("Request export", type="primary", icon=":material/file_export:", key="export_go"):
             return None
         if len(dates) != 2:
@@ -123,7 +128,7 @@ def _request_form() -> exports.ExportRequest | None:
         calibrated=values == CALIBRATED,
         # every category chosen: None, so categories added later are left out too
         exclude_categories=None if set(excluded) == set(flags.CATEGORIES) else tuple(excluded),
-        averaging=averaging, timezone=timezone, parquet_layout=layout,
+        averaging=averaging, timezone=timezone, parquet_layout=layout, headers=headers,
     )
 
 
@@ -232,6 +237,8 @@ def _describe(params: dict[str, Any] | None) -> str:
         parts.append(str(p["timezone"]))
     if p.get("parquet_layout") == "long":
         parts.append("long")
+    if p.get("headers") == "logger":
+        parts.append("logger column names")
     return " · ".join(parts)
 
 

@@ -152,3 +152,10 @@ SELECT EXISTS (SELECT 1 FROM procrastinate_workers
 -- name: native_step
 -- The station's shortest logger interval (seconds): the finest step its readings have.
 SELECT min(interval_s) AS step_s FROM logger WHERE station_id = %(station_id)s;
+
+-- name: column_mappings
+-- The measurement point each export column (channel) recorded over time, for the provenance.
+SELECT m.channel_id, mp.name AS point, m.statistic, m.valid_from, m.valid_to
+FROM channel_mapping m JOIN measurement_point mp ON mp.id = m.measurement_point_id
+WHERE m.channel_id = ANY(%(channel_ids)s::integer[])
+ORDER BY m.channel_id, m.valid_from NULLS FIRST, m.id;

@@ -424,3 +424,147 @@ def test_a_failed_build_says_why(mast):
     row = exports.build_export(row["id"])
     assert row["status"] == "failed" and "have no readings" in row["error"]
 
+
+
+# --- logger column names as headers ----------------------------------------------------------------
+
+LOGGER_NAMES = ["Spd80mN", "Spd80mS", "Spd80mNStd", "T2m", "Dir78mS"]
+
+
+def _mapping_checks(row: dict, choice: str) -> None:
+    """The provenance maps every written header to its column name, descriptive header and channel."""
+    prov = json.loads(exports.provenance_file(row).read_text())
+    assert prov["headers"]["written"] == choice
+    mapping = prov["headers"]["columns"]
+    assert [m["channel_id"] for m in mapping] == [c["channel_id"] for c in prov["columns"]]
+    for m, c in zip(mapping, prov["columns"], strict=True):
+        assert m["column_name"] == c["column_name"] and m["descriptive"] == c["header"]
+        assert m["header"] == (c["column_name"] if choice == "logger" else c["header"])
+    assert "renamed" in prov["headers"]["rule"]
+
+
+@pytest.mark.parametrize("fmt", ["windographer", "csv"])
+def test_text_exports_with_logger_column_names(mast, fmt):
+    row = build(mast, format=fmt, calibrated=False, exclude_categories=(), headers="logger")
+    assert row["params"]["headers"] == "logger"
+    head, table = text_table(exports.export_file(row), "\t" if fmt == "windographer" else ",")
+    assert set(LOGGER_NAMES) <= set(table.columns)
+    assert not any("[" in c or c.startswith(("Speed ", "Direction ")) for c in table.columns)
+    assert table.columns.is_unique and len(table.columns) == 1 + len(row["provenance"]["columns"])
+    if fmt == "windographer":
+        assert "Column headers = logger column names (mapping in the provenance)" in head
+    original = readings(mast)
+    for name in LOGGER_NAMES:  # each column holds that logger column's readings, at the same steps
+        got = table.set_index(table.columns[0])[name].dropna()
+        assert got.tolist() == original[name].dropna().tolist()
+    _mapping_checks(row, "logger")
+
+
+def test_zip_export_with_logger_column_names(mast):
+    row = build(mast, format="zip", calibrated=False, exclude_categories=(), headers="logger")
+    with zipfile.ZipFile(exports.export_file(row)) as zf:
+        names = zf.namelist()
+        speed = pd.read_csv(zf.open(next(n for n in names if n.endswith("wind_speed.csv"))))
+        prov = json.loads(zf.read(next(n for n in names if n.endswith(".provenance.json"))))
+    assert list(speed.columns[:4]) == ["Timestamp", "Spd80mN", "Spd80mNStd", "Spd80mNMax"]
+    assert prov["headers"]["written"] == "logger"
+
+
+@pytest.mark.parametrize("layout", ["wide", "long"])
+def test_parquet_export_with_logger_column_names(mast, layout):
+    row = build(mast, format="parquet", parquet_layout=layout, calibrated=False, exclude_categories=(),
+                headers="logger")
+    df = pq.read_table(exports.export_file(row)).to_pandas()
+    original = readings(mast)
+    if layout == "wide":
+        assert set(LOGGER_NAMES) <= set(df.columns)
+        got = df.set_index("time")["Spd80mN"].dropna()
+        field = pq.read_schema(exports.export_file(row)).field("Spd80mN")
+        assert field.metadata[b"header"] == label_of(row, "Spd80mN").encode()  # the descriptive one
+    else:
+        assert set(df["channel"]) == {c["column_name"] for c in row["provenance"]["columns"]}
+        got = df[df["channel"] == "Spd80mN"].set_index("time")["value"].dropna()
+    pd.testing.assert_series_equal(got, original["Spd80mN"].dropna(), check_names=False, check_index_type=False,
+                                   check_freq=False)
+    _mapping_checks(row, "logger")
+
+
+def test_descriptive_headers_keep_the_mapping_too(mast):
+    row = build(mast, format="csv", calibrated=False, exclude_categories=())
+    assert row["params"]["headers"] == "descriptive"
+    _, table = text_table(exports.export_file(row), ",")
+    assert "Speed 80 m N Avg" in table.columns and "Spd80mN" not in table.columns
+    _mapping_checks(row, "descriptive")
+
+
+def test_header_choice_is_its_own_export(mast):
+    descriptive = build(mast, format="csv")
+    logger = exports.request_export(mast, ExportRequest(STATION, "csv", headers="logger"), "ana")
+    assert not logger["reused"] and logger["params_hash"] != descriptive["params_hash"]
+    assert ExportRequest(STATION, "csv").params()["headers"] == "descriptive"
+    # an export recorded before the choice existed reads as descriptive
+    old = {k: v for k, v in ExportRequest(STATION, "csv").params().items() if k != "headers"}
+    assert ExportRequest.from_params(old).headers == "descriptive"
+    with pytest.raises(ExportError, match="headers 'column' is not one of: descriptive, logger"):
+        exports.request_export(mast, ExportRequest(STATION, "csv", headers="column"), "ana")
+
+
+def test_logger_names_are_made_unique_where_a_reader_would_confuse_them(mast):
+    """Windographer (like spreadsheets) matches headers regardless of case, and a column may be
+    named like the time column: such names get a suffix, and the provenance says which."""
+    sid = mast.execute("SELECT id FROM station WHERE name = %s", (STATION,)).fetchone()["id"]
+    ids = channel_ids(mast)
+    for name in ("spd80mn", "Date/Time"):
+        cid = mast.execute("INSERT INTO channel (station_id, column_name, statistic) VALUES (%s, %s, 'avg') "
+                           "RETURNING id", (sid, name)).fetchone()["id"]
+        mast.execute("INSERT INTO reading (channel_id, time, value, source_file_id) "
+                     "SELECT %s, %s, 1.5, min(id) FROM source_file", (cid, FIRST))
+        ids[name] = cid
+    chosen = (ids["Spd80mN"], ids["spd80mn"], ids["Date/Time"])
+    row = build(mast, format="windographer", channel_ids=chosen, headers="logger", calibrated=False)
+    _, table = text_table(exports.export_file(row), "\t")
+    assert list(table.columns) == ["Date/Time", "Spd80mN", "Date/Time_2", "spd80mn_2"]
+    prov = row["provenance"]["headers"]["columns"]
+    assert {m["column_name"]: m["header"] for m in prov} == {
+        "Spd80mN": "Spd80mN", "spd80mn": "spd80mn_2", "Date/Time": "Date/Time_2"}
+
+
+def test_renamed_logger_column_keeps_each_name_over_its_period(mast):
+    """A sensor whose logger column was renamed (column mapping over time) comes out as one
+    column per name, each holding the readings logged under it; the provenance says so."""
+    ids = channel_ids(mast)
+    sid = mast.execute("SELECT id FROM station WHERE name = %s", (STATION,)).fetchone()["id"]
+    point = mast.execute("SELECT measurement_point_id FROM channel WHERE id = %s", (ids["T2m"],)).fetchone()["measurement_point_id"]
+    new = mast.execute("INSERT INTO channel (station_id, column_name, statistic, measurement_point_id, mapped) "
+                       "VALUES (%s, 'AirTemp_Avg', 'avg', %s, true) RETURNING id", (sid, point)).fetchone()["id"]
+    change = utc(2016, 1, 10, 12)
+    mast.execute("INSERT INTO channel_mapping (channel_id, measurement_point_id, statistic, valid_to) "
+                 "VALUES (%s, %s, 'avg', %s)", (ids["T2m"], point, change))
+    mast.execute("INSERT INTO channel_mapping (channel_id, measurement_point_id, statistic, valid_from) "
+                 "VALUES (%s, %s, 'avg', %s)", (new, point, change))
+    mast.execute("INSERT INTO reading (channel_id, time, value, source_file_id) SELECT %s, time, value + 100, "
+                 "source_file_id FROM reading "
+                 "WHERE channel_id = %s AND time >= %s", (new, ids["T2m"], change))
+    mast.execute("DELETE FROM reading WHERE channel_id = %s AND time >= %s", (ids["T2m"], change))
+    row = build(mast, format="csv", measurement_types=("air_temperature",), headers="logger", calibrated=False)
+    _, table = text_table(exports.export_file(row), ",")
+    assert list(table.columns) == ["Timestamp", "AirTemp_Avg", "T2m"]
+    before = table[table["Timestamp"] < "2016-01-10T12:00"]
+    after = table[table["Timestamp"] >= "2016-01-10T12:00"]
+    assert before["AirTemp_Avg"].isna().all() and before["T2m"].notna().any()
+    assert after["T2m"].isna().all() and after["AirTemp_Avg"].notna().any()
+    cols = {m["column_name"]: m for m in row["provenance"]["headers"]["columns"]}
+    assert cols["T2m"]["mapping"] == [{"point": cols["T2m"]["mapping"][0]["point"], "statistic": "avg",
+                                       "from": None, "to": change.isoformat()}]
+    assert cols["AirTemp_Avg"]["mapping"][0]["from"] == change.isoformat()
+
+
+def test_cli_export_with_logger_headers(mast, tmp_path, capsys):
+    out = tmp_path / "mast.csv"
+    code = cli.main(["export", "--station", STATION, "--format", "csv", "--channels", "Spd80mN,T2m",
+                     "--headers", "logger", "--out", str(out), "--json"])
+    assert code == 0, capsys.readouterr().err
+    _, table = text_table(out, ",")
+    assert list(table.columns) == ["Timestamp", "Spd80mN", "T2m"]
+    prov = json.loads(out.with_name("mast.provenance.json").read_text())
+    assert prov["parameters"]["headers"] == "logger"

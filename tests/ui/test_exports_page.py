@@ -76,7 +76,8 @@ def test_form_for_analysts_downloads_for_everyone(site: Settings, role: str) -> 
     assert at.selectbox(key="export_averaging").value == "10min"
     assert at.selectbox(key="export_timezone").value == "UTC"
     assert at.radio(key="export_values").value == "Calibrated"
-    assert [r.label for r in at.radio] == ["Choose data by", "Values"]
+    assert [r.label for r in at.radio] == ["Choose data by", "Values", "Column headers"]
+    assert at.radio(key="export_headers").value == "descriptive"
     fmt.select("parquet").run()
     assert at.radio(key="export_layout").value == "wide"  # the layout is asked for Parquet only
 
@@ -225,3 +226,21 @@ def test_unmapped_channels_can_be_chosen_by_name(site: Settings, conn) -> None:
     assert not at.error, [e.value for e in at.error]
     [row] = export_rows(conn)
     assert row["params"]["channel_ids"] == [unmapped["id"]]
+
+
+def test_logger_column_names_as_headers_is_its_own_export(site: Settings, conn) -> None:
+    at = request(show(signed_in("analyst"), PAGE))
+    at.radio(key="export_headers").set_value("logger")
+    request(at)
+    descriptive, logger = export_rows(conn)
+    assert (descriptive["params"]["headers"], logger["params"]["headers"]) == ("descriptive", "logger")
+    assert logger["params_hash"] != descriptive["params_hash"] and logger["status"] == "queued"
+    assert history(at)["parameters"][0].endswith(" · logger column names")
+    done = exports.build_export(logger["id"])
+    text = exports.export_file(done).read_text()
+    header = next(line for line in text.splitlines() if line.startswith("Date/Time"))
+    assert header.split("\t")[1:3] == ["WS_80m_NE_Avg", "WS_80m_NE_Std"]
+    assert "Column headers = logger column names (mapping in the provenance)" in text
+    mapping = done["provenance"]["headers"]["columns"]
+    assert mapping[0] == {**mapping[0], "header": "WS_80m_NE_Avg", "column_name": "WS_80m_NE_Avg",
+                          "descriptive": "Speed 80 m NE Avg [m/s]"}
