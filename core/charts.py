@@ -170,9 +170,11 @@ def heatmap(frame: pd.DataFrame, channels: Sequence[dict[str, Any]]) -> go.Figur
                            yanchor="middle", showarrow=False, font={"size": 10, "color": "#555555"})
     fig.update_layout(
         height=max(200, ROW_PX * len(rows) + 90), margin={"l": 10, "r": 150, "t": 40, "b": 10},
-        yaxis={"autorange": "reversed", "tickfont": {"size": 10}, "tickmode": "array", "tickvals": names,
-               "ticktext": names, "type": "category"},
-        xaxis={"type": "date"}, clickmode="event+select", dragmode=False, hovermode="closest",
+        # fixed ranges: the invisible markers would pad them by half a row and half a day
+        yaxis={"range": [len(rows) - 0.5, -0.5], "tickfont": {"size": 10}, "tickmode": "array",
+               "tickvals": names, "ticktext": names, "type": "category"},
+        xaxis={"type": "date", "range": [days[0] - _HALF_DAY, days[-1] + _HALF_DAY]},
+        clickmode="event+select", dragmode=False, hovermode="closest",
     )
     return fig
 
