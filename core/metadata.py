@@ -478,3 +478,26 @@ def station_metadata(conn: psycopg.Connection, station_id: int) -> dict[str, Any
         "channels": fetch_all(conn, "channels_with_points", station_id=station_id),
         "channel_mappings": fetch_all(conn, "mappings_of_station", station_id=station_id),
     }
+
+
+def set_timestamp_convention(
+    conn: psycopg.Connection, station: str, timestamp_is_end: bool | None, actor: str,
+    serial: str | None = None,
+) -> list[dict[str, Any]]:
+    """Say whether a station's loggers (those with ``serial``, when given) stamp the end of
+    the averaging period (``None``: as each file says, else the start). A station without a
+    logger gets one, used by its next file. Audited; files already imported keep their
+    times until they are imported again.
+    """
+    st = db.fetch_one(conn, "station_by_name", name=station)
+    if st is None:
+        raise NotFound(f"no station {station!r}")
+    params = {"station_id": st["id"], "serial": serial, "timestamp_is_end": timestamp_is_end}
+    rows = _sql.fetch_all(conn, "set_logger_timestamp_is_end", **params)
+    if not rows:
+        if serial is not None and _sql.fetch_all(conn, "loggers_of_station", station_id=st["id"]):
+            raise NotFound(f"station {station!r} has no logger with serial {serial!r}")
+        rows = [_sql.fetch_one(conn, "insert_station_logger", **params)]
+    for r in rows:
+        db.audit(conn, actor, "set timestamp convention", "logger", r["id"], timestamp_is_end=timestamp_is_end)
+    return rows

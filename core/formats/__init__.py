@@ -49,7 +49,9 @@ class Header:
     logger_serial: str = ""
     logger_oem: str = ""
     table_name: str = ""
-    #: What the file says about its clock; None when it does not say.
+    #: Whether the stamps mark the end of the period, as the file states it or its format
+    #: defines it (Campbell: end; NRG: start); None when neither says (read as the start
+    #: unless the logger's configuration says otherwise, see core.ingest).
     timestamp_is_end: bool | None = None
     utc_offset_minutes: int | None = None
     interval_s: int | None = None
@@ -57,6 +59,17 @@ class Header:
     longitude: float | None = None
     elevation_m: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    #: Header fields that could not be read ("line 41: Height '40 m?' is not a number"): the
+    #: readings still import, and the warnings are kept on the file.
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, reason: str, line: int | None = None) -> None:
+        """Record that part of the header could not be read (with its line when known).
+
+        >>> h = Header(format="x", columns=[]); h.warn("Height 'tall' is not a number", 12); h.warnings
+        ["line 12: Height 'tall' is not a number"]
+        """
+        self.warnings.append(f"line {line}: {reason}" if line else reason)
 
 
 @dataclass

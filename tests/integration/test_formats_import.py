@@ -1,0 +1,66 @@
+"""Unseen kinds of text files through the real import path: the time convention of files that
+do not state it (and the CLI that sets it per logger), header warnings, line endings and
+classic NRG Symphonie exports."""
+
+from __future__ import annotations
+
+import json
+import lzma
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from core import ingest
+from tests.integration.test_cli import env_for, run
+
+pytestmark = pytest.mark.integration
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+
+
+def utc(*a: int) -> datetime:
+    return datetime(*a, tzinfo=UTC)
+
+
+def demo_head(path: Path, rows: int) -> Path:
+    """The first ``rows`` data rows of brightwind's demo mast CSV (CRLF line ends, as shipped)."""
+    lines = lzma.decompress((DATA / "generic" / "demo_data.csv.xz").read_bytes()).split(b"\r\n")
+    path.write_bytes(b"\r\n".join(lines[: rows + 1]) + b"\r\n")
+    return path
+
+
+def import_one(conn, settings, path: Path, station: str = "Text Mast") -> dict:
+    with conn.transaction():
+        rec = ingest.receive(conn, path, station=station, settings=settings)
+    return ingest.import_file(rec.id)
+
+
+def test_logger_set_changes_how_stamps_are_read(db_url, settings, tmp_path):
+    env = env_for(db_url, settings.home)
+    csv = demo_head(tmp_path / "head.csv", 6)
+    res = run(["ingest", str(csv), "--station", "Text Mast"], env)
+    assert res.returncode == 0, res.stderr
+    assert run(["worker", "--once"], env).returncode == 0
+    (row,) = json.loads(run(["files", "--station", "Text Mast", "--json"], env).stdout)
+    assert row["status"] == "imported" and row["first_time"].startswith("2016-01-09 15:30")  # start
+    assert row["warnings"] == [ingest.ASSUMED_START]
+
+    res = run(["logger", "set", "--station", "Text Mast", "--timestamp-is-end", "true", "--json"], env)
+    assert res.returncode == 0, res.stderr
+    assert [r["timestamp_is_end"] for r in json.loads(res.stdout)] == [True]
+    assert run(["requeue", str(row["id"])], env).returncode == 0
+    assert run(["worker", "--once"], env).returncode == 0
+    (row,) = json.loads(run(["files", "--station", "Text Mast", "--json"], env).stdout)
+    # the logger's setting wins: stamps are period ends, and nothing is assumed any more
+    assert row["first_time"].startswith("2016-01-09 15:20") and row["warnings"] == []
+
+    res = run(["logger", "set", "--station", "Nowhere", "--timestamp-is-end", "true"], env)
+    assert res.returncode == 2 and "no station 'Nowhere'" in res.stderr
+
+
+def test_campbell_files_stay_end_of_period_without_a_warning(conn, settings):
+    row = import_one(conn, settings, DATA / "toa5" / "TestLogger_Hourly_1.dat")
+    assert (row["first_time"], row["warnings"]) == (utc(2021, 6, 18, 20), [])
+    logger = conn.execute("SELECT timestamp_is_end FROM logger").fetchone()
+    assert logger["timestamp_is_end"] is True
