@@ -64,3 +64,17 @@ def test_campbell_files_stay_end_of_period_without_a_warning(conn, settings):
     assert (row["first_time"], row["warnings"]) == (utc(2021, 6, 18, 20), [])
     logger = conn.execute("SELECT timestamp_is_end FROM logger").fetchone()
     assert logger["timestamp_is_end"] is True
+
+
+def test_an_unreadable_header_value_is_a_file_warning_and_the_readings_import(conn, settings, tmp_path):
+    sample = DATA / "nrg_symphoniepro" / "004310_2022-03-17_00.00_000835_meas.txt"
+    text = sample.read_text().replace("Effective Date:\t2022-03-17 00:00:00", "Effective Date:\t17.03.2022 0:00 h", 1)
+    path = tmp_path / sample.name
+    path.write_text(text)
+    row = import_one(conn, settings, path, station="NRG Mast")
+    assert row["status"] == "imported", row["error"]
+    assert (row["n_rows"], row["first_time"], row["last_time"]) == (370, utc(2022, 3, 17, 5), utc(2022, 3, 17, 11, 9))
+    assert row["warnings"] == ["line 41: Effective Date '17.03.2022 0:00 h' is not a date; this entry is taken "
+                               "as the oldest"]
+    listed = conn.execute("SELECT warnings FROM source_file WHERE id = %s", (row["id"],)).fetchone()
+    assert listed["warnings"] == row["warnings"]
