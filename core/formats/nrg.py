@@ -92,7 +92,7 @@ def sniff(head: bytes) -> bool:
 
 
 def _first_line(head: bytes) -> bytes:
-    return head.lstrip(b"\xef\xbb\xbf").lstrip().split(b"\n", 1)[0].strip()
+    return re.split(rb"[\r\n]", head.lstrip(b"\xef\xbb\xbf").lstrip(), maxsplit=1)[0].strip()
 
 
 def utc_offset(text: str) -> int | None:

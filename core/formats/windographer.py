@@ -46,7 +46,7 @@ _TIME_HEADS = ("Date/Time", "Date & Time Stamp", "Timestamp", "Date Time", "Date
 def sniff(head: bytes) -> bool:
     """True when ``head`` looks like a Windographer export."""
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()
-    first = text.split(b"\n", 1)[0]
+    first = re.split(rb"[\r\n]", text, maxsplit=1)[0]
     return b"Windographer" in first or (
         _TIME_STEP.search(text.decode("latin-1")) is not None and b"Latitude =" in text
     )

@@ -78,3 +78,14 @@ def test_an_unreadable_header_value_is_a_file_warning_and_the_readings_import(co
                                "as the oldest"]
     listed = conn.execute("SELECT warnings FROM source_file WHERE id = %s", (row["id"],)).fetchone()
     assert listed["warnings"] == row["warnings"]
+
+
+@pytest.mark.parametrize("fmt", ["windographer", "nrg_symphoniepro", "generic"])
+def test_old_mac_line_ends_import(conn, settings, tmp_path, fmt):
+    from tests.unit.test_formats_newlines import ENDINGS, grown, write
+
+    lines, head = grown(fmt)
+    path = write(tmp_path / f"{fmt}_cr.txt", lines, ENDINGS["cr"])
+    row = import_one(conn, settings, path)
+    assert row["status"] == "imported", row["error"]
+    assert (row["format"], row["n_rows"]) == (fmt, len(lines) - head)
