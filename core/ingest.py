@@ -325,6 +325,8 @@ def _import(conn: psycopg.Connection, reader, claimed: dict) -> None:
     with conn.transaction():
         conn.execute("SET LOCAL statement_timeout = 0")  # a big file's COPY may take minutes
         result = _load(conn, reader, claimed, level)
+        metadata.apply_file_metadata(conn, claimed["station_id"], reader.header.columns,
+                                     claimed["received_by"] or "ingest")
         metadata.apply_conventions(conn, claimed["station_id"], claimed["received_by"] or "ingest")
         channels = result.pop("channel_ids")
         todo = result.pop("rollups")

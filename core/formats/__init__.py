@@ -64,12 +64,16 @@ class Header:
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, reason: str, line: int | None = None) -> None:
-        """Record that part of the header could not be read (with its line when known).
+        """Record that part of the header could not be read (with its line when known), once.
 
-        >>> h = Header(format="x", columns=[]); h.warn("Height 'tall' is not a number", 12); h.warnings
+        >>> h = Header(format="x", columns=[])
+        >>> h.warn("Height 'tall' is not a number", 12); h.warn("Height 'tall' is not a number", 12)
+        >>> h.warnings
         ["line 12: Height 'tall' is not a number"]
         """
-        self.warnings.append(f"line {line}: {reason}" if line else reason)
+        text = f"line {line}: {reason}" if line else reason
+        if text not in self.warnings:
+            self.warnings.append(text)
 
 
 @dataclass
@@ -112,7 +116,7 @@ def open_reader(path: Path, display_name: str | None = None, format: str | None 
     With ``mapping`` (a :class:`core.formats.generic.GenericMapping`, how one logger's
     delimited text files are laid out) the file is read as generic text with it.
     """
-    from core.formats import generic, nrg, toa5, tob1, windographer
+    from core.formats import generic, nrg, symphonie, toa5, tob1, windographer
 
     name = display_name or path.name
     # format -> (sniffer, reader), in the order of sniffing: the generic table last
@@ -122,6 +126,7 @@ def open_reader(path: Path, display_name: str | None = None, format: str | None 
         "tob1": (tob1.sniff, tob1.Tob1Reader),
         "nrg_symphoniepro": (nrg.sniff_symphoniepro, nrg.SymphonieProReader),
         "nrg_logr": (nrg.sniff_logr, nrg.LogrReader),
+        "nrg_symphonie": (symphonie.sniff, symphonie.SymphonieReader),
         "windographer": (windographer.sniff, windographer.WindographerReader),
         "generic": (generic.sniff, generic.GenericReader),
     }
@@ -138,7 +143,8 @@ def open_reader(path: Path, display_name: str | None = None, format: str | None 
         if sniff(head):
             return reader(path, name)
     raise ParseError(
-        "unrecognised file format (supported: Campbell TOA5, TOACI1 and TOB1, NRG SymphoniePRO and LOGR, "
+        "unrecognised file format (supported: Campbell TOA5, TOACI1 and TOB1, NRG SymphoniePRO, LOGR and "
+        "Symphonie (Data Retriever text), "
         "Windographer, delimited text with a timestamp column)", file=name, line=1,
     )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import lzma
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -89,3 +89,25 @@ def test_old_mac_line_ends_import(conn, settings, tmp_path, fmt):
     row = import_one(conn, settings, path)
     assert row["status"] == "imported", row["error"]
     assert (row["format"], row["n_rows"]) == (fmt, len(lines) - head)
+
+
+@pytest.mark.parametrize(("name", "first"), [("0123_20110716_sdr.txt", utc(2011, 7, 16, 20)),
+                                             ("0456_20110716_dr.csv", utc(2011, 7, 16, 18))])
+def test_classic_symphonie_exports_import_with_their_channel_metadata(conn, settings, name, first):
+    row = import_one(conn, settings, DATA / "nrg_symphonie" / name, station="Symphonie Mast")
+    assert row["status"] == "imported", row["error"]
+    # local stamps at the site's time offset, marking the start of each 10 minutes
+    assert (row["format"], row["n_rows"], row["first_time"], row["warnings"]) == ("nrg_symphonie", 36, first, [])
+    assert row["last_time"] == first + timedelta(hours=5, minutes=50)
+    points = conn.execute(
+        "SELECT c.column_name, c.statistic, mp.name, mp.measurement_type, mp.height_m, mp.orientation_deg "
+        "FROM channel c JOIN measurement_point mp ON mp.id = c.measurement_point_id ORDER BY c.id").fetchall()
+    assert len(points) == 24  # every channel with a sensor is mapped from its channel block
+    by_column = {p["column_name"]: p for p in points}
+    assert (by_column["CH1Avg"]["measurement_type"], by_column["CH1Avg"]["height_m"]) == ("wind_speed", 60)
+    assert by_column["CH1SD"]["name"] == by_column["CH1Avg"]["name"] and by_column["CH1SD"]["statistic"] == "sd"
+    assert by_column["CH2Avg"]["name"] != by_column["CH1Avg"]["name"]  # a second anemometer at 60 m
+    assert (by_column["CH7Avg"]["measurement_type"], by_column["CH7Avg"]["height_m"]) == ("wind_direction", 58.5)
+    assert by_column["CH10Avg"]["measurement_type"] == "air_pressure"
+    logger = conn.execute("SELECT serial, oem, utc_offset_minutes, timestamp_is_end FROM logger").fetchone()
+    assert logger["oem"] == "NRG Systems" and logger["timestamp_is_end"] is False
