@@ -136,7 +136,10 @@ def _report_files(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         _print_json(out)
     else:
-        _table(out, ["id", "file", "station", "status", "readings", "first_time", "last_time", "message"])
+        for r in out:
+            r["warnings"] = "; ".join(r["warnings"])
+        _table(out, ["id", "file", "station", "status", "readings", "first_time", "last_time", "message",
+                     "warnings"])
 
 
 def _message(r: dict[str, Any]) -> str:

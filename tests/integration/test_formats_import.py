@@ -45,6 +45,7 @@ def test_logger_set_changes_how_stamps_are_read(db_url, settings, tmp_path):
     (row,) = json.loads(run(["files", "--station", "Text Mast", "--json"], env).stdout)
     assert row["status"] == "imported" and row["first_time"].startswith("2016-01-09 15:30")  # start
     assert row["warnings"] == [ingest.ASSUMED_START]
+    assert ingest.ASSUMED_START in run(["files", "--station", "Text Mast"], env).stdout  # the text table too
 
     res = run(["logger", "set", "--station", "Text Mast", "--timestamp-is-end", "true", "--json"], env)
     assert res.returncode == 0, res.stderr
