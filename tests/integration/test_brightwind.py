@@ -15,6 +15,8 @@ every 10-minute step the file lacks must be a blank row of the export.
 
 brightwind reads the file's stamps as period starts; so does the station here, through its
 text-file mapping (``timestamp_is_end: false``), so both use the same times.
+``test_brightwind_cli.py`` runs the same sequence through the command line with no mapping:
+a file that does not say how it stamps time is read as period starts.
 """
 
 from __future__ import annotations
