@@ -129,14 +129,17 @@ def _report_files(rows: list[dict[str, Any]], as_json: bool) -> None:
             "id": r["id"], "file": r["original_name"], "station": r["station"], "status": r["status"],
             "format": r["format"], "readings": r["n_readings"], "changed": r["n_changed"],
             "first_time": r["first_time"], "last_time": r["last_time"],
-            "message": _message(r),
+            "message": _message(r), "warnings": r.get("warnings") or [],
         }
         for r in rows
     ]
     if as_json:
         _print_json(out)
     else:
-        _table(out, ["id", "file", "station", "status", "readings", "first_time", "last_time", "message"])
+        for r in out:
+            r["warnings"] = "; ".join(r["warnings"])
+        _table(out, ["id", "file", "station", "status", "readings", "first_time", "last_time", "message",
+                     "warnings"])
 
 
 def _message(r: dict[str, Any]) -> str:
@@ -182,6 +185,23 @@ def cmd_mapping_set(args: argparse.Namespace) -> int:
     with db.connect() as conn, db.translate(), conn.transaction():
         ingest.set_file_mapping(conn, args.station, mapping, args.actor)
     print(f"file mapping saved for {args.station}: {mapping.to_json()}")
+    return 0
+
+
+def cmd_logger_set(args: argparse.Namespace) -> int:
+    from core import metadata
+
+    is_end = {"true": True, "false": False, "unknown": None}[args.timestamp_is_end]
+    with db.connect() as conn, db.translate(), conn.transaction():
+        rows = metadata.set_timestamp_convention(conn, args.station, is_end, args.actor, serial=args.serial)
+    if args.json:
+        _print_json(rows)
+    else:
+        what = {True: "the end of the period", False: "the start of the period",
+                None: "what each file says (else the start)"}[is_end]
+        print(f"{args.station}: {len(rows)} logger configuration{'s' if len(rows) != 1 else ''} "
+              f"now read stamps as {what}; files imported before keep their times until imported "
+              "again (stationmanager requeue)")
     return 0
 
 
@@ -620,6 +640,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--station", required=True)
     s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_mapping_set)
+
+    lp = sub.add_parser("logger", help="a station's logger configuration").add_subparsers(
+        dest="logger_cmd", required=True)
+    s = lp.add_parser("set", help="whether the station's loggers stamp the start or the end of each period")
+    s.add_argument("--station", required=True)
+    s.add_argument("--serial", help="only the logger with this serial (default: every logger of the station)")
+    s.add_argument("--timestamp-is-end", required=True, choices=("true", "false", "unknown"),
+                   help="true: stamps mark the end of the period (Campbell); false: the start "
+                   "(NRG, Windographer, brightwind); unknown: as each file says, else the start")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
+    s.set_defaults(func=cmd_logger_set)
 
     fp = sub.add_parser("flag", help="flags on readings, and the suggestions of the quality checks").add_subparsers(
         dest="flag_cmd", required=True)

@@ -23,6 +23,16 @@ def list_files(
     return db.fetch_all(conn, "list_files", station=station, status=status, limit=limit)
 
 
+def warnings_text(rows: list[dict[str, Any]]) -> list[str]:
+    """Each file's warnings as one text (``""`` when none), for a table column.
+
+    >>> warnings_text([{"warnings": ["line 4: Height 'x' is not a number", "stamps read as period start"]},
+    ...                {"warnings": []}, {}])
+    ["line 4: Height 'x' is not a number; stamps read as period start", '', '']
+    """
+    return ["; ".join(r.get("warnings") or []) for r in rows]
+
+
 def get_file(conn: psycopg.Connection, file_id: int) -> dict[str, Any]:
     row = db.fetch_one(conn, "source_file", id=file_id)
     if row is None:

@@ -640,7 +640,7 @@ class _Writer:
             k = (row["serial"], row["valid_from"])
             old = by_key.get(k, {})
             # Not stated in the document: keep what is known (NULL: let each file's header
-            # say, else the end-of-period default), and StationManager's default interval.
+            # say, else the start-of-period default), and StationManager's default interval.
             filled = {**row,
                       "timestamp_is_end": row["timestamp_is_end"] if row["timestamp_is_end"] is not None
                       else old.get("timestamp_is_end"),

@@ -325,6 +325,8 @@ def _import(conn: psycopg.Connection, reader, claimed: dict) -> None:
     with conn.transaction():
         conn.execute("SET LOCAL statement_timeout = 0")  # a big file's COPY may take minutes
         result = _load(conn, reader, claimed, level)
+        metadata.apply_file_metadata(conn, claimed["station_id"], reader.header.columns,
+                                     claimed["received_by"] or "ingest")
         metadata.apply_conventions(conn, claimed["station_id"], claimed["received_by"] or "ingest")
         channels = result.pop("channel_ids")
         todo = result.pop("rollups")
@@ -542,7 +544,8 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int) -> dict:
     first = next(batches, None)
     if first is None:
         raise ParseError("the file has no data rows", file=reader.name)
-    clock = _clocks(conn, station_id, header, _median_step_s(first.times))
+    warnings = list(header.warnings)
+    clock = _clocks(conn, station_id, header, _median_step_s(first.times), warnings)
     channel_ids = _channel_ids(conn, station_id, header)
     builder = None if level == 2 else rollups.RollupBuilder(channel_ids)  # level 2: continuous aggregates
     ids = [int(c) for c in channel_ids]
@@ -590,6 +593,7 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int) -> dict:
         "n_rows": n_rows,
         "n_readings": n_readings,
         "n_changed": n_changed,
+        "warnings": warnings,
         "first_time": None if first_us is None else _us_to_datetime(first_us),
         "last_time": None if last_us is None else _us_to_datetime(last_us),
     }
@@ -606,17 +610,31 @@ def _copy(conn: psycopg.Connection, table: str, chunks: Iterable[bytes | memoryv
         copy.write(COPY_TRAILER)
 
 
-def _clocks(conn: psycopg.Connection, station_id: int, header: Header, step_s: int | None) -> Clocks:
+#: How stamps are read when neither the logger's configuration nor the file (or its format)
+#: says: as period starts, as brightwind, Windographer, NRG and most hand-made files write them.
+DEFAULT_TIMESTAMP_IS_END = False
+ASSUMED_START = ("stamps read as period start (the file does not say; set the logger's timestamp "
+                 "convention to change it: stationmanager logger set --station NAME --timestamp-is-end true)")
+
+
+def _clocks(conn: psycopg.Connection, station_id: int, header: Header, step_s: int | None,
+            notes: list[str] | None = None) -> Clocks:
     """The file's logger configurations over time (one is created from the header if the
     station has none for this logger). The file's own time step, when it has one, is the
-    averaging interval: a logger may write a 10-minute and an hourly table."""
+    averaging interval: a logger may write a 10-minute and an hourly table.
+
+    Whether the stamps mark the end of the period: the logger's configuration when it says
+    (a Task 43 document, a file mapping, ``stationmanager logger set``), else what the file
+    or its format says, else :data:`DEFAULT_TIMESTAMP_IS_END`; that last assumption is
+    added to ``notes``.
+    """
     rows = db.fetch_all(conn, "loggers_of", station_id=station_id, serial=header.logger_serial)
     if not rows:
         rows = [db.fetch_one(
             conn, "insert_logger", station_id=station_id, oem=header.logger_oem,
             model=header.logger_model, serial=header.logger_serial,
             utc_offset_minutes=header.utc_offset_minutes or 0,
-            timestamp_is_end=True if header.timestamp_is_end is None else header.timestamp_is_end,
+            timestamp_is_end=header.timestamp_is_end,  # NULL when the file does not say
             interval_s=header.interval_s or step_s or 600,
         )]
     starts = np.array(
@@ -624,7 +642,10 @@ def _clocks(conn: psycopg.Connection, station_id: int, header: Header, step_s: i
          _us_since_1970(r["valid_from"] + timedelta(minutes=r["utc_offset_minutes"])) for r in rows],
         dtype=np.int64,
     )
-    stated_end = True if header.timestamp_is_end is None else header.timestamp_is_end
+    stated = header.timestamp_is_end
+    if notes is not None and stated is None and any(r["timestamp_is_end"] is None for r in rows):
+        notes.append(ASSUMED_START)
+    stated_end = DEFAULT_TIMESTAMP_IS_END if stated is None else stated
     clocks = [
         LoggerClock(
             r["utc_offset_minutes"],

@@ -411,6 +411,40 @@ def apply_conventions(conn: psycopg.Connection, station_id: int, actor: str) -> 
     return counts
 
 
+def apply_file_metadata(conn: psycopg.Connection, station_id: int, columns: list, actor: str) -> int:
+    """Map channels that have no measurement point yet with what their file's header says of
+    them (:class:`core.formats.Column`: measurement type, height, bearing), for columns whose
+    name says no height (e.g. NRG Symphonie ``CH1Avg``, whose channel block gives type and
+    height). Other columns are left to :func:`apply_conventions`. Returns the channels mapped.
+    """
+    by_name = {c.name: c for c in columns if c.measurement_type and c.height_m is not None}
+    mapped = 0
+    for ch in fetch_all(conn, "channels_without_point", station_id=station_id):
+        col = by_name.get(ch["column_name"])
+        if col is None or parse_column_name(ch["column_name"], ch["unit"]).height_m is not None:
+            continue
+        orientation = compass_of(col.orientation_deg) if col.orientation_deg is not None else None
+        base = re.sub(r"(Avg|SD|StdDev|Max|Min|Gust)$", "", col.name, flags=re.I) or col.name
+        meta = ColumnMeta(name=col.name, measurement_type=col.measurement_type, height_m=col.height_m,
+                          orientation=orientation, orientation_deg=col.orientation_deg,
+                          statistic=col.statistic, unit=col.unit, base_name=base, mapped=True)
+        statistic = ch["statistic"] if ch["statistic"] != "unknown" else meta.statistic
+        unit = ch["unit"] or meta.unit
+        point = _ensure_point(conn, station_id, meta.point_name, meta, unit, "file header", actor)
+        taken = fetch_one(conn, "point_has_statistic", point_id=point["id"], statistic=statistic,
+                          channel_id=ch["id"])
+        if taken and taken["taken"]:
+            point = _ensure_point(conn, station_id, f"{meta.point_name} ({base})", meta, unit, "file header", actor)
+        conn.execute(query("map_channel"), {
+            "channel_id": ch["id"], "measurement_point_id": point["id"], "statistic": statistic,
+            "unit": unit, "mapped": True,
+        })
+        db.audit(conn, actor, "map", "channel", ch["id"], column_name=ch["column_name"], source="file header",
+                 point=point["name"], statistic=statistic, sensor=col.sensor)
+        mapped += 1
+    return mapped
+
+
 def set_channel_mapping(
     conn: psycopg.Connection,
     channel_id: int,
@@ -478,3 +512,26 @@ def station_metadata(conn: psycopg.Connection, station_id: int) -> dict[str, Any
         "channels": fetch_all(conn, "channels_with_points", station_id=station_id),
         "channel_mappings": fetch_all(conn, "mappings_of_station", station_id=station_id),
     }
+
+
+def set_timestamp_convention(
+    conn: psycopg.Connection, station: str, timestamp_is_end: bool | None, actor: str,
+    serial: str | None = None,
+) -> list[dict[str, Any]]:
+    """Say whether a station's loggers (those with ``serial``, when given) stamp the end of
+    the averaging period (``None``: as each file says, else the start). A station without a
+    logger gets one, used by its next file. Audited; files already imported keep their
+    times until they are imported again.
+    """
+    st = db.fetch_one(conn, "station_by_name", name=station)
+    if st is None:
+        raise NotFound(f"no station {station!r}")
+    params = {"station_id": st["id"], "serial": serial, "timestamp_is_end": timestamp_is_end}
+    rows = _sql.fetch_all(conn, "set_logger_timestamp_is_end", **params)
+    if not rows:
+        if serial is not None and _sql.fetch_all(conn, "loggers_of_station", station_id=st["id"]):
+            raise NotFound(f"station {station!r} has no logger with serial {serial!r}")
+        rows = [_sql.fetch_one(conn, "insert_station_logger", **params)]
+    for r in rows:
+        db.audit(conn, actor, "set timestamp convention", "logger", r["id"], timestamp_is_end=timestamp_is_end)
+    return rows

@@ -27,7 +27,7 @@ DECIMALS = {".": "point .", ",": "comma ,"}
 #: label -> value, for the choices whose value may be None (a selectbox would offer to clear it)
 ENCODINGS = {"detect (UTF-8, else Latin-1)": None, "UTF-8": "utf-8", "Latin-1": "latin-1",
              "Windows-1252": "cp1252"}
-STAMPS = {"as the logger is set up (else the end)": None, "the start of the period": False,
+STAMPS = {"as the logger is set up (else the start)": None, "the start of the period": False,
           "the end of the period": True}
 
 

@@ -1,8 +1,10 @@
 """Files: every received file with its status and message; originals to download; stations to assign.
 
 Files that need a station come first, with a form (analyst) that assigns one and queues
-them again. The table refreshes itself while the worker has files queued or importing. For a
-text file that failed, an analyst can say how it is laid out (``pages/file_mapping.py``).
+them again. What an import could not read in a file's header, or had to assume (such as
+whether its stamps mark the start of the period), is shown as the file's warnings. The
+table refreshes itself while the worker has files queued or importing. For a text file that
+failed, an analyst can say how it is laid out (``pages/file_mapping.py``).
 """
 
 from __future__ import annotations
@@ -100,6 +102,8 @@ def _details(row: dict) -> None:
             st.warning(message, icon=":material/help:")
         elif message:
             st.info(message)
+        for warning in row.get("warnings") or []:
+            st.warning(webdata.escape_markdown(warning), icon=":material/warning:")
         a, b, c, d = st.columns(4)
         a.metric("Readings", f"{row['n_readings']:,}" if row["n_readings"] is not None else "–")
         b.metric("Changed values", f"{row['n_changed']:,}" if row["n_changed"] is not None else "–")
@@ -162,16 +166,20 @@ def _table() -> bool:
         st.info("No files match. Upload logger files on the Upload page.")
         return bool(waiting_now)
     ids = [r["id"] for r in rows]
+    table = webdata.file_table(rows, dup_names)
+    table["warnings"] = files.warnings_text(rows)
     st.dataframe(
-        webdata.file_table(rows, dup_names), key=TABLE, hide_index=True, placeholder="–",
+        table, key=TABLE, hide_index=True, placeholder="–",
         on_select=functools.partial(_picked_row, ids), selection_mode="single-row",
-        column_order=("id", "name", "station", "status", "readings", "message", "first time", "last time",
+        column_order=("id", "name", "station", "status", "readings", "message", "warnings", "first time", "last time",
                       "changed values", "format", "received at", "received by", "origin", "size"),
         column_config={
             "id": st.column_config.NumberColumn(format="%d", width="small"),
             "status": st.column_config.MultiselectColumn(
                 options=files.STATUSES, color=[webdata.STATUS_COLOURS[s] for s in files.STATUSES]),
             "message": st.column_config.TextColumn(width="large"),
+            "warnings": st.column_config.TextColumn(
+                width="medium", help="What the import could not read in the header, or had to assume"),
             "readings": st.column_config.NumberColumn(format="localized"),
             "changed values": st.column_config.NumberColumn(format="localized"),
             **{c: st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")

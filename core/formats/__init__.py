@@ -49,7 +49,9 @@ class Header:
     logger_serial: str = ""
     logger_oem: str = ""
     table_name: str = ""
-    #: What the file says about its clock; None when it does not say.
+    #: Whether the stamps mark the end of the period, as the file states it or its format
+    #: defines it (Campbell: end; NRG: start); None when neither says (read as the start
+    #: unless the logger's configuration says otherwise, see core.ingest).
     timestamp_is_end: bool | None = None
     utc_offset_minutes: int | None = None
     interval_s: int | None = None
@@ -57,6 +59,21 @@ class Header:
     longitude: float | None = None
     elevation_m: float | None = None
     extra: dict[str, str] = field(default_factory=dict)
+    #: Header fields that could not be read ("line 41: Height '40 m?' is not a number"): the
+    #: readings still import, and the warnings are kept on the file.
+    warnings: list[str] = field(default_factory=list)
+
+    def warn(self, reason: str, line: int | None = None) -> None:
+        """Record that part of the header could not be read (with its line when known), once.
+
+        >>> h = Header(format="x", columns=[])
+        >>> h.warn("Height 'tall' is not a number", 12); h.warn("Height 'tall' is not a number", 12)
+        >>> h.warnings
+        ["line 12: Height 'tall' is not a number"]
+        """
+        text = f"line {line}: {reason}" if line else reason
+        if text not in self.warnings:
+            self.warnings.append(text)
 
 
 @dataclass
@@ -99,7 +116,7 @@ def open_reader(path: Path, display_name: str | None = None, format: str | None 
     With ``mapping`` (a :class:`core.formats.generic.GenericMapping`, how one logger's
     delimited text files are laid out) the file is read as generic text with it.
     """
-    from core.formats import generic, nrg, toa5, tob1, windographer
+    from core.formats import generic, nrg, symphonie, toa5, tob1, windographer
 
     name = display_name or path.name
     # format -> (sniffer, reader), in the order of sniffing: the generic table last
@@ -109,6 +126,7 @@ def open_reader(path: Path, display_name: str | None = None, format: str | None 
         "tob1": (tob1.sniff, tob1.Tob1Reader),
         "nrg_symphoniepro": (nrg.sniff_symphoniepro, nrg.SymphonieProReader),
         "nrg_logr": (nrg.sniff_logr, nrg.LogrReader),
+        "nrg_symphonie": (symphonie.sniff, symphonie.SymphonieReader),
         "windographer": (windographer.sniff, windographer.WindographerReader),
         "generic": (generic.sniff, generic.GenericReader),
     }
@@ -125,7 +143,8 @@ def open_reader(path: Path, display_name: str | None = None, format: str | None 
         if sniff(head):
             return reader(path, name)
     raise ParseError(
-        "unrecognised file format (supported: Campbell TOA5, TOACI1 and TOB1, NRG SymphoniePRO and LOGR, "
+        "unrecognised file format (supported: Campbell TOA5, TOACI1 and TOB1, NRG SymphoniePRO, LOGR and "
+        "Symphonie (Data Retriever text), "
         "Windographer, delimited text with a timestamp column)", file=name, line=1,
     )
 

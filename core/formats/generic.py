@@ -144,30 +144,70 @@ def unique_names(reader: Reader, names: list[str], line: int) -> tuple[list[str]
     return out, blank
 
 
+_EOL = re.compile(rb"\r\n?|\n")
+
+
+def iter_lines(fh, limit: int = MAX_LINE, chunk: int = 1 << 16) -> Iterator[bytes]:
+    """The lines of a binary file, each with its line end: ``\\n``, ``\\r\\n`` or a bare
+    ``\\r`` (old Mac line ends, as older Windographer and NRG software wrote them), mixed
+    as they come. Reads ``chunk`` bytes at a time; a line longer than ``limit`` bytes is
+    given as its first ``limit`` bytes, without a line end, and ends the iteration.
+
+    >>> import io
+    >>> list(iter_lines(io.BytesIO(b"a,b\\r1,2\\r\\n3,4\\n5,6"), chunk=3))
+    [b'a,b\\r', b'1,2\\r\\n', b'3,4\\n', b'5,6']
+    """
+    buf, pos = b"", 0
+    while True:
+        m = _EOL.search(buf, pos)
+        # a lone CR at the end of what was read may be the first half of a CRLF: read on
+        if m is not None and m.start() - pos <= limit and not (m.end() == len(buf) and m[0] == b"\r"):
+            yield buf[pos:m.end()]
+            pos = m.end()
+            continue
+        if (m.start() if m is not None else len(buf)) - pos > limit:
+            yield buf[pos:pos + limit]
+            return
+        more = fh.read(chunk)
+        if not more:
+            if pos < len(buf):
+                yield buf[pos:]
+            return
+        buf, pos = buf[pos:] + more, 0
+
+
 def read_head_lines(
     reader: Reader, encoding: str | None, limit: int, until: bytes | None = None, after: int = 0
 ) -> tuple[list[str], str]:
     """Up to ``limit`` lines from the start of the file (line ends removed), and the
     encoding to read the rest with. With ``until``, reading stops ``after`` lines past the
     first line equal to it. The text is UTF-8 (BOM allowed) unless ``encoding`` says
-    otherwise; with ``encoding=None`` Latin-1 when the head is not UTF-8."""
+    otherwise; with ``encoding=None`` Latin-1 when the head is not UTF-8. Lines may end in
+    LF, CRLF or a bare CR (:func:`iter_lines`); only the head is read."""
     raw: list[bytes] = []
     with reader.path.open("rb") as fh:
         stop = None
-        while len(raw) < limit and (stop is None or len(raw) < stop):
-            line = fh.readline(MAX_LINE)
-            if not line:
+        for line in iter_lines(fh):
+            if len(raw) >= limit or (stop is not None and len(raw) >= stop):
                 break
-            if len(line) == MAX_LINE and not line.endswith(b"\n"):
+            if len(line) >= MAX_LINE and not line.endswith((b"\n", b"\r")):
                 n = len(raw) + 1
                 raise reader.error(f"line {n} is longer than {MAX_LINE} bytes; not a text table", n)
             raw.append(line)
             if stop is None and until is not None and line.strip() == until:
                 stop = len(raw) + after
+
+    def line_of(offset: int) -> int:
+        """The 1-based line holding byte ``offset`` of the head."""
+        for n, ln in enumerate(raw, start=1):
+            if offset < len(ln):
+                return n
+            offset -= len(ln)
+        return len(raw)
+
     data = b"".join(raw)
     if b"\x00" in data:
-        line = data[: data.index(b"\x00")].count(b"\n") + 1
-        raise reader.error("not a text file (it contains NUL bytes)", line)
+        raise reader.error("not a text file (it contains NUL bytes)", line_of(data.index(b"\x00")))
     codecs = [encoding] if encoding else ["utf-8-sig", "latin-1"]
     for codec in codecs:
         utf8 = codec.replace("-", "").replace("_", "").lower() in ("utf8", "utf8sig")
@@ -175,8 +215,7 @@ def read_head_lines(
             text = data.decode("utf-8-sig" if utf8 else codec)
         except UnicodeDecodeError as exc:
             if codec == codecs[-1]:
-                line = data[: exc.start].count(b"\n") + 1
-                raise reader.error(f"not {codec} text (byte {exc.start} of the header)", line) from exc
+                raise reader.error(f"not {codec} text (byte {exc.start} of the header)", line_of(exc.start)) from exc
             continue
         except LookupError as exc:
             raise reader.error(f"unknown encoding {codec!r}") from exc
@@ -462,7 +501,7 @@ def looks_like_text(path: Path, head_bytes: int = 4096) -> bool:
     """True when the start of the file has line breaks and no NUL bytes (not a binary file)."""
     with path.open("rb") as fh:
         head = fh.read(head_bytes)
-    return b"\x00" not in head and (b"\n" in head or len(head) < head_bytes) and bool(head.strip())
+    return b"\x00" not in head and (b"\n" in head or b"\r" in head or len(head) < head_bytes) and bool(head.strip())
 
 
 def head_lines(path: Path, limit: int, head_bytes: int = 64 * 1024) -> tuple[list[str], str]:
@@ -539,8 +578,9 @@ def preview(path: Path, mapping: GenericMapping, *, name: str | None = None, row
     whole file. Raises :class:`~core.errors.ParseError` as the import would."""
     with path.open("rb") as fh:
         head = fh.read(head_bytes)
-    if len(head) == head_bytes and b"\n" in head:
-        head = head[: head.rindex(b"\n") + 1]  # whole lines only
+    end = max(head.rfind(b"\n"), head.rfind(b"\r"))
+    if len(head) == head_bytes and end >= 0:
+        head = head[: end + 1]  # whole lines only (a CRLF cut after its CR is a line end all the same)
     with tempfile.TemporaryDirectory(prefix="sm-preview-") as tmp:
         part = Path(tmp) / "head"
         part.write_bytes(head)

@@ -92,7 +92,7 @@ def sniff(head: bytes) -> bool:
 
 
 def _first_line(head: bytes) -> bytes:
-    return head.lstrip(b"\xef\xbb\xbf").lstrip().split(b"\n", 1)[0].strip()
+    return re.split(rb"[\r\n]", head.lstrip(b"\xef\xbb\xbf").lstrip(), maxsplit=1)[0].strip()
 
 
 def utc_offset(text: str) -> int | None:
@@ -157,6 +157,7 @@ class _NrgReader(TableReader):
     """Header parsing shared by both NRG formats."""
 
     def read_header(self) -> Header:
+        self._warnings: dict[tuple[str, int | None], None] = {}  # (reason, line), in order, once each
         lines, encoding = read_head_lines(self, None, HEADER_LIMIT, until=b"Data", after=2)
         if not any(ln.strip() for ln in lines):
             raise self.error("the file is empty")
@@ -172,7 +173,8 @@ class _NrgReader(TableReader):
         for entry in p.history.get("Sensor History", []):
             ch = self._number(entry, "Channel")
             if ch is None or ch != int(ch):
-                raise self.error("a Sensor History block has no channel number", entry.line)
+                self.warn("a Sensor History block has no channel number; it is ignored", entry.line)
+                continue
             channels.setdefault(int(ch), []).append(entry)
         columns, unused = [], []
         for name in names:
@@ -194,9 +196,16 @@ class _NrgReader(TableReader):
             value = self._number(p.info, key)
             limit = {"Latitude": 90, "Longitude": 180}.get(key)
             if value is not None and limit and abs(value) > limit:
-                raise self.error(f"{key} {value} is out of range", p.info.lines[key])
+                self.warn(f"{key} {value:g} is out of range", p.info.lines[key])
+                value = None
             setattr(header, {"Elevation": "elevation_m"}.get(key, key.lower()), value)
+        for reason, line in self._warnings:
+            header.warn(reason, line)
         return header
+
+    def warn(self, reason: str, line: int | None) -> None:
+        """A header field that cannot be read: a warning on the file, not a refusal."""
+        self._warnings[(reason, line)] = None
 
     def _fill(self, header: Header, p: _Parsed, utc_stamps: bool) -> None:  # pragma: no cover
         raise NotImplementedError
@@ -239,17 +248,19 @@ class _NrgReader(TableReader):
         except ValueError:
             value = math.nan
         if not math.isfinite(value):
-            raise self.error(f"{key} {text[:40]!r} is not a number", entry.lines[key])
+            self.warn(f"{key} {text[:40]!r} is not a number", entry.lines[key])
+            return None
         return value
 
     def _date(self, entry: _Entry, key: str) -> datetime | None:
         text = entry.values.get(key, "").strip()
         if not text:
             return None
-        try:
-            return datetime.fromisoformat(text.replace("Z", "+00:00")).replace(tzinfo=None)
+        try:  # two spaces between date and time, as some exports write it, are one
+            return datetime.fromisoformat(" ".join(text.replace("Z", "+00:00").split())).replace(tzinfo=None)
         except ValueError:
-            raise self.error(f"{key} {text[:40]!r} is not a date", entry.lines[key]) from None
+            self.warn(f"{key} {text[:40]!r} is not a date; this entry is taken as the oldest", entry.lines[key])
+            return None
 
     def latest(self, entries: list[_Entry], key: str) -> tuple[_Entry | None, list[_Entry]]:
         """The entry with the latest date under ``key`` (file order breaks ties), and the others."""
@@ -293,7 +304,8 @@ class _NrgReader(TableReader):
             return None
         minutes = utc_offset(text)
         if minutes is None:
-            raise self.error(f"cannot read the time zone {text[:40]!r}", p.info.lines[key])
+            self.warn(f"cannot read the time zone {text[:40]!r}; stamps are read with the logger's "
+                      "configured UTC offset (UTC when none)", p.info.lines[key])
         return minutes
 
 

@@ -124,7 +124,7 @@ class Toa5Reader(TableReader):
             station_name=env[1],
             logger_model=env[2],
             logger_serial=env[3],
-            table_name=env[7],
+            table_name=env[7], timestamp_is_end=True,  # Campbell loggers stamp the end of the interval
             extra={"os_version": env[4], "program": env[5], "signature": env[6]},
         )
 
@@ -144,6 +144,7 @@ class Toaci1Reader(Toa5Reader):
         return Header(
             format=self.format, columns=_columns(names, [""] * len(names), [""] * len(names)),
             station_name=env[1] if len(env) > 1 else "", table_name=env[2] if len(env) > 2 else "",
+            timestamp_is_end=True,
         )
 
 

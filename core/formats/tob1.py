@@ -174,6 +174,7 @@ class Tob1Reader(Reader):
         header = Header(
             format=self.format, columns=columns, station_name=env[1], logger_model=env[2],
             logger_serial=env[3], logger_oem="Campbell Scientific", table_name=env[7],
+            timestamp_is_end=True,  # Campbell loggers stamp the end of the interval
             extra={"os_version": env[4], "program": env[5], "signature": env[6]},
         )
         if text:

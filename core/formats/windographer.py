@@ -46,7 +46,7 @@ _TIME_HEADS = ("Date/Time", "Date & Time Stamp", "Timestamp", "Date Time", "Date
 def sniff(head: bytes) -> bool:
     """True when ``head`` looks like a Windographer export."""
     text = head.lstrip(b"\xef\xbb\xbf").lstrip()
-    first = text.split(b"\n", 1)[0]
+    first = re.split(rb"[\r\n]", text, maxsplit=1)[0]
     return b"Windographer" in first or (
         _TIME_STEP.search(text.decode("latin-1")) is not None and b"Latitude =" in text
     )
@@ -114,14 +114,16 @@ class WindographerReader(TableReader):
                 value, at = meta[key]
                 deg = coordinate(value)
                 if deg is None or abs(deg) > (90 if key == "latitude" else 180):
-                    raise self.error(f"cannot read the {key} {value[:40]!r}", at)
+                    header.warn(f"cannot read the {key} {value[:40]!r}", at)
+                    continue
                 setattr(header, attr, deg)
         if "elevation" in meta:
             value, at = meta["elevation"]
             m = _LENGTH.match(value)
             if not m:
-                raise self.error(f"cannot read the elevation {value[:40]!r}", at)
-            header.elevation_m = float(m[1]) * (0.3048 if (m[2] or "").lower() == "ft" else 1.0)
+                header.warn(f"cannot read the elevation {value[:40]!r}", at)
+            else:
+                header.elevation_m = float(m[1]) * (0.3048 if (m[2] or "").lower() == "ft" else 1.0)
         if lines and "Windographer" in lines[0]:
             header.extra["created_by"] = lines[0].strip()
         for key in ("calm threshold", "included flags", "excluded flags"):

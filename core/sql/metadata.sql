@@ -94,3 +94,16 @@ JOIN channel c ON c.id = m.channel_id
 JOIN measurement_point mp ON mp.id = m.measurement_point_id
 WHERE c.station_id = %(station_id)s
 ORDER BY c.column_name, m.valid_from NULLS FIRST, m.id;
+
+-- name: set_logger_timestamp_is_end
+-- Whether a station's loggers (those with this serial, when given) stamp the end of the
+-- period (NULL: as each file says, else the start); returns the loggers changed.
+UPDATE logger SET timestamp_is_end = %(timestamp_is_end)s::boolean
+WHERE station_id = %(station_id)s AND (%(serial)s::text IS NULL OR serial = %(serial)s)
+RETURNING id, serial, valid_from, valid_to, timestamp_is_end;
+
+-- name: insert_station_logger
+-- A logger for a station that has none yet (the first file of it then uses this one).
+INSERT INTO logger (station_id, serial, timestamp_is_end)
+VALUES (%(station_id)s, coalesce(%(serial)s, ''), %(timestamp_is_end)s::boolean)
+RETURNING id, serial, valid_from, valid_to, timestamp_is_end;

@@ -57,7 +57,7 @@ RETURNING *;
 -- Take a file for import. Row lock: two workers never import one file at once.
 UPDATE source_file
 SET status = 'importing', attempts = attempts + 1, started_at = now(),
-    error = NULL, error_line = NULL
+    error = NULL, error_line = NULL, warnings = '{}'
 WHERE id = %(id)s AND status IN ('queued', 'importing', 'failed')
 RETURNING *;
 
@@ -65,6 +65,7 @@ RETURNING *;
 UPDATE source_file
 SET status = 'imported', format = %(format)s, n_rows = %(n_rows)s, n_readings = %(n_readings)s,
     n_changed = %(n_changed)s, first_time = %(first_time)s, last_time = %(last_time)s,
+    warnings = %(warnings)s,
     finished_at = now()
 WHERE id = %(id)s;
 
@@ -348,7 +349,7 @@ SET size_bytes = EXCLUDED.size_bytes, mtime = EXCLUDED.mtime,
 -- name: list_files
 SELECT f.id, f.original_name, f.format, f.status, f.n_rows, f.n_readings, f.n_changed,
        f.first_time, f.last_time, f.error, f.error_line, f.origin, f.received_by, f.received_at,
-       f.size_bytes, f.sha256, f.parent_id, f.duplicate_of, s.name AS station
+       f.size_bytes, f.sha256, f.parent_id, f.duplicate_of, f.warnings, s.name AS station
 FROM source_file f LEFT JOIN station s ON s.id = f.station_id
 WHERE (%(station)s::text IS NULL OR s.name = %(station)s OR (%(station)s = '-' AND f.station_id IS NULL))
   AND (%(status)s::text IS NULL OR f.status = %(status)s)
@@ -373,5 +374,5 @@ WITH target AS (
 )
 INSERT INTO logger (station_id, oem, model, file_mapping, utc_offset_minutes, timestamp_is_end)
 SELECT %(station_id)s, '', 'text files', %(mapping)s::jsonb, coalesce(%(utc_offset_minutes)s, 0),
-       coalesce(%(timestamp_is_end)s, true)
+       %(timestamp_is_end)s::boolean
 WHERE NOT EXISTS (SELECT 1 FROM updated);

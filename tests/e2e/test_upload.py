@@ -182,5 +182,6 @@ def test_a_text_file_nothing_recognises_is_read_with_a_mapping(page: Page, app, 
            ).to_be_visible(timeout=LONG)
     imported = details.filter(has=page.get_by_text("imported", exact=True))
     expect(imported).to_be_visible(timeout=IMPORT)
-    # stamps mark the end of the period unless the logger or the mapping says otherwise
-    expect(imported).to_contain_text("2025-01-01 11:50 – 2025-01-03 12:40 UTC")
+    # the file does not say how it stamps time: period starts, and the file's warning says so
+    expect(imported).to_contain_text("2025-01-01 12:00 – 2025-01-03 12:50 UTC")
+    expect(imported.get_by_test_id("stAlertContentWarning")).to_contain_text("stamps read as period start")

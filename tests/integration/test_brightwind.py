@@ -15,6 +15,8 @@ every 10-minute step the file lacks must be a blank row of the export.
 
 brightwind reads the file's stamps as period starts; so does the station here, through its
 text-file mapping (``timestamp_is_end: false``), so both use the same times.
+``test_brightwind_cli.py`` runs the same sequence through the command line with no mapping:
+a file that does not say how it stamps time is read as period starts.
 """
 
 from __future__ import annotations
@@ -67,17 +69,14 @@ def demo_mast(conn, settings, tmp_path):
     return tmp_path / "demo_data.csv"  # the file import_demo_mast_csv wrote and imported
 
 
-def test_calibrated_cleaned_export_equals_brightwind(conn, demo_mast):
-    raw = pd.read_csv(demo_mast, index_col="Timestamp", parse_dates=True)
+def assert_export_equals_brightwind(text: str, columns: list[dict], raw: pd.DataFrame) -> None:
+    """A Windographer export's ``text`` (with its provenance ``columns``) equals brightwind's
+    calibrated and cleaned result for the demo mast ``raw``, cell for cell."""
     expected = brightwind_result(raw)
-    row = exports.request_export(conn, ExportRequest("Demo Mast", "windographer", calibrated=True), "ana")
-    row = exports.build_export(row["id"])
-    assert row["status"] == "done", row["error"]
-    text = exports.export_file(row).read_text()
     lines = text.splitlines()
     head = next(i for i, ln in enumerate(lines) if ln.startswith("Date/Time"))
     got = pd.read_csv(io.StringIO("\n".join(lines[head:])), sep="\t", index_col="Date/Time", parse_dates=True)
-    by_header = {split_unit(c["header"])[0]: c["column_name"] for c in row["provenance"]["columns"]}
+    by_header = {split_unit(c["header"])[0]: c["column_name"] for c in columns}
     got = got.rename(columns=lambda h: by_header[split_unit(h)[0]])
     assert sorted(got.columns) == sorted(expected.columns)
     # every 10-minute step from the first to the last stamp; steps missing from the file are blank
@@ -92,3 +91,16 @@ def test_calibrated_cleaned_export_equals_brightwind(conn, demo_mast):
     assert {"Spd40mS", "Spd40mSStd", "Spd40mSMax", "Spd80mS"} <= set(changed)
     assert not np.allclose(got["Spd40mS"].dropna(), raw.loc[got["Spd40mS"].notna(), "Spd40mS"])
     assert got["Spd80mS"].isna().sum() > raw["Spd80mS"].isna().sum()
+
+
+def read_demo_mast(path: Path) -> pd.DataFrame:
+    """brightwind's demo mast CSV as brightwind reads it (stamps as given, period starts)."""
+    return pd.read_csv(path, index_col="Timestamp", parse_dates=True)
+
+
+def test_calibrated_cleaned_export_equals_brightwind(conn, demo_mast):
+    row = exports.request_export(conn, ExportRequest("Demo Mast", "windographer", calibrated=True), "ana")
+    row = exports.build_export(row["id"])
+    assert row["status"] == "done", row["error"]
+    text = exports.export_file(row).read_text()
+    assert_export_equals_brightwind(text, row["provenance"]["columns"], read_demo_mast(demo_mast))

@@ -62,9 +62,11 @@ def test_brightwind_demo_mast_csv_imports_in_full(conn, settings, tmp_path):
     row = import_demo_mast_csv(conn, settings, tmp_path)
     assert row["format"] == "generic" and row["n_rows"] == 95_629
     assert conn.execute("SELECT count(*) AS n FROM channel").fetchone()["n"] == 29
-    # no statement in the file: stamps are taken as period ends (the logger default)
-    assert row["first_time"] == utc(2016, 1, 9, 15, 20)
-    assert row["last_time"] == utc(2017, 11, 23, 10, 40)
+    # no statement in the file: stamps are taken as period starts (as brightwind reads them),
+    # and the file says so
+    assert row["first_time"] == utc(2016, 1, 9, 15, 30)
+    assert row["last_time"] == utc(2017, 11, 23, 10, 50)
+    assert row["warnings"] == [ingest.ASSUMED_START]
 
 
 def test_brightwind_demo_mast_with_its_task43_document_maps_every_column(conn, settings, tmp_path):

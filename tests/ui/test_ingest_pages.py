@@ -174,6 +174,20 @@ def test_file_details_download_and_admin_requeue(ingest_site: Settings, conn) ->
     assert [s.value for s in at.success] == [f"File {bad['id']} (TestLogger_Hourly_Bad05.dat) queued again."]
 
 
+def test_file_warnings_are_shown_in_the_table_and_the_details(ingest_site: Settings, conn, tmp_path) -> None:
+    path = tmp_path / "no_convention.csv"
+    path.write_text("Timestamp,WS_Avg\n2025-01-01 00:10:00,5.5\n2025-01-01 00:20:00,5.1\n")
+    with conn.transaction():
+        rec = ingest.receive(conn, path, station="Text Mast", origin="test", settings=ingest_site)
+    assert ingest.import_file(rec.id, settings=ingest_site)["warnings"] == [ingest.ASSUMED_START]
+    at = show(signed_in("viewer"), "pages/files.py")
+    [table] = [d for d in at.dataframe if "warnings" in d.value.columns]
+    row = table.value.set_index("id").loc[rec.id]
+    assert row["warnings"] == ingest.ASSUMED_START
+    at.selectbox(key="files_pick").set_value(rec.id).run()
+    assert [w.value.replace("\\", "") for w in at.warning] == [ingest.ASSUMED_START]
+
+
 def test_analyst_says_how_a_failed_text_file_is_laid_out_and_imports_it(ingest_site: Settings, conn,
                                                                            tmp_path: Path) -> None:
     path = tmp_path / "mast7.csv"

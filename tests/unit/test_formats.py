@@ -346,13 +346,8 @@ def test_bad_text_inputs_fail_with_reason_and_line(tmp_path, fmt, case, reason):
 @pytest.mark.parametrize(
     ("fmt", "old", "new", "line", "reason"),
     [
-        ("nrg_symphoniepro", "Height:\t85.00", "Height:\t85.x", 46, "Height '85.x' is not a number"),
-        ("nrg_symphoniepro", "Time Zone:\tUTC-5:00", "Time Zone:\tsomewhere", 24, "cannot read the time zone"),
-        ("nrg_symphoniepro", "Effective Date:\t2022-03-17 00:00:00", "Effective Date:\tsoon", 41, "'soon' is not a date"),
         ("nrg_symphoniepro", "\nData\n", "\nDaten\n", 611, "no 'Data' line"),
-        ("nrg_logr", "Latitude:\t44.33889", "Latitude:\t144.3", 11, "Latitude 144.3 is out of range"),
         ("nrg_logr", "Timestamp\t", "Zeit\t", 263, "no Timestamp column"),
-        ("windographer", "Latitude = N 0.000000", "Latitude = X 0", 3, "cannot read the latitude"),
         ("windographer", "Date/Time\t", "When\t", 201, "no header row starting with Date/Time"),
         ("windographer", "\tSpd80mS\t", "\tSpd80mN\t", 13, "duplicate column names: Spd80mN"),
     ],
