@@ -100,11 +100,31 @@ class CheckConfig:
         default_factory=lambda: {"wind_speed": 0.05, "wind_direction": 0.1})  # m/s, deg
     icing_suspect_s: float = 3600.0
     icing_fail_s: float = 3 * 3600.0
-    pair_window_s: float = 6 * 3600.0  # rolling window of the boom-pair ratio
-    pair_threshold: float = 0.1  # relative drift from the long-term ratio (0.1 = 10 %)
-    pair_min_speed: float = 3.0  # m/s; both cups above this count towards the ratio
+    pair_threshold: float = 0.02  # smallest relative drift of a boom pair's ratio (2 %)
+    pair_spread_k: float = 5.0  # ... or this many times the pair's own spread (scaled MAD), if more
+    pair_max_threshold: float = 0.1  # ... but never more than 10 %
+    pair_min_speed: float = 4.0  # m/s; both cups above this count towards the ratio
+    pair_reference_days: int = 14  # good days before a day that make its reference ratio
+    pair_window_s: float = 12 * 3600.0  # rolling ratio that places a drift's edges
+    pair_wake_deg: float = 30.0  # leave out records with the wind this close to behind a boom
+    spike: Mapping[str, tuple[float, float]] = field(default_factory=lambda: {
+        "wind_speed": (8.0, 12.0),  # m/s, (suspect, fail) deviation from the neighbours' mean
+        "wind_direction": (120.0, 150.0),  # deg, circular; neighbours within 120 deg of each other
+        "air_temperature": (3.0, 5.0),  # deg C
+        "relative_humidity": (15.0, 25.0),  # %
+        "air_pressure": (3.0, 5.0),  # hPa
+        "vertical_wind_speed": (4.0, 6.0),  # m/s
+    })
+    spike_min_wind: float = 3.0  # m/s; wind direction spikes are judged only in a wind this strong
+    rate_of_change: Mapping[str, float] = field(default_factory=lambda: {
+        "wind_speed": 12.0,  # m/s per 10 minutes between two records of averages
+        "air_temperature": 5.0,  # deg C per 10 minutes
+        "relative_humidity": 30.0,  # % per 10 minutes
+        "air_pressure": 5.0,  # hPa per 10 minutes
+    })
     dead_s: float = 12 * 3600.0  # NaN (or constant) this long: dead sensor
     dead_constant_types: tuple[str, ...] = ("air_temperature", "air_pressure")
+    event_gap_s: float = 6 * 3600.0  # fragments of one event on one sensor this close are one finding
     merge_gap_s: float = 3600.0  # flagged runs this close are one finding
 
 
@@ -300,13 +320,20 @@ def flat_line(values: Any, times: Any, tolerance: float, suspect_steps: int,
     return flags
 
 
-def spike(values: Any, suspect_threshold: float, fail_threshold: float) -> np.ndarray:
+def spike(values: Any, suspect_threshold: float, fail_threshold: float, *, circular: bool = False,
+          peaks_only: bool = False) -> np.ndarray:
     """Flag spikes: ``|v[i] - (v[i-1] + v[i+1]) / 2|`` above a threshold (QARTOD spike test).
 
     Parameters
     ----------
     values : array of float (NaN = missing), evenly spaced.
     suspect_threshold, fail_threshold : largest normal deviation, in the unit of values.
+    circular : values are angles in degrees (wind direction): differences wrap at 360, and
+        a record is judged only when its neighbours agree within ``suspect_threshold``
+        (in a turning light wind the neighbours of a record need not agree at all).
+    peaks_only : flag a record only where its deviation is at least its neighbours' (a spike
+        of height h makes its neighbours deviate by h/2; this leaves them out) and, for
+        values that do not wrap, more than its neighbours differ (a step is not a spike).
 
     Returns
     -------
@@ -324,15 +351,35 @@ def spike(values: Any, suspect_threshold: float, fail_threshold: float) -> np.nd
     array([2, 1, 1, 4, 1, 2, 9, 2], dtype=uint8)
     >>> spike([], 1.0, 2.0)
     array([], dtype=uint8)
+    >>> spike([10.0, 16.0, 10.0, 11.0], 2.5, 5.0, peaks_only=True)
+    array([2, 4, 1, 2], dtype=uint8)
+    >>> spike([10.0, 10.0, 16.0, 16.0], 2.5, 5.0, peaks_only=True)  # a step
+    array([2, 1, 1, 2], dtype=uint8)
+    >>> spike([350.0, 170.0, 10.0, 20.0, 15.0], 60, 120, circular=True)  # 350 and 10 agree
+    array([2, 4, 1, 1, 2], dtype=uint8)
     """
     x = _floats(values)
     flags = np.full(x.size, NOT_EVALUATED, dtype=np.uint8)
     if x.size >= 3:
         with np.errstate(invalid="ignore"):
-            dev = np.abs(x[1:-1] - (x[:-2] + x[2:]) / 2)
+            if circular:
+                spread = (x[2:] - x[:-2] + 180.0) % 360.0 - 180.0
+                dev = np.abs((x[1:-1] - (x[:-2] + spread / 2) + 180.0) % 360.0 - 180.0)
+                dev[np.abs(spread) > suspect_threshold] = 0.0
+            else:
+                dev = np.abs(x[1:-1] - (x[:-2] + x[2:]) / 2)
         inner = np.where(np.isnan(dev), NOT_EVALUATED, GOOD).astype(np.uint8)
-        inner[dev > suspect_threshold] = SUSPECT
-        inner[dev > fail_threshold] = FAIL
+        high = np.nan_to_num(dev, nan=0.0)
+        if peaks_only:
+            peak = np.ones(high.size, dtype=bool)
+            peak[1:] &= high[1:] >= high[:-1]
+            peak[:-1] &= high[:-1] >= high[1:]
+            if not circular:  # a step is not a spike: its neighbours differ by twice its deviation
+                with np.errstate(invalid="ignore"):
+                    peak &= ~(np.abs(x[2:] - x[:-2]) >= high)
+            high = np.where(peak, high, 0.0)
+        inner[high > suspect_threshold] = SUSPECT
+        inner[high > fail_threshold] = FAIL
         flags[1:-1] = inner
     flags[np.isnan(x)] = MISSING
     return flags
@@ -477,72 +524,147 @@ def icing(temperature: Any, wind_speed_sd: Any, wind_speed_avg: Any = None, *,
     return flags
 
 
-def pair_ratio_drift(a: Any, b: Any, times: Any, window_steps: int, threshold: float,
-                     min_speed: float, *, direction: Any = None, sector_deg: float = 30.0,
-                     min_valid: int | None = None) -> np.ndarray:
-    """Flag a drifting ratio of two anemometers at the same height (failing or iced cup).
+def pair_ratio_drift(a: Any, b: Any, times: Any, threshold: float = 0.02, min_speed: float = 4.0, *,
+                     exclude: Any = None, reference_days: int = 14, spread_k: float = 5.0,
+                     max_threshold: float = 0.1, window_steps: int = 72, min_day_records: int = 18,
+                     confirm_days: int = 2, new_normal_days: int = 45) -> np.ndarray:
+    """Flag a drifting ratio of two anemometers at the same height (a cup slowing down).
 
-    The ratio ``sum(a) / sum(b)`` over a centred window of ``window_steps`` records
-    (counting only records with both above ``min_speed``) is compared with the long-term
-    median of ``a / b``; where it differs by more than ``threshold`` (0.1 = 10 %) the
-    record is SUSPECT. The check cannot say which cup is wrong: flag both.
+    The ratio ``a / b`` (records with both cups above ``min_speed`` and not in ``exclude``,
+    e.g. a cup in the mast's wake) is summed up per UTC day as its median. Days are judged in
+    order against a **preceding** reference: the median of the last ``reference_days`` good
+    days (a day that deviates is not added to it, so a drift cannot become its own baseline).
+    A day deviates when its median differs from the reference by more than the pair's own
+    spread (``spread_k`` x the scaled MAD of the reference days, or of the day-to-day changes
+    of the whole series if more), at least ``threshold`` and at most ``max_threshold``. ``confirm_days`` deviating days in a row are a drift; its edges are
+    then placed to the record with a centred ``window_steps`` rolling ratio (half the
+    threshold). The check cannot say which cup is wrong (see :func:`run_station_checks`).
 
     Parameters
     ----------
-    a, b : wind speed averages of the two booms, m/s.
-    times : datetime64 array or None; windows do not reach across a gap.
-    window_steps : records in the rolling window. threshold : relative drift.
-    min_speed : m/s; slower records are left out of the ratios.
-    direction : wind direction avg (deg), optional: the long-term ratio is then taken per
-        ``sector_deg`` sector, so tower shadow in a turning wind is not mistaken for drift.
-    min_valid : records a window needs to be judged (default a quarter of the window).
+    a, b : wind speed averages of the two booms, m/s (NaN = missing or masked).
+    times : datetime64 array, increasing (period starts).
+    threshold : the smallest relative deviation that counts (0.02 = 2 %).
+    min_speed : m/s; slower records are left out (cups disagree more in light wind).
+    exclude : bool array, records to leave out (wake sectors), optional.
+    reference_days : good days in the reference. The first days of the data seed it.
+    new_normal_days : after this many deviating days in a row the ratio is taken as the new
+        normal (a replaced or recalibrated cup) and the reference starts again.
 
     Returns
     -------
-    uint8 array: 1 good, 2 not evaluated (too few valid records), 3 suspect, 9 missing.
+    uint8 array: 1 good, 2 not evaluated (no usable ratio that day), 3 suspect (drift),
+    9 missing.
 
     Examples
     --------
-    >>> a = np.array([8.0, 9.0, 10.0, 9.0, 8.0, 9.0, 10.0, 9.0])
-    >>> b = a * [1, 1, 1, 1, 1, 0.8, 0.8, 0.8]   # cup b slows down from record 5
-    >>> pair_ratio_drift(a, b, None, window_steps=3, threshold=0.1, min_speed=3)
-    array([1, 1, 1, 1, 1, 3, 3, 3], dtype=uint8)
-    >>> pair_ratio_drift([1.0, np.nan], [1.2, 1.0], None, 3, 0.1, 3)
-    array([2, 9], dtype=uint8)
+    Cup b reads 5 % low from day 20 of 30:
+
+    >>> t = np.datetime64("2025-01-01") + np.arange(30 * 144) * np.timedelta64(10, "m")
+    >>> a = 8 + 3 * np.sin(np.arange(t.size) / 40)
+    >>> b = a * np.where(np.arange(t.size) >= 20 * 144, 0.95, 1.0) * (1 + 0.004 * np.cos(np.arange(t.size)))
+    >>> flags = pair_ratio_drift(a, b, t)
+    >>> str(t[np.argmax(flags == SUSPECT)]), bool((flags[20 * 144 + 12:] == SUSPECT).all())
+    ('2025-01-21T01:10', True)
+    >>> bool((flags[:20 * 144 - 36] == GOOD).all())
+    True
     """
     x, y = _floats(a), _floats(b)
     n = x.size
     if y.size != n:
         raise ValueError("a and b must have the same length")
     flags = np.full(n, NOT_EVALUATED, dtype=np.uint8)
-    valid = (x > min_speed) & (y > min_speed)
-    if valid.any():
-        ratio = np.divide(x, y, out=np.ones(n), where=valid)
-        overall = np.median(ratio[valid])
-        expected = np.full(n, overall)
-        if direction is not None:
-            d = _floats(direction)
-            nsec = int(np.ceil(360 / sector_deg))
-            sector = (np.nan_to_num(d, nan=0.0) % 360 // sector_deg).astype(np.intp)
-            usable = valid & ~np.isnan(d)
-            s, r = sector[usable], ratio[usable]
-            table = np.full(nsec + 1, overall)
-            for k in np.flatnonzero(np.bincount(s, minlength=nsec) >= 100):
-                table[k] = np.median(r[s == k])
-            expected = np.where(np.isnan(d), overall, table[sector])
-        lo, hi = _segments(_breaks(times, n))
+    missing = np.isnan(x) | np.isnan(y)
+    if not n:
+        return flags
+    t = _as_times(times)
+    if t.size != n:
+        raise ValueError(f"times has {t.size} entries but values has {n}")
+    with np.errstate(invalid="ignore"):
+        valid = (x > min_speed) & (y > min_speed)
+    if exclude is not None:
+        valid &= ~np.asarray(exclude, dtype=bool)
+    ratio = np.divide(x, y, out=np.ones(n), where=valid)
+    day = ((t - t[0].astype("datetime64[D]")) // np.timedelta64(1, "D")).astype(np.int64)
+    nd = int(day[-1]) + 1
+    idx = np.flatnonzero(valid)
+    counts = np.bincount(day[idx], minlength=nd)
+    order = np.lexsort((ratio[idx], day[idx]))
+    rs = ratio[idx][order]
+    first = np.r_[0, np.cumsum(counts)[:-1]]
+    has = counts > 0
+    med = np.full(nd, np.nan)
+    med[has] = (rs[first[has] + (counts[has] - 1) // 2] + rs[first[has] + counts[has] // 2]) / 2
+    usable = np.flatnonzero(counts >= min_day_records)
+    base = np.full(nd, np.nan)
+    thr = np.full(nd, np.nan)
+    bad = np.zeros(nd, dtype=bool)
+    ref = list(med[usable[:min(5, reference_days)]])
+    # the day-to-day scatter of the whole series, from differences of successive days: a
+    # drift's step is one difference among many, so it barely moves this
+    steps_ = np.abs(np.diff(med[usable]))
+    scatter = 1.4826 * float(np.median(steps_)) / np.sqrt(2) if steps_.size >= 5 else 0.0
+    streak: list[int] = []
+    for d in usable:
+        r = np.asarray(ref[-reference_days:])
+        m = float(np.median(r))
+        spread = max(1.4826 * float(np.median(np.abs(r - m))), scatter / m)
+        th = min(max(threshold, spread_k * spread), max_threshold)
+        base[d], thr[d] = m, th
+        if abs(med[d] / m - 1) > th:
+            bad[d] = True
+            streak.append(d)
+            if len(streak) >= new_normal_days:  # the new normal: start the reference again
+                ref, streak = list(med[streak[-5:]]), []
+        else:
+            ref.append(med[d])
+            streak = []
+    judged = np.zeros(nd, dtype=bool)
+    judged[usable] = True
+    flags[judged[day]] = GOOD
+    # runs of deviating days (days without a usable ratio neither break nor extend a run)
+    runs: list[list[int]] = []
+    previous_bad = False
+    for d in usable:
+        if bad[d]:
+            if previous_bad:
+                runs[-1].append(d)
+            else:
+                runs.append([d])
+        previous_bad = bool(bad[d])
+    runs = [r for r in runs if len(r) >= confirm_days]
+    if runs:
+        filled = np.where(np.isnan(base), np.nan, base)
+        last = np.maximum.accumulate(np.where(np.isnan(filled), -1, np.arange(nd)))
+        base_r = np.where(last >= 0, filled[np.maximum(last, 0)], np.nan)[day]
+        thr_r = np.where(last >= 0, thr[np.maximum(last, 0)], np.nan)[day]
+        lo, hi = _segments(_breaks(t, n))
         i = np.arange(n)
         lo = np.maximum(i - window_steps // 2, lo)
         hi = np.minimum(i - window_steps // 2 + window_steps, hi)
         ca = np.concatenate(([0.0], np.cumsum(np.where(valid, x, 0.0))))
-        cb = np.concatenate(([0.0], np.cumsum(np.where(valid, y * expected, 0.0))))
+        cb = np.concatenate(([0.0], np.cumsum(np.where(valid, y, 0.0))))
         cn = np.concatenate(([0], np.cumsum(valid)))
-        enough = cn[hi] - cn[lo] >= (max(1, window_steps // 4) if min_valid is None else min_valid)
-        drift = np.zeros(n)
-        drift[enough] = np.abs((ca[hi] - ca[lo])[enough] / (cb[hi] - cb[lo])[enough] - 1)
-        flags[enough] = GOOD
-        flags[enough & (drift > threshold)] = SUSPECT
-    flags[np.isnan(x) | np.isnan(y)] = MISSING
+        enough = cn[hi] - cn[lo] >= max(1, window_steps // 6)
+        dev = np.full(n, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dev[enough] = np.abs((ca[hi] - ca[lo])[enough] / (cb[hi] - cb[lo])[enough] / base_r[enough] - 1)
+        day_start = np.searchsorted(day, np.arange(nd + 1))
+        for r in runs:
+            s0, e0 = day_start[r[0]], day_start[r[-1] + 1]
+            # the edges: where the rolling ratio is half way to the drift's own level (NaN, no
+            # usable ratio, is not calm: it neither starts nor ends a drift)
+            level = np.nanmedian(dev[s0:e0]) if np.isfinite(dev[s0:e0]).any() else 0.0
+            calm = dev <= np.maximum(thr_r / 2, level / 2)
+            w0 = day_start[max(r[0] - 1, 0)]
+            before = np.flatnonzero(calm[w0:day_start[min(r[0] + 1, nd)]])
+            s = w0 + before[-1] + 1 if before.size else w0
+            s = min(s, e0 - 1)
+            after = np.flatnonzero(calm[day_start[max(r[-1], 0)]:day_start[min(r[-1] + 2, nd)]])
+            e = day_start[r[-1]] + after[0] if after.size else day_start[min(r[-1] + 2, nd)]
+            e = max(e, s0 + 1, s + 1)
+            flags[s:e] = SUSPECT
+    flags[missing] = MISSING
     return flags
 
 
@@ -652,13 +774,20 @@ def periods(times: Any, flags: Any, interval_s: float, min_flag: int = SUSPECT,
 
 RULE_TEXT = {
     "gross_range": "values outside the plausible range",
+    "spike": "a single value far from its neighbours (spike)",
+    "rate_of_change": "values changing faster than possible",
     "flat_line": "values unchanged (stuck sensor)",
     "icing": "sensor frozen in cold air (icing)",
-    "pair_ratio": "ratio of the two anemometers at this height drifted from its long-term value",
+    "pair_ratio": "ratio to the other anemometer at this height drifted from its preceding value",
     "dead": "sensor reports no data or one constant value",
     "gap": "no records",
     "duplicates": "records with a repeated timestamp",
 }
+#: When findings of several rules cover one sensor at once, the merged finding takes the
+#: first of these rules (the likeliest cause).
+RULE_ORDER = ("icing", "dead", "flat_line", "gross_range", "spike", "rate_of_change", "pair_ratio", "duplicates")
+_COMPASS = {p: i * 22.5 for i, p in enumerate(
+    ("N", "NNE", "NE", "ENE", "E", "ESE", "SE", "SSE", "S", "SSW", "SW", "WSW", "W", "WNW", "NW", "NNW"))}
 
 
 def run_station_checks(times: Any, columns: Mapping[str, Any], meta: Mapping[str, Mapping],
@@ -671,18 +800,31 @@ def run_station_checks(times: Any, columns: Mapping[str, Any], meta: Mapping[str
     times : datetime64 array, the START of each period (any order; duplicates reported).
     columns : column name -> values (float, NaN = missing), each as long as ``times``.
     meta : column name -> ``{"measurement_type", "statistic", "height_m", "orientation"}``
-        as known, optionally ``unit``, ``fail_span``, ``suspect_span``. Columns without
-        meta only get the dead-sensor check.
+        as known (orientation in degrees or a compass point), optionally ``unit``,
+        ``fail_span``, ``suspect_span``. Columns without meta only get the dead-sensor check.
     interval_s : logging interval; default: the usual step of ``times``.
     config : thresholds (:class:`CheckConfig`).
 
-    Checks: gross range on every typed column; flat line on wind speed and direction
-    averages; icing on each anemometer and vane (with the air temperature nearest its
-    height); the ratio of each same-height anemometer pair; dead sensors (NaN, or a constant
-    for ``dead_constant_types``); gaps and duplicate timestamps. Sensor-level findings name
-    all columns of the sensor (same type, height and orientation). Runs closer than
-    ``merge_gap_s`` are merged, and findings of one rule over about the same period are
-    merged across columns, so one fault gives one or a few findings.
+    The checks run in this order, and each later check sees the values an earlier one
+    failed as missing (a sensor-level finding hides all the sensor's columns):
+
+    1. gross range on every typed column (FAIL values are hidden);
+    2. spike on averages of the types in ``config.spike`` (wind direction wraps at 360);
+    3. rate of change on averages of the types in ``config.rate_of_change``;
+    4. dead sensors: NaN, or one constant for ``dead_constant_types`` (on the raw values);
+    5. icing on each anemometer and vane, with the air temperature nearest its height;
+    6. flat line on wind speed and direction averages (in warm air, or not iced);
+    7. the ratio of each same-height anemometer pair against its preceding reference
+       (:func:`pair_ratio_drift`, wake sectors left out when the booms' orientations and a
+       vane are known); the cup whose ratio to the other heights' cups moved is named alone;
+    8. gaps and duplicate timestamps.
+
+    Sensor-level findings name all columns of the sensor (same type, height and
+    orientation). One event on one sensor gives one finding: runs of one rule closer than
+    ``merge_gap_s`` are joined (``event_gap_s`` for fragments of the same columns), findings
+    of one rule over about the same period are merged across columns, and findings of
+    different rules that overlap on a sensor are merged under the rule first in
+    :data:`RULE_ORDER`.
 
     Returns
     -------
@@ -729,40 +871,69 @@ def run_station_checks(times: Any, columns: Mapping[str, Any], meta: Mapping[str
     for name, m in info.items():
         if m["type"]:
             sensors.setdefault(m["sensor"], []).append(name)
+    work = {k: v.copy() for k, v in data.items()}  # what later checks see: failed values hidden
 
     def sensor_cols(name: str) -> tuple[str, ...]:
         return tuple(sensors.get(info[name]["sensor"], [name]))
 
+    def hide(cols: tuple[str, ...], flags: np.ndarray, level: int = SUSPECT) -> None:
+        bad = (flags >= level) & (flags != MISSING)
+        if bad.any():
+            for c in cols:
+                work[c][bad] = np.nan
+
     def find(mtype: str, stat: str) -> list[str]:
         return [c for c, m in info.items() if m["type"] == mtype and m["stat"] == stat]
 
-    # gross range
+    # 1. gross range
     for name, m in info.items():
         spans = _spans(m, meta.get(name) or {}, cfg)
         if spans is not None:
-            add("gross_range", (name,), gross_range(data[name], *spans))
-    # flat line
-    for mtype, tol in cfg.flat_tolerance.items():
+            flags = gross_range(data[name], *spans)
+            add("gross_range", (name,), flags)
+            hide((name,), flags, FAIL)
+    # 2. spikes, 3. rate of change (averages only: extremes and sd are spiky by nature)
+    cups = find("wind_speed", "avg")
+    for mtype, (suspect, fail) in cfg.spike.items():
         for name in find(mtype, "avg"):
-            add("flat_line", sensor_cols(name), flat_line(
-                data[name], t, tol, steps(cfg.flat_suspect_s), steps(cfg.flat_fail_s)))
-    # dead sensors
+            flags = spike(work[name], suspect, fail, circular=mtype == "wind_direction", peaks_only=True)
+            if mtype == "wind_direction" and cups:  # a light wind turns any way it likes
+                cup = min(cups, key=lambda c: abs((info[c]["height"] or 0) - (info[name]["height"] or 0)))
+                with np.errstate(invalid="ignore"):
+                    flags[~(data[cup] >= cfg.spike_min_wind) & (flags >= SUSPECT)] = NOT_EVALUATED
+            add("spike", (name,), flags)
+            hide((name,), flags)
+    for mtype, per_10_min in cfg.rate_of_change.items():
+        for name in find(mtype, "avg"):
+            flags = rate_of_change(work[name], t, per_10_min / 600.0)
+            add("rate_of_change", (name,), flags)
+            hide((name,), flags)
+    # 4. dead sensors (on the raw values: a hidden value is not a missing one)
     for name, m in info.items():
         constant = m["type"] in cfg.dead_constant_types and m["stat"] == "avg"
         flags = dead(data[name], steps(cfg.dead_s), constant=constant)
-        add("dead", sensor_cols(name) if constant else (name,), flags)
-    # icing
+        cols = sensor_cols(name) if constant else (name,)
+        add("dead", cols, flags)
+        hide(cols, flags, FAIL)
+    # 5. icing
     temps = find("air_temperature", "avg")
     if temps:
         for mtype, sd_max in cfg.icing_sd_max.items():
             for name in find(mtype, "avg"):
                 sd = next((c for c in sensor_cols(name) if info[c]["stat"] == "sd"), None)
                 temp = min(temps, key=lambda c: abs((info[c]["height"] or 0) - (info[name]["height"] or 0)))
-                flags = icing(data[temp], data[sd] if sd else None, data[name], sd_max=sd_max,
+                flags = icing(data[temp], work[sd] if sd else None, work[name], sd_max=sd_max,
                               min_steps=steps(cfg.icing_suspect_s),
                               fail_steps=steps(cfg.icing_fail_s), times=t)
                 add("icing", sensor_cols(name), flags)
-    # boom pairs
+                hide(sensor_cols(name), flags)
+    # 6. flat line
+    for mtype, tol in cfg.flat_tolerance.items():
+        for name in find(mtype, "avg"):
+            flags = flat_line(work[name], t, tol, steps(cfg.flat_suspect_s), steps(cfg.flat_fail_s))
+            add("flat_line", sensor_cols(name), flags)
+            hide(sensor_cols(name), flags)
+    # 7. boom pairs
     vanes = find("wind_direction", "avg")
     by_height: dict[float, list[str]] = {}
     for name in find("wind_speed", "avg"):
@@ -774,15 +945,81 @@ def run_station_checks(times: Any, columns: Mapping[str, Any], meta: Mapping[str
             for b in names[i + 1:]:
                 if info[a]["orientation"] == info[b]["orientation"]:
                     continue
-                flags = pair_ratio_drift(data[a], data[b], t, steps(cfg.pair_window_s),
-                                         cfg.pair_threshold, cfg.pair_min_speed,
-                                         direction=data[vane] if vane else None)
-                add("pair_ratio", sensor_cols(a) + sensor_cols(b), flags)
+                wake = None
+                degs = [_degrees(info[c]["orientation"]) for c in (a, b)]
+                if vane is not None and None not in degs:
+                    d = work[vane]
+                    wake = np.isnan(d)
+                    for deg in degs:
+                        wake |= np.abs((d - deg) % 360.0 - 180.0) < cfg.pair_wake_deg  # wind from behind the boom
+                flags = pair_ratio_drift(
+                    work[a], work[b], t, cfg.pair_threshold, cfg.pair_min_speed, exclude=wake,
+                    reference_days=cfg.pair_reference_days, spread_k=cfg.pair_spread_k,
+                    max_threshold=cfg.pair_max_threshold, window_steps=steps(cfg.pair_window_s),
+                    min_day_records=steps(3 * 3600.0))
+                others = {h: n for h, n in by_height.items() if h != height}
+                for lo, hi, worst in periods(t, flags, step_s, merge_gap_steps=int(cfg.merge_gap_s // step_s)):
+                    i0, i1 = np.searchsorted(t, lo), np.searchsorted(t, hi)
+                    who = _blame(work, a, b, others, height, i0, i1, steps(cfg.pair_reference_days * 86400.0),
+                                 cfg.pair_min_speed, wake)
+                    cols = sensor_cols(a) * (who != "b") + sensor_cols(b) * (who != "a")
+                    found.append(Finding("pair_ratio", cols, _dt(lo), _dt(hi), SEVERITY[min(worst, FAIL)], ""))
 
-    merged = _merge(found, cfg.merge_gap_s)
+    merged = _merge(found, cfg.merge_gap_s, cfg.event_gap_s)
     log.info("QC: %d findings (%d before merging) for %d columns x %d records in %.2f s",
              len(merged), len(found), len(data), t.size, time.perf_counter() - began)
     return merged
+
+
+def _degrees(orientation: Any) -> float | None:
+    """A boom orientation in degrees, from a number or a compass point (``NE``)."""
+    if orientation is None:
+        return None
+    if isinstance(orientation, str):
+        return _COMPASS.get(orientation.strip().upper())
+    try:
+        return float(orientation)
+    except (TypeError, ValueError):
+        return None
+
+
+def _blame(work: Mapping[str, np.ndarray], a: str, b: str, others: Mapping[float, list[str]], height: float,
+           i0: int, i1: int, ref_steps: int, min_speed: float, wake: np.ndarray | None) -> str:
+    """Which cup of a drifting pair moved: ``"a"``, ``"b"`` or ``"both"`` (cannot tell).
+
+    Each cup is compared with the wind predicted at its height from the pairs at the two
+    nearest other heights (power law; one other height: its wind), over the drift and over
+    the ``ref_steps`` records before it; the cup whose ratio changed at least twice as much
+    as the other's is the one.
+    """
+    near = sorted(others, key=lambda h: abs(h - height))[:2]
+    if not near:
+        return "both"
+    with np.errstate(invalid="ignore", divide="ignore", all="ignore"):
+        means = []
+        for h in near:
+            stack = np.vstack([work[c] for c in others[h]])
+            count = np.sum(~np.isnan(stack), axis=0)
+            means.append(np.where(count > 0, np.nansum(stack, axis=0) / np.maximum(count, 1), np.nan))
+        if len(near) == 2:
+            alpha = np.log(means[0] / means[1]) / np.log(near[0] / near[1])
+            pred = means[0] * (height / near[0]) ** np.clip(alpha, -0.2, 0.6)
+        else:
+            pred = means[0]
+        x, y = work[a], work[b]
+        ok = (x > min_speed) & (y > min_speed) & (pred > min_speed)
+        if wake is not None:
+            ok &= ~wake
+        changes = []
+        r0 = max(0, i0 - ref_steps)
+        for v in (x, y):
+            now, before = ok[i0:i1], ok[r0:i0]
+            if now.sum() < 36 or before.sum() < 36:
+                return "both"
+            changes.append(np.median(v[i0:i1][now] / pred[i0:i1][now])
+                           / np.median(v[r0:i0][before] / pred[r0:i0][before]) - 1)
+    ca, cb = abs(changes[0]), abs(changes[1])
+    return "a" if ca >= 2 * cb else "b" if cb >= 2 * ca else "both"
 
 
 def _dt(value: np.datetime64) -> datetime:
@@ -812,33 +1049,56 @@ def _spans(m: dict[str, Any], raw: Mapping, cfg: CheckConfig) -> tuple[Span, Spa
     return (r.sd_fail, r.sd_suspect) if m["stat"] == "sd" else (r.fail, r.suspect)
 
 
-def _merge(found: list[Finding], gap_s: float) -> list[Finding]:
-    """Merge findings of one rule that touch (same columns) or cover about the same period.
+def _merge(found: list[Finding], gap_s: float, event_gap_s: float | None = None) -> list[Finding]:
+    """One finding per event: merge findings of one rule that touch (same columns, at most
+    ``gap_s`` apart, or ``event_gap_s`` for fragments longer than that gap) or cover about the
+    same period, then findings of different rules that overlap on a sensor (the merged one
+    takes the rule first in :data:`RULE_ORDER`).
 
     Gaps are kept apart: a lone record between two gaps is data, not "no records".
     """
     gap = timedelta(seconds=gap_s)
+    event_gap = timedelta(seconds=max(gap_s, event_gap_s or gap_s))
     out: list[Finding] = [f for f in found if f.rule == "gap"]
+    merged: list[Finding] = []
     for rule in dict.fromkeys(f.rule for f in found if f.rule != "gap"):
         active: list[Finding] = []
         for f in sorted((f for f in found if f.rule == rule), key=lambda f: (f.start, f.end)):
             for i, m in enumerate(active):
-                same = f.columns == m.columns and f.start <= m.end + gap
+                # fragments of one event: a pause shorter than the longer fragment (at most event_gap)
+                pause = min(event_gap, max(gap, max(f.end - f.start, m.end - m.start)))
+                same = f.columns == m.columns and f.start <= m.end + pause
                 alike = abs(f.start - m.start) <= gap and abs(f.end - m.end) <= gap
                 if same or alike:
-                    cols = tuple(dict.fromkeys(m.columns + f.columns))
-                    sev = "fail" if "fail" in (m.severity, f.severity) else "suspect"
-                    active[i] = replace(m, columns=cols, end=max(m.end, f.end), severity=sev)
+                    active[i] = _combine(m, f, m.rule)
                     break
             else:
                 active.append(f)
-            done = [m for m in active if m.end + gap < f.start]
-            out += done
+            done = [m for m in active if m.end + event_gap < f.start]
+            merged += done
             active = [m for m in active if m not in done]
-        out += active
+        merged += active
+    # across rules: overlapping findings that share a column are one event
+    rank = {r: i for i, r in enumerate(RULE_ORDER)}
+    groups: list[Finding] = []
+    for f in sorted(merged, key=lambda f: (f.start, f.end)):
+        for i, m in enumerate(groups):
+            if f.columns and set(f.columns) & set(m.columns) and f.start <= m.end and f.end >= m.start:
+                rule = min((m.rule, f.rule), key=lambda r: rank.get(r, len(rank)))
+                groups[i] = _combine(m, f, rule)
+                break
+        else:
+            groups.append(f)
+    out += groups
     for i, f in enumerate(out):
         out[i] = replace(f, message=message(f))
     return sorted(out, key=lambda f: (f.start, f.rule, f.columns))
+
+
+def _combine(m: Finding, f: Finding, rule: str) -> Finding:
+    cols = tuple(dict.fromkeys(m.columns + f.columns))
+    sev = "fail" if "fail" in (m.severity, f.severity) else "suspect"
+    return replace(m, rule=rule, columns=cols, start=min(m.start, f.start), end=max(m.end, f.end), severity=sev)
 
 
 def message(f: Finding) -> str:
