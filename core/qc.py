@@ -175,18 +175,37 @@ def _interval_s(t: np.ndarray) -> float | None:
     return float(np.median(d)) if d.size else None
 
 
+_last_breaks: list = [None, None]  # (times array, its breaks): the checks of one station share them
+
+
 def _breaks(times: Any, n: int) -> np.ndarray:
-    """``out[i]`` is True when record ``i`` does not follow ``i - 1`` by the usual step."""
+    """``out[i]`` is True when record ``i`` does not follow ``i - 1`` by the usual step.
+
+    The result for the last ``times`` array seen is kept (the checks of a station all ask for
+    the same one); callers must not change the array in place between calls, nor the result.
+    """
     out = np.zeros(n, dtype=bool)
     if times is None or n < 2:
         return out
+    if _last_breaks[0] is times and _last_breaks[1].size == n:
+        return _last_breaks[1]
     t = _as_times(times)
     if t.size != n:
         raise ValueError(f"times has {t.size} entries but values has {n}")
     step = _interval_s(t)
     d = np.diff(t) / np.timedelta64(1, "s")
     out[1:] = (d <= 0) | (d > 1.5 * (step or 0.0))
+    if isinstance(times, np.ndarray):
+        out.flags.writeable = False
+        _last_breaks[:] = [times, out]
     return out
+
+
+def _median(values: list[float]) -> float:
+    """The median of a short list of floats (faster than numpy for a handful of values)."""
+    v = sorted(values)
+    k = len(v)
+    return v[k // 2] if k % 2 else (v[k // 2 - 1] + v[k // 2]) / 2
 
 
 def _run_lengths(mask: np.ndarray, breaks: np.ndarray | None = None) -> np.ndarray:
@@ -599,25 +618,26 @@ def pair_ratio_drift(a: Any, b: Any, times: Any, threshold: float = 0.02, min_sp
     base = np.full(nd, np.nan)
     thr = np.full(nd, np.nan)
     bad = np.zeros(nd, dtype=bool)
-    ref = list(med[usable[:min(5, reference_days)]])
+    medians = med.tolist()  # plain floats: the walk below is a Python loop over days
+    ref = [medians[d] for d in usable[:min(5, reference_days)]]
     # the day-to-day scatter of the whole series, from differences of successive days: a
     # drift's step is one difference among many, so it barely moves this
     steps_ = np.abs(np.diff(med[usable]))
     scatter = 1.4826 * float(np.median(steps_)) / np.sqrt(2) if steps_.size >= 5 else 0.0
     streak: list[int] = []
-    for d in usable:
-        r = np.asarray(ref[-reference_days:])
-        m = float(np.median(r))
-        spread = max(1.4826 * float(np.median(np.abs(r - m))), scatter / m)
+    for d in usable.tolist():
+        r = ref[-reference_days:]
+        m = _median(r)
+        spread = max(1.4826 * _median([abs(v - m) for v in r]), scatter / m)
         th = min(max(threshold, spread_k * spread), max_threshold)
         base[d], thr[d] = m, th
-        if abs(med[d] / m - 1) > th:
+        if abs(medians[d] / m - 1) > th:
             bad[d] = True
             streak.append(d)
             if len(streak) >= new_normal_days:  # the new normal: start the reference again
-                ref, streak = list(med[streak[-5:]]), []
+                ref, streak = [medians[k] for k in streak[-5:]], []
         else:
-            ref.append(med[d])
+            ref.append(medians[d])
             streak = []
     judged = np.zeros(nd, dtype=bool)
     judged[usable] = True
@@ -638,7 +658,7 @@ def pair_ratio_drift(a: Any, b: Any, times: Any, threshold: float = 0.02, min_sp
         last = np.maximum.accumulate(np.where(np.isnan(filled), -1, np.arange(nd)))
         base_r = np.where(last >= 0, filled[np.maximum(last, 0)], np.nan)[day]
         thr_r = np.where(last >= 0, thr[np.maximum(last, 0)], np.nan)[day]
-        lo, hi = _segments(_breaks(t, n))
+        lo, hi = _segments(_breaks(times, n))
         i = np.arange(n)
         lo = np.maximum(i - window_steps // 2, lo)
         hi = np.minimum(i - window_steps // 2 + window_steps, hi)
@@ -871,7 +891,8 @@ def run_station_checks(times: Any, columns: Mapping[str, Any], meta: Mapping[str
     for name, m in info.items():
         if m["type"]:
             sensors.setdefault(m["sensor"], []).append(name)
-    work = {k: v.copy() for k, v in data.items()}  # what later checks see: failed values hidden
+    work = dict(data)  # what later checks see: failed values hidden (a column is copied when first hidden)
+    copied: set[str] = set()
 
     def sensor_cols(name: str) -> tuple[str, ...]:
         return tuple(sensors.get(info[name]["sensor"], [name]))
@@ -880,6 +901,9 @@ def run_station_checks(times: Any, columns: Mapping[str, Any], meta: Mapping[str
         bad = (flags >= level) & (flags != MISSING)
         if bad.any():
             for c in cols:
+                if c not in copied:
+                    work[c] = work[c].copy()
+                    copied.add(c)
                 work[c][bad] = np.nan
 
     def find(mtype: str, stat: str) -> list[str]:
