@@ -1074,48 +1074,71 @@ def _spans(m: dict[str, Any], raw: Mapping, cfg: CheckConfig) -> tuple[Span, Spa
 
 
 def _merge(found: list[Finding], gap_s: float, event_gap_s: float | None = None) -> list[Finding]:
-    """One finding per event: merge findings of one rule that touch (same columns, at most
-    ``gap_s`` apart, or ``event_gap_s`` for fragments longer than that gap) or cover about the
-    same period, then findings of different rules that overlap on a sensor (the merged one
-    takes the rule first in :data:`RULE_ORDER`).
+    """One finding per event: join fragments of one rule on the same columns (at most
+    ``gap_s`` apart, or up to ``event_gap_s`` when a fragment is at least as long as the
+    pause), merge findings of one rule over about the same period across columns, then
+    findings of different rules that overlap on a sensor (the merged one takes the rule first
+    in :data:`RULE_ORDER`).
 
     Gaps are kept apart: a lone record between two gaps is data, not "no records".
+    Each pass sorts once and compares a finding only with the recent ones it could join.
     """
     gap = timedelta(seconds=gap_s)
     event_gap = timedelta(seconds=max(gap_s, event_gap_s or gap_s))
-    out: list[Finding] = [f for f in found if f.rule == "gap"]
-    merged: list[Finding] = []
-    for rule in dict.fromkeys(f.rule for f in found if f.rule != "gap"):
-        active: list[Finding] = []
-        for f in sorted((f for f in found if f.rule == rule), key=lambda f: (f.start, f.end)):
-            for i, m in enumerate(active):
-                # fragments of one event: a pause shorter than the longer fragment (at most event_gap)
-                pause = min(event_gap, max(gap, max(f.end - f.start, m.end - m.start)))
-                same = f.columns == m.columns and f.start <= m.end + pause
-                alike = abs(f.start - m.start) <= gap and abs(f.end - m.end) <= gap
-                if same or alike:
-                    active[i] = _combine(m, f, m.rule)
-                    break
+
+    def fragments(items: list[Finding]) -> list[Finding]:
+        groups: dict[tuple, list[Finding]] = {}
+        for f in items:
+            groups.setdefault((f.rule, f.columns), []).append(f)
+        joined = []
+        for fs in groups.values():
+            fs.sort(key=lambda f: (f.start, f.end))
+            cur = fs[0]
+            for f in fs[1:]:
+                pause = min(event_gap, max(gap, f.end - f.start, cur.end - cur.start))
+                if f.start <= cur.end + pause:
+                    cur = _combine(cur, f, cur.rule)
+                else:
+                    joined.append(cur)
+                    cur = f
+            joined.append(cur)
+        return joined
+
+    def alike(items: list[Finding]) -> list[Finding]:
+        res: list[Finding] = []
+        for rule in dict.fromkeys(f.rule for f in items):
+            window: list[int] = []  # findings of this rule that started at most `gap` before
+            for f in sorted((f for f in items if f.rule == rule), key=lambda f: (f.start, f.end)):
+                window = [i for i in window if f.start - res[i].start <= gap]
+                i = next((i for i in window if abs(f.end - res[i].end) <= gap), None)
+                if i is None:
+                    window.append(len(res))
+                    res.append(f)
+                else:
+                    res[i] = _combine(res[i], f, rule)
+        return res
+
+    def across_rules(items: list[Finding]) -> list[Finding]:
+        rank = {r: i for i, r in enumerate(RULE_ORDER)}
+        res: list[Finding] = []
+        open_: list[int] = []  # findings that have not ended before the current one starts
+        for f in sorted(items, key=lambda f: (f.start, f.end)):
+            open_ = [i for i in open_ if res[i].end >= f.start]
+            cols = set(f.columns)
+            i = next((i for i in open_ if cols & set(res[i].columns)), None) if cols else None
+            if i is None:
+                open_.append(len(res))
+                res.append(f)
             else:
-                active.append(f)
-            done = [m for m in active if m.end + event_gap < f.start]
-            merged += done
-            active = [m for m in active if m not in done]
-        merged += active
-    # across rules: overlapping findings that share a column are one event
-    rank = {r: i for i, r in enumerate(RULE_ORDER)}
-    groups: list[Finding] = []
-    for f in sorted(merged, key=lambda f: (f.start, f.end)):
-        for i, m in enumerate(groups):
-            if f.columns and set(f.columns) & set(m.columns) and f.start <= m.end and f.end >= m.start:
-                rule = min((m.rule, f.rule), key=lambda r: rank.get(r, len(rank)))
-                groups[i] = _combine(m, f, rule)
-                break
-        else:
-            groups.append(f)
-    out += groups
-    for i, f in enumerate(out):
-        out[i] = replace(f, message=message(f))
+                rule = min((res[i].rule, f.rule), key=lambda r: rank.get(r, len(rank)))
+                res[i] = _combine(res[i], f, rule)
+        return res
+
+    out: list[Finding] = [f for f in found if f.rule == "gap"]
+    rest = [f for f in found if f.rule != "gap"]
+    if rest:
+        out += across_rules(fragments(alike(fragments(rest))))
+    out = [replace(f, message=message(f)) for f in out]
     return sorted(out, key=lambda f: (f.start, f.rule, f.columns))
 
 
