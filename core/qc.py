@@ -803,8 +803,8 @@ RULE_TEXT = {
     "gap": "no records",
     "duplicates": "records with a repeated timestamp",
 }
-#: When findings of several rules cover one sensor at once, the merged finding takes the
-#: first of these rules (the likeliest cause).
+#: When findings of several rules cover one sensor at once for as long, the merged finding
+#: takes the first of these rules (the likeliest cause).
 RULE_ORDER = ("icing", "dead", "flat_line", "gross_range", "spike", "rate_of_change", "pair_ratio", "duplicates")
 _COMPASS = {p: i * 22.5 for i, p in enumerate(
     ("N", "NNE", "NE", "ENE", "E", "ESE", "SE", "SSE", "S", "SSW", "SW", "WSW", "W", "WNW", "NW", "NNW"))}
@@ -1076,9 +1076,9 @@ def _spans(m: dict[str, Any], raw: Mapping, cfg: CheckConfig) -> tuple[Span, Spa
 def _merge(found: list[Finding], gap_s: float, event_gap_s: float | None = None) -> list[Finding]:
     """One finding per event: join fragments of one rule on the same columns (at most
     ``gap_s`` apart, or up to ``event_gap_s`` when a fragment is at least as long as the
-    pause), merge findings of one rule over about the same period across columns, then
-    findings of different rules that overlap on a sensor (the merged one takes the rule first
-    in :data:`RULE_ORDER`).
+    pause), merge findings of different rules that overlap on a sensor (the merged one takes
+    the rule that found most of its time; on a par, the first in :data:`RULE_ORDER`), then
+    findings of one rule over about the same period across sensors.
 
     Gaps are kept apart: a lone record between two gaps is data, not "no records".
     Each pass sorts once and compares a finding only with the recent ones it could join.
@@ -1121,6 +1121,7 @@ def _merge(found: list[Finding], gap_s: float, event_gap_s: float | None = None)
     def across_rules(items: list[Finding]) -> list[Finding]:
         rank = {r: i for i, r in enumerate(RULE_ORDER)}
         res: list[Finding] = []
+        spans: list[dict[str, timedelta]] = []  # per merged finding: time found by each rule
         open_: list[int] = []  # findings that have not ended before the current one starts
         for f in sorted(items, key=lambda f: (f.start, f.end)):
             open_ = [i for i in open_ if res[i].end >= f.start]
@@ -1129,15 +1130,18 @@ def _merge(found: list[Finding], gap_s: float, event_gap_s: float | None = None)
             if i is None:
                 open_.append(len(res))
                 res.append(f)
+                spans.append({f.rule: f.end - f.start})
             else:
-                rule = min((res[i].rule, f.rule), key=lambda r: rank.get(r, len(rank)))
+                spans[i][f.rule] = spans[i].get(f.rule, timedelta(0)) + (f.end - f.start)
+                # the rule that found most of it; on a par, the likelier cause
+                rule = max(spans[i], key=lambda r: (spans[i][r], -rank.get(r, len(rank))))
                 res[i] = _combine(res[i], f, rule)
         return res
 
     out: list[Finding] = [f for f in found if f.rule == "gap"]
     rest = [f for f in found if f.rule != "gap"]
-    if rest:
-        out += across_rules(fragments(alike(fragments(rest))))
+    if rest:  # per sensor first, then sensors alike in time (one event over several sensors)
+        out += alike(fragments(across_rules(fragments(rest))))
     out = [replace(f, message=message(f)) for f in out]
     return sorted(out, key=lambda f: (f.start, f.rule, f.columns))
 

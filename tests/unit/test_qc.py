@@ -4,9 +4,11 @@ documented faults, then speed on six years of 80 channels."""
 from __future__ import annotations
 
 import doctest
+import io
 import re
 import time
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -433,6 +435,33 @@ def test_every_fault_of_the_generated_mast_is_found_with_few_false_suggestions()
 
 def _dt(x: np.datetime64) -> datetime:
     return x.astype("datetime64[us]").item()
+
+
+# --- acceptance: brightwind's demo mast (real data) against its cleaning file ---------------
+
+
+def test_the_sensors_brightwinds_cleaning_file_calls_invalid_are_found_from_their_first_hour() -> None:
+    """Real 10-minute data: brightwind's demo mast, whose cleaning file marks three sensors
+    invalid from a moment on (a vane at 58 m, a vane at 78 m, the 80 m S cup reading 0)."""
+    import lzma
+
+    import pandas as pd
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    df = pd.read_csv(io.BytesIO(lzma.decompress((data / "generic" / "demo_data.csv.xz").read_bytes())),
+                     encoding="utf-8-sig")
+    t = pd.to_datetime(df.pop("Timestamp")).to_numpy().astype("datetime64[us]")
+    cols = {c: df[c].to_numpy(float) for c in df.columns}
+    meta = {c: qc_runner.channel_meta({"column_name": c, "unit": "", "statistic": "unknown",
+                                       "measurement_point_id": None}) for c in cols}
+    found = qc.run_station_checks(t, cols, meta)
+    cleaning = pd.read_csv(data / "brightwind" / "demo_cleaning_file.csv")
+    for row in cleaning[cleaning["Reason"] == "Invalid"].itertuples():
+        start = pd.Timestamp(row.Start).to_pydatetime()
+        hits = [f for f in found if row.Sensor in f.columns and abs(f.start - start) <= timedelta(hours=1)
+                and f.end - f.start > timedelta(days=30)]
+        assert len(hits) == 1 and hits[0].rule == "flat_line", (row, [f for f in found if row.Sensor in f.columns][-5:])
+        assert set(hits[0].columns) <= {c for c in cols if c.startswith(row.Sensor)}  # that sensor alone
 
 
 # --- acceptance: the demo year --------------------------------------------------------------
