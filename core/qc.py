@@ -842,9 +842,9 @@ def run_station_checks(times: Any, columns: Mapping[str, Any], meta: Mapping[str
     Sensor-level findings name all columns of the sensor (same type, height and
     orientation). One event on one sensor gives one finding: runs of one rule closer than
     ``merge_gap_s`` are joined (``event_gap_s`` for fragments of the same columns), findings
-    of one rule over about the same period are merged across columns, and findings of
-    different rules that overlap on a sensor are merged under the rule first in
-    :data:`RULE_ORDER`.
+    of different rules that overlap on a sensor are merged under the rule that found most of
+    the time (on a par, the first in :data:`RULE_ORDER`), and findings of one rule over about
+    the same period are merged across sensors.
 
     Returns
     -------
