@@ -115,6 +115,7 @@ class CheckConfig:
         "air_pressure": (3.0, 5.0),  # hPa
         "vertical_wind_speed": (4.0, 6.0),  # m/s
     })
+    spike_noise_k: float = 8.0  # ... and never below 8 x the column's median deviation (noise, not spikes)
     spike_min_wind: float = 3.0  # m/s; wind direction spikes are judged only in a wind this strong
     rate_of_change: Mapping[str, float] = field(default_factory=lambda: {
         "wind_speed": 12.0,  # m/s per 10 minutes between two records of averages
@@ -340,7 +341,7 @@ def flat_line(values: Any, times: Any, tolerance: float, suspect_steps: int,
 
 
 def spike(values: Any, suspect_threshold: float, fail_threshold: float, *, circular: bool = False,
-          peaks_only: bool = False) -> np.ndarray:
+          peaks_only: bool = False, noise_k: float | None = None) -> np.ndarray:
     """Flag spikes: ``|v[i] - (v[i-1] + v[i+1]) / 2|`` above a threshold (QARTOD spike test).
 
     Parameters
@@ -353,6 +354,8 @@ def spike(values: Any, suspect_threshold: float, fail_threshold: float, *, circu
     peaks_only : flag a record only where its deviation is at least its neighbours' (a spike
         of height h makes its neighbours deviate by h/2; this leaves them out) and, for
         values that do not wrap, more than its neighbours differ (a step is not a spike).
+    noise_k : raise both thresholds to ``noise_k`` times the series' median deviation when
+        that is more (a series noisy all along is not spiky).
 
     Returns
     -------
@@ -374,6 +377,9 @@ def spike(values: Any, suspect_threshold: float, fail_threshold: float, *, circu
     array([2, 4, 1, 2], dtype=uint8)
     >>> spike([10.0, 10.0, 16.0, 16.0], 2.5, 5.0, peaks_only=True)  # a step
     array([2, 1, 1, 2], dtype=uint8)
+    >>> noisy = [10.0, 14.0, 10.0, 14.0, 10.0, 14.0]
+    >>> spike(noisy, 2.5, 5.0), spike(noisy, 2.5, 5.0, noise_k=2.0)
+    (array([2, 3, 3, 3, 3, 2], dtype=uint8), array([2, 1, 1, 1, 1, 2], dtype=uint8))
     >>> spike([350.0, 170.0, 10.0, 20.0, 15.0], 60, 120, circular=True)  # 350 and 10 agree
     array([2, 4, 1, 1, 2], dtype=uint8)
     """
@@ -389,6 +395,9 @@ def spike(values: Any, suspect_threshold: float, fail_threshold: float, *, circu
                 dev = np.abs(x[1:-1] - (x[:-2] + x[2:]) / 2)
         inner = np.where(np.isnan(dev), NOT_EVALUATED, GOOD).astype(np.uint8)
         high = np.nan_to_num(dev, nan=0.0)
+        if noise_k is not None and np.isfinite(dev).any():
+            noise = noise_k * float(np.median(dev[np.isfinite(dev)]))
+            suspect_threshold, fail_threshold = max(suspect_threshold, noise), max(fail_threshold, noise)
         if peaks_only:
             peak = np.ones(high.size, dtype=bool)
             peak[1:] &= high[1:] >= high[:-1]
@@ -774,11 +783,17 @@ def periods(times: Any, flags: Any, interval_s: float, min_flag: int = SUSPECT,
     >>> len(periods(t, [1, 3, 4, 1, 3, 9], 600, merge_gap_steps=1)), periods(t, [1] * 6, 600)
     (1, [])
     """
-    t = _as_times(times)
+    starts, ends, worst = _period_arrays(_as_times(times), flags, interval_s, min_flag, merge_gap_steps)
+    return [(a, b, int(w)) for a, b, w in zip(starts, ends, worst)]
+
+
+def _period_arrays(t: np.ndarray, flags: Any, interval_s: float, min_flag: int = SUSPECT,
+                   merge_gap_steps: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`periods` as three arrays: starts, ends (datetime64[us]) and worst flags."""
     f = np.asarray(flags).ravel()
     sel = np.flatnonzero((f >= min_flag) & (f != MISSING))
     if not sel.size:
-        return []
+        return np.zeros(0, "datetime64[us]"), np.zeros(0, "datetime64[us]"), np.zeros(0, np.uint8)
     step = _td(interval_s)
     starts = t[sel]
     ends = starts + step
@@ -786,8 +801,27 @@ def periods(times: Any, flags: Any, interval_s: float, min_flag: int = SUSPECT,
     new[1:] = starts[1:] - ends[:-1] > merge_gap_steps * step
     first = np.flatnonzero(new)
     last = np.r_[first[1:], sel.size] - 1
-    worst = np.maximum.reduceat(f[sel], first)
-    return [(starts[a], ends[b], int(w)) for a, b, w in zip(first, last, worst)]
+    return starts[first], ends[last], np.maximum.reduceat(f[sel], first)
+
+
+def _event_runs(starts: list[int], ends: list[int], worst: list[int], gap: int, event_gap: int
+                ) -> list[tuple[int, int, int]]:
+    """Join runs (sorted, in microseconds) into events: the next run joins when the pause is
+    at most ``gap``, or at most the longer run's length up to ``event_gap``.
+
+    >>> _event_runs([0, 10, 100, 400], [5, 60, 110, 410], [3, 4, 3, 3], gap=6, event_gap=60)
+    [(0, 110, 4), (400, 410, 3)]
+    """
+    out: list[tuple[int, int, int]] = []
+    cs, ce, cw = starts[0], ends[0], worst[0]
+    for s, e, w in zip(starts[1:], ends[1:], worst[1:]):
+        if s <= ce + min(event_gap, max(gap, e - s, ce - cs)):
+            ce, cw = max(ce, e), max(cw, w)
+        else:
+            out.append((cs, ce, cw))
+            cs, ce, cw = s, e, w
+    out.append((cs, ce, cw))
+    return out
 
 
 # --- a whole station --------------------------------------------------------------------------
@@ -866,10 +900,15 @@ def run_station_checks(times: Any, columns: Mapping[str, Any], meta: Mapping[str
     step_s = float(interval_s or _interval_s(t) or 600.0)
     found: list[Finding] = []
 
+    gap_us, event_us = int(cfg.merge_gap_s * 1e6), int(max(cfg.merge_gap_s, cfg.event_gap_s) * 1e6)
+
     def add(rule: str, cols: tuple[str, ...], flags: np.ndarray) -> None:
-        gap_steps = int(cfg.merge_gap_s // step_s)
-        for a, b, worst in periods(t, flags, step_s, merge_gap_steps=gap_steps):
-            found.append(Finding(rule, cols, _dt(a), _dt(b), SEVERITY[min(worst, FAIL)], ""))
+        a, b, w = _period_arrays(t, flags, step_s, merge_gap_steps=int(cfg.merge_gap_s // step_s))
+        if a.size:  # fragments of one event joined here, on plain numbers (data failing often gives many)
+            for s, e, worst in _event_runs(a.astype(np.int64).tolist(), b.astype(np.int64).tolist(), w.tolist(),
+                                           gap_us, event_us):
+                found.append(Finding(rule, cols, _EPOCH + timedelta(microseconds=s),
+                                     _EPOCH + timedelta(microseconds=e), SEVERITY[min(worst, FAIL)], ""))
 
     def steps(seconds: float) -> int:
         return max(2, int(round(seconds / step_s)))
@@ -920,7 +959,8 @@ def run_station_checks(times: Any, columns: Mapping[str, Any], meta: Mapping[str
     cups = find("wind_speed", "avg")
     for mtype, (suspect, fail) in cfg.spike.items():
         for name in find(mtype, "avg"):
-            flags = spike(work[name], suspect, fail, circular=mtype == "wind_direction", peaks_only=True)
+            flags = spike(work[name], suspect, fail, circular=mtype == "wind_direction", peaks_only=True,
+                          noise_k=cfg.spike_noise_k)
             if mtype == "wind_direction" and cups:  # a light wind turns any way it likes
                 cup = min(cups, key=lambda c: abs((info[c]["height"] or 0) - (info[name]["height"] or 0)))
                 with np.errstate(invalid="ignore"):
@@ -1046,6 +1086,9 @@ def _blame(work: Mapping[str, np.ndarray], a: str, b: str, others: Mapping[float
     return "a" if ca >= 2 * cb else "b" if cb >= 2 * ca else "both"
 
 
+_EPOCH = datetime(1970, 1, 1)
+
+
 def _dt(value: np.datetime64) -> datetime:
     return value.astype("datetime64[us]").item()
 
@@ -1122,16 +1165,19 @@ def _merge(found: list[Finding], gap_s: float, event_gap_s: float | None = None)
         rank = {r: i for i, r in enumerate(RULE_ORDER)}
         res: list[Finding] = []
         spans: list[dict[str, timedelta]] = []  # per merged finding: time found by each rule
+        colsets: list[frozenset[str]] = []
         open_: list[int] = []  # findings that have not ended before the current one starts
         for f in sorted(items, key=lambda f: (f.start, f.end)):
             open_ = [i for i in open_ if res[i].end >= f.start]
-            cols = set(f.columns)
-            i = next((i for i in open_ if cols & set(res[i].columns)), None) if cols else None
+            cols = frozenset(f.columns)
+            i = next((i for i in open_ if not cols.isdisjoint(colsets[i])), None) if cols else None
             if i is None:
                 open_.append(len(res))
                 res.append(f)
+                colsets.append(cols)
                 spans.append({f.rule: f.end - f.start})
             else:
+                colsets[i] |= cols
                 spans[i][f.rule] = spans[i].get(f.rule, timedelta(0)) + (f.end - f.start)
                 # the rule that found most of it; on a par, the likelier cause
                 rule = max(spans[i], key=lambda r: (spans[i][r], -rank.get(r, len(rank))))
