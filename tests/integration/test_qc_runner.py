@@ -129,7 +129,8 @@ def test_checking_again_changes_nothing(checked):
 @pytest.fixture
 def stuck_files(tmp_path: Path) -> list[Path]:
     """Five days of Ballymore Hill around the seized 60 m SW anemometer."""
-    paths = demo.generate(tmp_path, start=date(2025, 4, 7), days=5)
+    stuck = next(f for f in demo.FAULTS if f.kind == "stuck")
+    paths = demo.generate(tmp_path, start=stuck.start.date() - timedelta(days=1), days=5)
     return [p for p in paths if p.parent.name == "ballymore-hill"]
 
 
@@ -184,7 +185,8 @@ def test_long_ranges_are_read_in_blocks_and_joined(conn, settings, stuck_files, 
 
 def test_a_gap_before_the_checked_file_is_found(conn, settings, tmp_path):
     gap = next(f for f in demo.FAULTS if f.kind == "gap")
-    paths = [p for p in demo.generate(tmp_path, start=date(2025, 7, 21), days=5) if p.parent.name == "kestrel-ridge"]
+    slug = next(s.slug for s in demo.STATIONS if s.name == gap.station)
+    paths = [p for p in demo.generate(tmp_path, start=gap.start.date() - timedelta(days=1), days=5) if p.parent.name == slug]
     rows = import_files(conn, paths, "Mast K", settings)
     st = flags.station_row(conn, "Mast K")
     last = rows[-1]  # the file after the gap: its own range has no gap, the station's has
