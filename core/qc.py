@@ -100,11 +100,32 @@ class CheckConfig:
         default_factory=lambda: {"wind_speed": 0.05, "wind_direction": 0.1})  # m/s, deg
     icing_suspect_s: float = 3600.0
     icing_fail_s: float = 3 * 3600.0
-    pair_window_s: float = 6 * 3600.0  # rolling window of the boom-pair ratio
-    pair_threshold: float = 0.1  # relative drift from the long-term ratio (0.1 = 10 %)
-    pair_min_speed: float = 3.0  # m/s; both cups above this count towards the ratio
+    pair_threshold: float = 0.02  # smallest relative drift of a boom pair's ratio (2 %)
+    pair_spread_k: float = 5.0  # ... or this many times the pair's own spread (scaled MAD), if more
+    pair_max_threshold: float = 0.1  # ... but never more than 10 %
+    pair_min_speed: float = 4.0  # m/s; both cups above this count towards the ratio
+    pair_reference_days: int = 14  # good days before a day that make its reference ratio
+    pair_window_s: float = 12 * 3600.0  # rolling ratio that places a drift's edges
+    pair_wake_deg: float = 30.0  # leave out records with the wind this close to behind a boom
+    spike: Mapping[str, tuple[float, float]] = field(default_factory=lambda: {
+        "wind_speed": (8.0, 12.0),  # m/s, (suspect, fail) deviation from the neighbours' mean
+        "wind_direction": (120.0, 150.0),  # deg, circular; neighbours within 120 deg of each other
+        "air_temperature": (3.0, 5.0),  # deg C
+        "relative_humidity": (15.0, 25.0),  # %
+        "air_pressure": (3.0, 5.0),  # hPa
+        "vertical_wind_speed": (4.0, 6.0),  # m/s
+    })
+    spike_noise_k: float = 8.0  # ... and never below 8 x the column's median deviation (noise, not spikes)
+    spike_min_wind: float = 3.0  # m/s; wind direction spikes are judged only in a wind this strong
+    rate_of_change: Mapping[str, float] = field(default_factory=lambda: {
+        "wind_speed": 12.0,  # m/s per 10 minutes between two records of averages
+        "air_temperature": 5.0,  # deg C per 10 minutes
+        "relative_humidity": 30.0,  # % per 10 minutes
+        "air_pressure": 5.0,  # hPa per 10 minutes
+    })
     dead_s: float = 12 * 3600.0  # NaN (or constant) this long: dead sensor
     dead_constant_types: tuple[str, ...] = ("air_temperature", "air_pressure")
+    event_gap_s: float = 6 * 3600.0  # fragments of one event on one sensor this close are one finding
     merge_gap_s: float = 3600.0  # flagged runs this close are one finding
 
 
@@ -155,18 +176,37 @@ def _interval_s(t: np.ndarray) -> float | None:
     return float(np.median(d)) if d.size else None
 
 
+_last_breaks: list = [None, None]  # (times array, its breaks): the checks of one station share them
+
+
 def _breaks(times: Any, n: int) -> np.ndarray:
-    """``out[i]`` is True when record ``i`` does not follow ``i - 1`` by the usual step."""
+    """``out[i]`` is True when record ``i`` does not follow ``i - 1`` by the usual step.
+
+    The result for the last ``times`` array seen is kept (the checks of a station all ask for
+    the same one); callers must not change the array in place between calls, nor the result.
+    """
     out = np.zeros(n, dtype=bool)
     if times is None or n < 2:
         return out
+    if _last_breaks[0] is times and _last_breaks[1].size == n:
+        return _last_breaks[1]
     t = _as_times(times)
     if t.size != n:
         raise ValueError(f"times has {t.size} entries but values has {n}")
     step = _interval_s(t)
     d = np.diff(t) / np.timedelta64(1, "s")
     out[1:] = (d <= 0) | (d > 1.5 * (step or 0.0))
+    if isinstance(times, np.ndarray):
+        out.flags.writeable = False
+        _last_breaks[:] = [times, out]
     return out
+
+
+def _median(values: list[float]) -> float:
+    """The median of a short list of floats (faster than numpy for a handful of values)."""
+    v = sorted(values)
+    k = len(v)
+    return v[k // 2] if k % 2 else (v[k // 2 - 1] + v[k // 2]) / 2
 
 
 def _run_lengths(mask: np.ndarray, breaks: np.ndarray | None = None) -> np.ndarray:
@@ -300,13 +340,22 @@ def flat_line(values: Any, times: Any, tolerance: float, suspect_steps: int,
     return flags
 
 
-def spike(values: Any, suspect_threshold: float, fail_threshold: float) -> np.ndarray:
+def spike(values: Any, suspect_threshold: float, fail_threshold: float, *, circular: bool = False,
+          peaks_only: bool = False, noise_k: float | None = None) -> np.ndarray:
     """Flag spikes: ``|v[i] - (v[i-1] + v[i+1]) / 2|`` above a threshold (QARTOD spike test).
 
     Parameters
     ----------
     values : array of float (NaN = missing), evenly spaced.
     suspect_threshold, fail_threshold : largest normal deviation, in the unit of values.
+    circular : values are angles in degrees (wind direction): differences wrap at 360, and
+        a record is judged only when its neighbours agree within ``suspect_threshold``
+        (in a turning light wind the neighbours of a record need not agree at all).
+    peaks_only : flag a record only where its deviation is at least its neighbours' (a spike
+        of height h makes its neighbours deviate by h/2; this leaves them out) and, for
+        values that do not wrap, more than its neighbours differ (a step is not a spike).
+    noise_k : raise both thresholds to ``noise_k`` times the series' median deviation when
+        that is more (a series noisy all along is not spiky).
 
     Returns
     -------
@@ -324,15 +373,41 @@ def spike(values: Any, suspect_threshold: float, fail_threshold: float) -> np.nd
     array([2, 1, 1, 4, 1, 2, 9, 2], dtype=uint8)
     >>> spike([], 1.0, 2.0)
     array([], dtype=uint8)
+    >>> spike([10.0, 16.0, 10.0, 11.0], 2.5, 5.0, peaks_only=True)
+    array([2, 4, 1, 2], dtype=uint8)
+    >>> spike([10.0, 10.0, 16.0, 16.0], 2.5, 5.0, peaks_only=True)  # a step
+    array([2, 1, 1, 2], dtype=uint8)
+    >>> noisy = [10.0, 14.0, 10.0, 14.0, 10.0, 14.0]
+    >>> spike(noisy, 2.5, 5.0), spike(noisy, 2.5, 5.0, noise_k=2.0)
+    (array([2, 3, 3, 3, 3, 2], dtype=uint8), array([2, 1, 1, 1, 1, 2], dtype=uint8))
+    >>> spike([350.0, 170.0, 10.0, 20.0, 15.0], 60, 120, circular=True)  # 350 and 10 agree
+    array([2, 4, 1, 1, 2], dtype=uint8)
     """
     x = _floats(values)
     flags = np.full(x.size, NOT_EVALUATED, dtype=np.uint8)
     if x.size >= 3:
         with np.errstate(invalid="ignore"):
-            dev = np.abs(x[1:-1] - (x[:-2] + x[2:]) / 2)
+            if circular:
+                spread = (x[2:] - x[:-2] + 180.0) % 360.0 - 180.0
+                dev = np.abs((x[1:-1] - (x[:-2] + spread / 2) + 180.0) % 360.0 - 180.0)
+                dev[np.abs(spread) > suspect_threshold] = 0.0
+            else:
+                dev = np.abs(x[1:-1] - (x[:-2] + x[2:]) / 2)
         inner = np.where(np.isnan(dev), NOT_EVALUATED, GOOD).astype(np.uint8)
-        inner[dev > suspect_threshold] = SUSPECT
-        inner[dev > fail_threshold] = FAIL
+        high = np.nan_to_num(dev, nan=0.0)
+        if noise_k is not None and np.isfinite(dev).any():
+            noise = noise_k * float(np.median(dev[np.isfinite(dev)]))
+            suspect_threshold, fail_threshold = max(suspect_threshold, noise), max(fail_threshold, noise)
+        if peaks_only:
+            peak = np.ones(high.size, dtype=bool)
+            peak[1:] &= high[1:] >= high[:-1]
+            peak[:-1] &= high[:-1] >= high[1:]
+            if not circular:  # a step is not a spike: its neighbours differ by twice its deviation
+                with np.errstate(invalid="ignore"):
+                    peak &= ~(np.abs(x[2:] - x[:-2]) >= high)
+            high = np.where(peak, high, 0.0)
+        inner[high > suspect_threshold] = SUSPECT
+        inner[high > fail_threshold] = FAIL
         flags[1:-1] = inner
     flags[np.isnan(x)] = MISSING
     return flags
@@ -477,72 +552,148 @@ def icing(temperature: Any, wind_speed_sd: Any, wind_speed_avg: Any = None, *,
     return flags
 
 
-def pair_ratio_drift(a: Any, b: Any, times: Any, window_steps: int, threshold: float,
-                     min_speed: float, *, direction: Any = None, sector_deg: float = 30.0,
-                     min_valid: int | None = None) -> np.ndarray:
-    """Flag a drifting ratio of two anemometers at the same height (failing or iced cup).
+def pair_ratio_drift(a: Any, b: Any, times: Any, threshold: float = 0.02, min_speed: float = 4.0, *,
+                     exclude: Any = None, reference_days: int = 14, spread_k: float = 5.0,
+                     max_threshold: float = 0.1, window_steps: int = 72, min_day_records: int = 18,
+                     confirm_days: int = 2, new_normal_days: int = 45) -> np.ndarray:
+    """Flag a drifting ratio of two anemometers at the same height (a cup slowing down).
 
-    The ratio ``sum(a) / sum(b)`` over a centred window of ``window_steps`` records
-    (counting only records with both above ``min_speed``) is compared with the long-term
-    median of ``a / b``; where it differs by more than ``threshold`` (0.1 = 10 %) the
-    record is SUSPECT. The check cannot say which cup is wrong: flag both.
+    The ratio ``a / b`` (records with both cups above ``min_speed`` and not in ``exclude``,
+    e.g. a cup in the mast's wake) is summed up per UTC day as its median. Days are judged in
+    order against a **preceding** reference: the median of the last ``reference_days`` good
+    days (a day that deviates is not added to it, so a drift cannot become its own baseline).
+    A day deviates when its median differs from the reference by more than the pair's own
+    spread (``spread_k`` x the scaled MAD of the reference days, or of the day-to-day changes
+    of the whole series if more), at least ``threshold`` and at most ``max_threshold``. ``confirm_days`` deviating days in a row are a drift; its edges are
+    then placed to the record with a centred ``window_steps`` rolling ratio (half the
+    threshold). The check cannot say which cup is wrong (see :func:`run_station_checks`).
 
     Parameters
     ----------
-    a, b : wind speed averages of the two booms, m/s.
-    times : datetime64 array or None; windows do not reach across a gap.
-    window_steps : records in the rolling window. threshold : relative drift.
-    min_speed : m/s; slower records are left out of the ratios.
-    direction : wind direction avg (deg), optional: the long-term ratio is then taken per
-        ``sector_deg`` sector, so tower shadow in a turning wind is not mistaken for drift.
-    min_valid : records a window needs to be judged (default a quarter of the window).
+    a, b : wind speed averages of the two booms, m/s (NaN = missing or masked).
+    times : datetime64 array, increasing (period starts).
+    threshold : the smallest relative deviation that counts (0.02 = 2 %).
+    min_speed : m/s; slower records are left out (cups disagree more in light wind).
+    exclude : bool array, records to leave out (wake sectors), optional.
+    reference_days : good days in the reference. The first days of the data seed it.
+    new_normal_days : after this many deviating days in a row the ratio is taken as the new
+        normal (a replaced or recalibrated cup) and the reference starts again.
 
     Returns
     -------
-    uint8 array: 1 good, 2 not evaluated (too few valid records), 3 suspect, 9 missing.
+    uint8 array: 1 good, 2 not evaluated (no usable ratio that day), 3 suspect (drift),
+    9 missing.
 
     Examples
     --------
-    >>> a = np.array([8.0, 9.0, 10.0, 9.0, 8.0, 9.0, 10.0, 9.0])
-    >>> b = a * [1, 1, 1, 1, 1, 0.8, 0.8, 0.8]   # cup b slows down from record 5
-    >>> pair_ratio_drift(a, b, None, window_steps=3, threshold=0.1, min_speed=3)
-    array([1, 1, 1, 1, 1, 3, 3, 3], dtype=uint8)
-    >>> pair_ratio_drift([1.0, np.nan], [1.2, 1.0], None, 3, 0.1, 3)
-    array([2, 9], dtype=uint8)
+    Cup b reads 5 % low from day 20 of 30:
+
+    >>> t = np.datetime64("2025-01-01") + np.arange(30 * 144) * np.timedelta64(10, "m")
+    >>> a = 8 + 3 * np.sin(np.arange(t.size) / 40)
+    >>> b = a * np.where(np.arange(t.size) >= 20 * 144, 0.95, 1.0) * (1 + 0.004 * np.cos(np.arange(t.size)))
+    >>> flags = pair_ratio_drift(a, b, t)
+    >>> str(t[np.argmax(flags == SUSPECT)]), bool((flags[20 * 144 + 12:] == SUSPECT).all())
+    ('2025-01-21T01:10', True)
+    >>> bool((flags[:20 * 144 - 36] == GOOD).all())
+    True
     """
     x, y = _floats(a), _floats(b)
     n = x.size
     if y.size != n:
         raise ValueError("a and b must have the same length")
     flags = np.full(n, NOT_EVALUATED, dtype=np.uint8)
-    valid = (x > min_speed) & (y > min_speed)
-    if valid.any():
-        ratio = np.divide(x, y, out=np.ones(n), where=valid)
-        overall = np.median(ratio[valid])
-        expected = np.full(n, overall)
-        if direction is not None:
-            d = _floats(direction)
-            nsec = int(np.ceil(360 / sector_deg))
-            sector = (np.nan_to_num(d, nan=0.0) % 360 // sector_deg).astype(np.intp)
-            usable = valid & ~np.isnan(d)
-            s, r = sector[usable], ratio[usable]
-            table = np.full(nsec + 1, overall)
-            for k in np.flatnonzero(np.bincount(s, minlength=nsec) >= 100):
-                table[k] = np.median(r[s == k])
-            expected = np.where(np.isnan(d), overall, table[sector])
+    missing = np.isnan(x) | np.isnan(y)
+    if not n:
+        return flags
+    t = _as_times(times)
+    if t.size != n:
+        raise ValueError(f"times has {t.size} entries but values has {n}")
+    with np.errstate(invalid="ignore"):
+        valid = (x > min_speed) & (y > min_speed)
+    if exclude is not None:
+        valid &= ~np.asarray(exclude, dtype=bool)
+    ratio = np.divide(x, y, out=np.ones(n), where=valid)
+    day = ((t - t[0].astype("datetime64[D]")) // np.timedelta64(1, "D")).astype(np.int64)
+    nd = int(day[-1]) + 1
+    idx = np.flatnonzero(valid)
+    counts = np.bincount(day[idx], minlength=nd)
+    order = np.lexsort((ratio[idx], day[idx]))
+    rs = ratio[idx][order]
+    first = np.r_[0, np.cumsum(counts)[:-1]]
+    has = counts > 0
+    med = np.full(nd, np.nan)
+    med[has] = (rs[first[has] + (counts[has] - 1) // 2] + rs[first[has] + counts[has] // 2]) / 2
+    usable = np.flatnonzero(counts >= min_day_records)
+    base = np.full(nd, np.nan)
+    thr = np.full(nd, np.nan)
+    bad = np.zeros(nd, dtype=bool)
+    medians = med.tolist()  # plain floats: the walk below is a Python loop over days
+    ref = [medians[d] for d in usable[:min(5, reference_days)]]
+    # the day-to-day scatter of the whole series, from differences of successive days: a
+    # drift's step is one difference among many, so it barely moves this
+    steps_ = np.abs(np.diff(med[usable]))
+    scatter = 1.4826 * float(np.median(steps_)) / np.sqrt(2) if steps_.size >= 5 else 0.0
+    streak: list[int] = []
+    for d in usable.tolist():
+        r = ref[-reference_days:]
+        m = _median(r)
+        spread = max(1.4826 * _median([abs(v - m) for v in r]), scatter / m)
+        th = min(max(threshold, spread_k * spread), max_threshold)
+        base[d], thr[d] = m, th
+        if abs(medians[d] / m - 1) > th:
+            bad[d] = True
+            streak.append(d)
+            if len(streak) >= new_normal_days:  # the new normal: start the reference again
+                ref, streak = [medians[k] for k in streak[-5:]], []
+        else:
+            ref.append(medians[d])
+            streak = []
+    judged = np.zeros(nd, dtype=bool)
+    judged[usable] = True
+    flags[judged[day]] = GOOD
+    # runs of deviating days (days without a usable ratio neither break nor extend a run)
+    runs: list[list[int]] = []
+    previous_bad = False
+    for d in usable:
+        if bad[d]:
+            if previous_bad:
+                runs[-1].append(d)
+            else:
+                runs.append([d])
+        previous_bad = bool(bad[d])
+    runs = [r for r in runs if len(r) >= confirm_days]
+    if runs:
+        filled = np.where(np.isnan(base), np.nan, base)
+        last = np.maximum.accumulate(np.where(np.isnan(filled), -1, np.arange(nd)))
+        base_r = np.where(last >= 0, filled[np.maximum(last, 0)], np.nan)[day]
+        thr_r = np.where(last >= 0, thr[np.maximum(last, 0)], np.nan)[day]
         lo, hi = _segments(_breaks(times, n))
         i = np.arange(n)
         lo = np.maximum(i - window_steps // 2, lo)
         hi = np.minimum(i - window_steps // 2 + window_steps, hi)
         ca = np.concatenate(([0.0], np.cumsum(np.where(valid, x, 0.0))))
-        cb = np.concatenate(([0.0], np.cumsum(np.where(valid, y * expected, 0.0))))
+        cb = np.concatenate(([0.0], np.cumsum(np.where(valid, y, 0.0))))
         cn = np.concatenate(([0], np.cumsum(valid)))
-        enough = cn[hi] - cn[lo] >= (max(1, window_steps // 4) if min_valid is None else min_valid)
-        drift = np.zeros(n)
-        drift[enough] = np.abs((ca[hi] - ca[lo])[enough] / (cb[hi] - cb[lo])[enough] - 1)
-        flags[enough] = GOOD
-        flags[enough & (drift > threshold)] = SUSPECT
-    flags[np.isnan(x) | np.isnan(y)] = MISSING
+        enough = cn[hi] - cn[lo] >= max(1, window_steps // 6)
+        dev = np.full(n, np.nan)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dev[enough] = np.abs((ca[hi] - ca[lo])[enough] / (cb[hi] - cb[lo])[enough] / base_r[enough] - 1)
+        day_start = np.searchsorted(day, np.arange(nd + 1))
+        for r in runs:
+            s0, e0 = day_start[r[0]], day_start[r[-1] + 1]
+            # the edges: where the rolling ratio is half way to the drift's own level (NaN, no
+            # usable ratio, is not calm: it neither starts nor ends a drift)
+            level = np.nanmedian(dev[s0:e0]) if np.isfinite(dev[s0:e0]).any() else 0.0
+            calm = dev <= np.maximum(thr_r / 2, level / 2)
+            w0 = day_start[max(r[0] - 1, 0)]
+            before = np.flatnonzero(calm[w0:day_start[min(r[0] + 1, nd)]])
+            s = w0 + before[-1] + 1 if before.size else w0
+            s = min(s, e0 - 1)
+            after = np.flatnonzero(calm[day_start[max(r[-1], 0)]:day_start[min(r[-1] + 2, nd)]])
+            e = day_start[r[-1]] + after[0] if after.size else day_start[min(r[-1] + 2, nd)]
+            e = max(e, s0 + 1, s + 1)
+            flags[s:e] = SUSPECT
+    flags[missing] = MISSING
     return flags
 
 
@@ -632,11 +783,17 @@ def periods(times: Any, flags: Any, interval_s: float, min_flag: int = SUSPECT,
     >>> len(periods(t, [1, 3, 4, 1, 3, 9], 600, merge_gap_steps=1)), periods(t, [1] * 6, 600)
     (1, [])
     """
-    t = _as_times(times)
+    starts, ends, worst = _period_arrays(_as_times(times), flags, interval_s, min_flag, merge_gap_steps)
+    return [(a, b, int(w)) for a, b, w in zip(starts, ends, worst)]
+
+
+def _period_arrays(t: np.ndarray, flags: Any, interval_s: float, min_flag: int = SUSPECT,
+                   merge_gap_steps: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`periods` as three arrays: starts, ends (datetime64[us]) and worst flags."""
     f = np.asarray(flags).ravel()
     sel = np.flatnonzero((f >= min_flag) & (f != MISSING))
     if not sel.size:
-        return []
+        return np.zeros(0, "datetime64[us]"), np.zeros(0, "datetime64[us]"), np.zeros(0, np.uint8)
     step = _td(interval_s)
     starts = t[sel]
     ends = starts + step
@@ -644,21 +801,47 @@ def periods(times: Any, flags: Any, interval_s: float, min_flag: int = SUSPECT,
     new[1:] = starts[1:] - ends[:-1] > merge_gap_steps * step
     first = np.flatnonzero(new)
     last = np.r_[first[1:], sel.size] - 1
-    worst = np.maximum.reduceat(f[sel], first)
-    return [(starts[a], ends[b], int(w)) for a, b, w in zip(first, last, worst)]
+    return starts[first], ends[last], np.maximum.reduceat(f[sel], first)
+
+
+def _event_runs(starts: list[int], ends: list[int], worst: list[int], gap: int, event_gap: int
+                ) -> list[tuple[int, int, int]]:
+    """Join runs (sorted, in microseconds) into events: the next run joins when the pause is
+    at most ``gap``, or at most the longer run's length up to ``event_gap``.
+
+    >>> _event_runs([0, 10, 100, 400], [5, 60, 110, 410], [3, 4, 3, 3], gap=6, event_gap=60)
+    [(0, 110, 4), (400, 410, 3)]
+    """
+    out: list[tuple[int, int, int]] = []
+    cs, ce, cw = starts[0], ends[0], worst[0]
+    for s, e, w in zip(starts[1:], ends[1:], worst[1:]):
+        if s <= ce + min(event_gap, max(gap, e - s, ce - cs)):
+            ce, cw = max(ce, e), max(cw, w)
+        else:
+            out.append((cs, ce, cw))
+            cs, ce, cw = s, e, w
+    out.append((cs, ce, cw))
+    return out
 
 
 # --- a whole station --------------------------------------------------------------------------
 
 RULE_TEXT = {
     "gross_range": "values outside the plausible range",
+    "spike": "a single value far from its neighbours (spike)",
+    "rate_of_change": "values changing faster than possible",
     "flat_line": "values unchanged (stuck sensor)",
     "icing": "sensor frozen in cold air (icing)",
-    "pair_ratio": "ratio of the two anemometers at this height drifted from its long-term value",
+    "pair_ratio": "ratio to the other anemometer at this height drifted from its preceding value",
     "dead": "sensor reports no data or one constant value",
     "gap": "no records",
     "duplicates": "records with a repeated timestamp",
 }
+#: When findings of several rules cover one sensor at once for as long, the merged finding
+#: takes the first of these rules (the likeliest cause).
+RULE_ORDER = ("icing", "dead", "flat_line", "gross_range", "spike", "rate_of_change", "pair_ratio", "duplicates")
+_COMPASS = {p: i * 22.5 for i, p in enumerate(
+    ("N", "NNE", "NE", "ENE", "E", "ESE", "SE", "SSE", "S", "SSW", "SW", "WSW", "W", "WNW", "NW", "NNW"))}
 
 
 def run_station_checks(times: Any, columns: Mapping[str, Any], meta: Mapping[str, Mapping],
@@ -671,18 +854,31 @@ def run_station_checks(times: Any, columns: Mapping[str, Any], meta: Mapping[str
     times : datetime64 array, the START of each period (any order; duplicates reported).
     columns : column name -> values (float, NaN = missing), each as long as ``times``.
     meta : column name -> ``{"measurement_type", "statistic", "height_m", "orientation"}``
-        as known, optionally ``unit``, ``fail_span``, ``suspect_span``. Columns without
-        meta only get the dead-sensor check.
+        as known (orientation in degrees or a compass point), optionally ``unit``,
+        ``fail_span``, ``suspect_span``. Columns without meta only get the dead-sensor check.
     interval_s : logging interval; default: the usual step of ``times``.
     config : thresholds (:class:`CheckConfig`).
 
-    Checks: gross range on every typed column; flat line on wind speed and direction
-    averages; icing on each anemometer and vane (with the air temperature nearest its
-    height); the ratio of each same-height anemometer pair; dead sensors (NaN, or a constant
-    for ``dead_constant_types``); gaps and duplicate timestamps. Sensor-level findings name
-    all columns of the sensor (same type, height and orientation). Runs closer than
-    ``merge_gap_s`` are merged, and findings of one rule over about the same period are
-    merged across columns, so one fault gives one or a few findings.
+    The checks run in this order, and each later check sees the values an earlier one
+    failed as missing (a sensor-level finding hides all the sensor's columns):
+
+    1. gross range on every typed column (FAIL values are hidden);
+    2. spike on averages of the types in ``config.spike`` (wind direction wraps at 360);
+    3. rate of change on averages of the types in ``config.rate_of_change``;
+    4. dead sensors: NaN, or one constant for ``dead_constant_types`` (on the raw values);
+    5. icing on each anemometer and vane, with the air temperature nearest its height;
+    6. flat line on wind speed and direction averages (in warm air, or not iced);
+    7. the ratio of each same-height anemometer pair against its preceding reference
+       (:func:`pair_ratio_drift`, wake sectors left out when the booms' orientations and a
+       vane are known); the cup whose ratio to the other heights' cups moved is named alone;
+    8. gaps and duplicate timestamps.
+
+    Sensor-level findings name all columns of the sensor (same type, height and
+    orientation). One event on one sensor gives one finding: runs of one rule closer than
+    ``merge_gap_s`` are joined (``event_gap_s`` for fragments of the same columns), findings
+    of different rules that overlap on a sensor are merged under the rule that found most of
+    the time (on a par, the first in :data:`RULE_ORDER`), and findings of one rule over about
+    the same period are merged across sensors.
 
     Returns
     -------
@@ -704,10 +900,15 @@ def run_station_checks(times: Any, columns: Mapping[str, Any], meta: Mapping[str
     step_s = float(interval_s or _interval_s(t) or 600.0)
     found: list[Finding] = []
 
+    gap_us, event_us = int(cfg.merge_gap_s * 1e6), int(max(cfg.merge_gap_s, cfg.event_gap_s) * 1e6)
+
     def add(rule: str, cols: tuple[str, ...], flags: np.ndarray) -> None:
-        gap_steps = int(cfg.merge_gap_s // step_s)
-        for a, b, worst in periods(t, flags, step_s, merge_gap_steps=gap_steps):
-            found.append(Finding(rule, cols, _dt(a), _dt(b), SEVERITY[min(worst, FAIL)], ""))
+        a, b, w = _period_arrays(t, flags, step_s, merge_gap_steps=int(cfg.merge_gap_s // step_s))
+        if a.size:  # fragments of one event joined here, on plain numbers (data failing often gives many)
+            for s, e, worst in _event_runs(a.astype(np.int64).tolist(), b.astype(np.int64).tolist(), w.tolist(),
+                                           gap_us, event_us):
+                found.append(Finding(rule, cols, _EPOCH + timedelta(microseconds=s),
+                                     _EPOCH + timedelta(microseconds=e), SEVERITY[min(worst, FAIL)], ""))
 
     def steps(seconds: float) -> int:
         return max(2, int(round(seconds / step_s)))
@@ -729,40 +930,74 @@ def run_station_checks(times: Any, columns: Mapping[str, Any], meta: Mapping[str
     for name, m in info.items():
         if m["type"]:
             sensors.setdefault(m["sensor"], []).append(name)
+    work = dict(data)  # what later checks see: failed values hidden (a column is copied when first hidden)
+    copied: set[str] = set()
 
     def sensor_cols(name: str) -> tuple[str, ...]:
         return tuple(sensors.get(info[name]["sensor"], [name]))
 
+    def hide(cols: tuple[str, ...], flags: np.ndarray, level: int = SUSPECT) -> None:
+        bad = (flags >= level) & (flags != MISSING)
+        if bad.any():
+            for c in cols:
+                if c not in copied:
+                    work[c] = work[c].copy()
+                    copied.add(c)
+                work[c][bad] = np.nan
+
     def find(mtype: str, stat: str) -> list[str]:
         return [c for c, m in info.items() if m["type"] == mtype and m["stat"] == stat]
 
-    # gross range
+    # 1. gross range
     for name, m in info.items():
         spans = _spans(m, meta.get(name) or {}, cfg)
         if spans is not None:
-            add("gross_range", (name,), gross_range(data[name], *spans))
-    # flat line
-    for mtype, tol in cfg.flat_tolerance.items():
+            flags = gross_range(data[name], *spans)
+            add("gross_range", (name,), flags)
+            hide((name,), flags, FAIL)
+    # 2. spikes, 3. rate of change (averages only: extremes and sd are spiky by nature)
+    cups = find("wind_speed", "avg")
+    for mtype, (suspect, fail) in cfg.spike.items():
         for name in find(mtype, "avg"):
-            add("flat_line", sensor_cols(name), flat_line(
-                data[name], t, tol, steps(cfg.flat_suspect_s), steps(cfg.flat_fail_s)))
-    # dead sensors
+            flags = spike(work[name], suspect, fail, circular=mtype == "wind_direction", peaks_only=True,
+                          noise_k=cfg.spike_noise_k)
+            if mtype == "wind_direction" and cups:  # a light wind turns any way it likes
+                cup = min(cups, key=lambda c: abs((info[c]["height"] or 0) - (info[name]["height"] or 0)))
+                with np.errstate(invalid="ignore"):
+                    flags[~(data[cup] >= cfg.spike_min_wind) & (flags >= SUSPECT)] = NOT_EVALUATED
+            add("spike", (name,), flags)
+            hide((name,), flags)
+    for mtype, per_10_min in cfg.rate_of_change.items():
+        for name in find(mtype, "avg"):
+            flags = rate_of_change(work[name], t, per_10_min / 600.0)
+            add("rate_of_change", (name,), flags)
+            hide((name,), flags)
+    # 4. dead sensors (on the raw values: a hidden value is not a missing one)
     for name, m in info.items():
         constant = m["type"] in cfg.dead_constant_types and m["stat"] == "avg"
         flags = dead(data[name], steps(cfg.dead_s), constant=constant)
-        add("dead", sensor_cols(name) if constant else (name,), flags)
-    # icing
+        cols = sensor_cols(name) if constant else (name,)
+        add("dead", cols, flags)
+        hide(cols, flags, FAIL)
+    # 5. icing
     temps = find("air_temperature", "avg")
     if temps:
         for mtype, sd_max in cfg.icing_sd_max.items():
             for name in find(mtype, "avg"):
                 sd = next((c for c in sensor_cols(name) if info[c]["stat"] == "sd"), None)
                 temp = min(temps, key=lambda c: abs((info[c]["height"] or 0) - (info[name]["height"] or 0)))
-                flags = icing(data[temp], data[sd] if sd else None, data[name], sd_max=sd_max,
+                flags = icing(data[temp], work[sd] if sd else None, work[name], sd_max=sd_max,
                               min_steps=steps(cfg.icing_suspect_s),
                               fail_steps=steps(cfg.icing_fail_s), times=t)
                 add("icing", sensor_cols(name), flags)
-    # boom pairs
+                hide(sensor_cols(name), flags)
+    # 6. flat line
+    for mtype, tol in cfg.flat_tolerance.items():
+        for name in find(mtype, "avg"):
+            flags = flat_line(work[name], t, tol, steps(cfg.flat_suspect_s), steps(cfg.flat_fail_s))
+            add("flat_line", sensor_cols(name), flags)
+            hide(sensor_cols(name), flags)
+    # 7. boom pairs
     vanes = find("wind_direction", "avg")
     by_height: dict[float, list[str]] = {}
     for name in find("wind_speed", "avg"):
@@ -774,15 +1009,84 @@ def run_station_checks(times: Any, columns: Mapping[str, Any], meta: Mapping[str
             for b in names[i + 1:]:
                 if info[a]["orientation"] == info[b]["orientation"]:
                     continue
-                flags = pair_ratio_drift(data[a], data[b], t, steps(cfg.pair_window_s),
-                                         cfg.pair_threshold, cfg.pair_min_speed,
-                                         direction=data[vane] if vane else None)
-                add("pair_ratio", sensor_cols(a) + sensor_cols(b), flags)
+                wake = None
+                degs = [_degrees(info[c]["orientation"]) for c in (a, b)]
+                if vane is not None and None not in degs:
+                    d = work[vane]
+                    wake = np.isnan(d)
+                    for deg in degs:
+                        wake |= np.abs((d - deg) % 360.0 - 180.0) < cfg.pair_wake_deg  # wind from behind the boom
+                flags = pair_ratio_drift(
+                    work[a], work[b], t, cfg.pair_threshold, cfg.pair_min_speed, exclude=wake,
+                    reference_days=cfg.pair_reference_days, spread_k=cfg.pair_spread_k,
+                    max_threshold=cfg.pair_max_threshold, window_steps=steps(cfg.pair_window_s),
+                    min_day_records=steps(3 * 3600.0))
+                others = {h: n for h, n in by_height.items() if h != height}
+                for lo, hi, worst in periods(t, flags, step_s, merge_gap_steps=int(cfg.merge_gap_s // step_s)):
+                    i0, i1 = np.searchsorted(t, lo), np.searchsorted(t, hi)
+                    who = _blame(work, a, b, others, height, i0, i1, steps(cfg.pair_reference_days * 86400.0),
+                                 cfg.pair_min_speed, wake)
+                    cols = sensor_cols(a) * (who != "b") + sensor_cols(b) * (who != "a")
+                    found.append(Finding("pair_ratio", cols, _dt(lo), _dt(hi), SEVERITY[min(worst, FAIL)], ""))
 
-    merged = _merge(found, cfg.merge_gap_s)
+    merged = _merge(found, cfg.merge_gap_s, cfg.event_gap_s)
     log.info("QC: %d findings (%d before merging) for %d columns x %d records in %.2f s",
              len(merged), len(found), len(data), t.size, time.perf_counter() - began)
     return merged
+
+
+def _degrees(orientation: Any) -> float | None:
+    """A boom orientation in degrees, from a number or a compass point (``NE``)."""
+    if orientation is None:
+        return None
+    if isinstance(orientation, str):
+        return _COMPASS.get(orientation.strip().upper())
+    try:
+        return float(orientation)
+    except (TypeError, ValueError):
+        return None
+
+
+def _blame(work: Mapping[str, np.ndarray], a: str, b: str, others: Mapping[float, list[str]], height: float,
+           i0: int, i1: int, ref_steps: int, min_speed: float, wake: np.ndarray | None) -> str:
+    """Which cup of a drifting pair moved: ``"a"``, ``"b"`` or ``"both"`` (cannot tell).
+
+    Each cup is compared with the wind predicted at its height from the pairs at the two
+    nearest other heights (power law; one other height: its wind), over the drift and over
+    the ``ref_steps`` records before it; the cup whose ratio changed at least twice as much
+    as the other's is the one.
+    """
+    near = sorted(others, key=lambda h: abs(h - height))[:2]
+    if not near:
+        return "both"
+    with np.errstate(invalid="ignore", divide="ignore", all="ignore"):
+        means = []
+        for h in near:
+            stack = np.vstack([work[c] for c in others[h]])
+            count = np.sum(~np.isnan(stack), axis=0)
+            means.append(np.where(count > 0, np.nansum(stack, axis=0) / np.maximum(count, 1), np.nan))
+        if len(near) == 2:
+            alpha = np.log(means[0] / means[1]) / np.log(near[0] / near[1])
+            pred = means[0] * (height / near[0]) ** np.clip(alpha, -0.2, 0.6)
+        else:
+            pred = means[0]
+        x, y = work[a], work[b]
+        ok = (x > min_speed) & (y > min_speed) & (pred > min_speed)
+        if wake is not None:
+            ok &= ~wake
+        changes = []
+        r0 = max(0, i0 - ref_steps)
+        for v in (x, y):
+            now, before = ok[i0:i1], ok[r0:i0]
+            if now.sum() < 36 or before.sum() < 36:
+                return "both"
+            changes.append(np.median(v[i0:i1][now] / pred[i0:i1][now])
+                           / np.median(v[r0:i0][before] / pred[r0:i0][before]) - 1)
+    ca, cb = abs(changes[0]), abs(changes[1])
+    return "a" if ca >= 2 * cb else "b" if cb >= 2 * ca else "both"
+
+
+_EPOCH = datetime(1970, 1, 1)
 
 
 def _dt(value: np.datetime64) -> datetime:
@@ -812,33 +1116,86 @@ def _spans(m: dict[str, Any], raw: Mapping, cfg: CheckConfig) -> tuple[Span, Spa
     return (r.sd_fail, r.sd_suspect) if m["stat"] == "sd" else (r.fail, r.suspect)
 
 
-def _merge(found: list[Finding], gap_s: float) -> list[Finding]:
-    """Merge findings of one rule that touch (same columns) or cover about the same period.
+def _merge(found: list[Finding], gap_s: float, event_gap_s: float | None = None) -> list[Finding]:
+    """One finding per event: join fragments of one rule on the same columns (at most
+    ``gap_s`` apart, or up to ``event_gap_s`` when a fragment is at least as long as the
+    pause), merge findings of different rules that overlap on a sensor (the merged one takes
+    the rule that found most of its time; on a par, the first in :data:`RULE_ORDER`), then
+    findings of one rule over about the same period across sensors.
 
     Gaps are kept apart: a lone record between two gaps is data, not "no records".
+    Each pass sorts once and compares a finding only with the recent ones it could join.
     """
     gap = timedelta(seconds=gap_s)
-    out: list[Finding] = [f for f in found if f.rule == "gap"]
-    for rule in dict.fromkeys(f.rule for f in found if f.rule != "gap"):
-        active: list[Finding] = []
-        for f in sorted((f for f in found if f.rule == rule), key=lambda f: (f.start, f.end)):
-            for i, m in enumerate(active):
-                same = f.columns == m.columns and f.start <= m.end + gap
-                alike = abs(f.start - m.start) <= gap and abs(f.end - m.end) <= gap
-                if same or alike:
-                    cols = tuple(dict.fromkeys(m.columns + f.columns))
-                    sev = "fail" if "fail" in (m.severity, f.severity) else "suspect"
-                    active[i] = replace(m, columns=cols, end=max(m.end, f.end), severity=sev)
-                    break
+    event_gap = timedelta(seconds=max(gap_s, event_gap_s or gap_s))
+
+    def fragments(items: list[Finding]) -> list[Finding]:
+        groups: dict[tuple, list[Finding]] = {}
+        for f in items:
+            groups.setdefault((f.rule, f.columns), []).append(f)
+        joined = []
+        for fs in groups.values():
+            fs.sort(key=lambda f: (f.start, f.end))
+            cur = fs[0]
+            for f in fs[1:]:
+                pause = min(event_gap, max(gap, f.end - f.start, cur.end - cur.start))
+                if f.start <= cur.end + pause:
+                    cur = _combine(cur, f, cur.rule)
+                else:
+                    joined.append(cur)
+                    cur = f
+            joined.append(cur)
+        return joined
+
+    def alike(items: list[Finding]) -> list[Finding]:
+        res: list[Finding] = []
+        for rule in dict.fromkeys(f.rule for f in items):
+            window: list[int] = []  # findings of this rule that started at most `gap` before
+            for f in sorted((f for f in items if f.rule == rule), key=lambda f: (f.start, f.end)):
+                window = [i for i in window if f.start - res[i].start <= gap]
+                i = next((i for i in window if abs(f.end - res[i].end) <= gap), None)
+                if i is None:
+                    window.append(len(res))
+                    res.append(f)
+                else:
+                    res[i] = _combine(res[i], f, rule)
+        return res
+
+    def across_rules(items: list[Finding]) -> list[Finding]:
+        rank = {r: i for i, r in enumerate(RULE_ORDER)}
+        res: list[Finding] = []
+        spans: list[dict[str, timedelta]] = []  # per merged finding: time found by each rule
+        colsets: list[frozenset[str]] = []
+        open_: list[int] = []  # findings that have not ended before the current one starts
+        for f in sorted(items, key=lambda f: (f.start, f.end)):
+            open_ = [i for i in open_ if res[i].end >= f.start]
+            cols = frozenset(f.columns)
+            i = next((i for i in open_ if not cols.isdisjoint(colsets[i])), None) if cols else None
+            if i is None:
+                open_.append(len(res))
+                res.append(f)
+                colsets.append(cols)
+                spans.append({f.rule: f.end - f.start})
             else:
-                active.append(f)
-            done = [m for m in active if m.end + gap < f.start]
-            out += done
-            active = [m for m in active if m not in done]
-        out += active
-    for i, f in enumerate(out):
-        out[i] = replace(f, message=message(f))
+                colsets[i] |= cols
+                spans[i][f.rule] = spans[i].get(f.rule, timedelta(0)) + (f.end - f.start)
+                # the rule that found most of it; on a par, the likelier cause
+                rule = max(spans[i], key=lambda r: (spans[i][r], -rank.get(r, len(rank))))
+                res[i] = _combine(res[i], f, rule)
+        return res
+
+    out: list[Finding] = [f for f in found if f.rule == "gap"]
+    rest = [f for f in found if f.rule != "gap"]
+    if rest:  # per sensor first, then sensors alike in time (one event over several sensors)
+        out += alike(fragments(across_rules(fragments(rest))))
+    out = [replace(f, message=message(f)) for f in out]
     return sorted(out, key=lambda f: (f.start, f.rule, f.columns))
+
+
+def _combine(m: Finding, f: Finding, rule: str) -> Finding:
+    cols = tuple(dict.fromkeys(m.columns + f.columns))
+    sev = "fail" if "fail" in (m.severity, f.severity) else "suspect"
+    return replace(m, rule=rule, columns=cols, start=min(m.start, f.start), end=max(m.end, f.end), severity=sev)
 
 
 def message(f: Finding) -> str:

@@ -2,11 +2,12 @@
 store what they find as suggested flags (:func:`core.flags.store_findings`).
 
 :func:`run_checks` reads the readings block by block: the blocks of a fixed calendar grid
-(:data:`BLOCK`, 30 days from 2000-01-01) that the range touches, each with :data:`MARGIN`
-on both sides, so that a stuck or iced sensor whose run crosses a block edge is seen whole.
-Memory stays bounded whatever the range, and because the blocks do not depend on the range
-asked for, a reading is always checked with the same neighbours (the anemometer-pair check
-compares with the ratio over its block): checking a file's day after its import gives the
+(:data:`BLOCK`, 30 days from 2000-01-01) that the range touches, each with :data:`LEAD`
+(15 days) before it and :data:`MARGIN` after it, so that a stuck or iced sensor whose run
+crosses a block edge is seen whole and the anemometer-pair check has the good days before
+the block as its reference, also when the range is one recent import. Memory stays bounded
+whatever the range, and because the blocks do not depend on the range asked for, a reading
+is always checked with the same neighbours: checking a file's day after its import gives the
 same suggestions as checking the whole year. Each block is read as one row per channel
 holding binary arrays of its times and values (``array_send``, read by numpy without a
 Python object per reading), pivoted into one column per channel (times are period starts,
@@ -39,6 +40,9 @@ log = logging.getLogger(__name__)
 
 MARGIN = timedelta(days=1)  # longer than the longest run a check needs to see whole (dead: 12 h)
 BLOCK = timedelta(days=30)
+#: Read before each block as well: the anemometer-pair check compares each day with the good
+#: days before it, also when the run covers only a recent import.
+LEAD = timedelta(days=qc.CheckConfig.pair_reference_days + 1)
 _GRID = datetime(2000, 1, 1, tzinfo=UTC)
 
 PG_EPOCH_US = np.datetime64("2000-01-01T00:00:00", "us").astype(np.int64)  # timestamptz counts from here
@@ -134,8 +138,9 @@ def run_checks(conn: psycopg.Connection, station_id: int, start: datetime, end: 
     cfg = config or qc.CheckConfig()
     found: list[qc.Finding] = []
     seen: list[np.ndarray] = []
+    lead = max(MARGIN, LEAD, timedelta(days=cfg.pair_reference_days + 1))
     for block_start, block_end in blocks(start, end):
-        t, matrix = load_wide(conn, ids, block_start - MARGIN, block_end + MARGIN)
+        t, matrix = load_wide(conn, ids, block_start - lead, block_end + MARGIN)
         if not t.size:
             continue
         a, b = max(block_start, start), min(block_end, end)

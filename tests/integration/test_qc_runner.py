@@ -18,6 +18,7 @@ import pytest
 from core import db, demo, flags, ingest, qc_runner
 from core.settings import Settings
 from tests.conftest import _create, _drop
+from tests import qcmast
 from tests.integration.test_cli import env_for, run
 
 pytestmark = pytest.mark.integration
@@ -128,7 +129,8 @@ def test_checking_again_changes_nothing(checked):
 @pytest.fixture
 def stuck_files(tmp_path: Path) -> list[Path]:
     """Five days of Ballymore Hill around the seized 60 m SW anemometer."""
-    paths = demo.generate(tmp_path, start=date(2025, 4, 7), days=5)
+    stuck = next(f for f in demo.FAULTS if f.kind == "stuck")
+    paths = demo.generate(tmp_path, start=stuck.start.date() - timedelta(days=1), days=5)
     return [p for p in paths if p.parent.name == "ballymore-hill"]
 
 
@@ -183,7 +185,8 @@ def test_long_ranges_are_read_in_blocks_and_joined(conn, settings, stuck_files, 
 
 def test_a_gap_before_the_checked_file_is_found(conn, settings, tmp_path):
     gap = next(f for f in demo.FAULTS if f.kind == "gap")
-    paths = [p for p in demo.generate(tmp_path, start=date(2025, 7, 21), days=5) if p.parent.name == "kestrel-ridge"]
+    slug = next(s.slug for s in demo.STATIONS if s.name == gap.station)
+    paths = [p for p in demo.generate(tmp_path, start=gap.start.date() - timedelta(days=1), days=5) if p.parent.name == slug]
     rows = import_files(conn, paths, "Mast K", settings)
     st = flags.station_row(conn, "Mast K")
     last = rows[-1]  # the file after the gap: its own range has no gap, the station's has
@@ -260,3 +263,70 @@ def test_a_failed_run_leaves_its_ranges_waiting(db_url, settings, conn, stuck_fi
     with pytest.raises(RuntimeError, match="simulated"):
         qc_runner.run_requested(st["id"], url=db_url)
     assert conn.execute("SELECT count(*) AS n FROM qc_request").fetchone()["n"] == 1
+
+
+# --- a mast the checks were not tuned on (tests/qcmast.py), through the database ------------
+
+
+def _part(mast: qcmast.Mast, first_day: float, last_day: float) -> qcmast.Mast:
+    """The records of ``mast`` from ``first_day`` to ``last_day`` (days since its start)."""
+    t0 = mast.times[0]
+    keep = (mast.times >= t0 + np.timedelta64(int(first_day * 1440), "m")) & (
+        mast.times < t0 + np.timedelta64(int(last_day * 1440), "m"))
+    return qcmast.Mast(mast.times[keep], {k: v[keep] for k, v in mast.columns.items()}, mast.units, mast.faults)
+
+
+def _import_and_check(conn, settings, paths: list[Path], station: str) -> list[dict]:
+    """Import each file and check its range, as the worker does after each import."""
+    rows = import_files(conn, paths, station, settings)
+    st = flags.station_row(conn, station)
+    for r in rows:
+        qc_runner.run_checks(conn, st["id"], r["first_time"], r["last_time"] + timedelta(microseconds=1))
+    return rows
+
+
+def _suggested(conn, station: str) -> list[tuple[str, tuple[str, ...], datetime, datetime]]:
+    return [(r["rule"], tuple(r["columns"]), r["start_time"].replace(tzinfo=None), r["end_time"].replace(tzinfo=None))
+            for r in flags.list_suggestions(conn, station)]
+
+
+def test_a_generated_mast_imported_week_by_week_gets_every_fault_suggested(conn, settings, tmp_path):
+    """Seven faults on a mast of its own (stuck cup, icing, spike, humidity out of range, dead
+    barometer, two-day gap, 5 % pair drift), imported a week at a time and checked after each
+    file: each fault suggested within its hours, at most 10 % of suggested channel-hours outside."""
+    mast = qcmast.make_mast()
+    paths = qcmast.write_toa5(mast, tmp_path / "mast", "QC Mast")
+    began = time.perf_counter()
+    _import_and_check(conn, settings, paths, "QC Mast")
+    seconds = time.perf_counter() - began
+    found = _suggested(conn, "QC Mast")
+    result = qcmast.score(found, mast.faults, len(mast.columns))
+    print(f"\n{len(paths)} files imported and checked in {seconds:.1f} s; faults found: {result['found']}; "
+          f"{len(found)} suggestions, {result['channel_hours']:.0f} channel-hours, {result['false_share']:.1%} outside")
+    for r in flags.list_suggestions(conn, "QC Mast"):
+        print(f"  {r['rule']} {r['start_time']} .. {r['end_time']}: {r['message']}")
+    assert all(result["found"].values()), result["found"]
+    assert result["false_share"] <= 0.10
+    assert len(found) <= len(mast.faults) + 2
+    # one run over everything changes nothing
+    st = flags.station_row(conn, "QC Mast")
+    start, end = mast.times[0].item().replace(tzinfo=UTC), (mast.times[-1] + qcmast.STEP).item().replace(tzinfo=UTC)
+    counts = flags.store_findings(conn, st["id"], qc_runner.run_checks(conn, st["id"], start, end, store=False),
+                                  start, end)
+    assert counts["new"] == counts["removed"] == 0, counts
+
+
+def test_a_drift_is_suggested_within_three_days_when_each_import_is_one_day(conn, settings, tmp_path):
+    """The pair check of a one-day import reads its reference from the days before it."""
+    mast = qcmast.make_mast()
+    drift = next(f for f in mast.faults if f.kind == "drift")
+    day = (drift.start - mast.times[0].item()).days
+    _import_and_check(conn, settings, qcmast.write_toa5(_part(mast, day - 20, day), tmp_path / "before", "QC Mast"),
+                      "QC Mast")
+    assert not [s for s in _suggested(conn, "QC Mast") if s[0] == "pair_ratio"]
+    daily = qcmast.write_toa5(_part(mast, day, day + 3), tmp_path / "daily", "QC Mast", days_per_file=1)
+    assert len(daily) == 3
+    _import_and_check(conn, settings, daily, "QC Mast")
+    pair = [s for s in _suggested(conn, "QC Mast") if s[0] == "pair_ratio"]
+    assert [s[1] for s in pair] == [qcmast.cols("WS_100m_S")], pair
+    assert drift.start <= pair[0][2] <= drift.start + timedelta(days=3), pair

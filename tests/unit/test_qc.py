@@ -4,16 +4,19 @@ documented faults, then speed on six years of 80 channels."""
 from __future__ import annotations
 
 import doctest
+import io
 import re
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from core import demo, qc
+from core import demo, qc, qc_runner
 from core.formats import open_reader
 from core.qc import FAIL, GOOD, MISSING, NOT_EVALUATED, SUSPECT
+from tests import qcmast
 
 T0 = np.datetime64("2025-01-01T00:00", "us")
 STEP = np.timedelta64(10, "m")
@@ -174,40 +177,71 @@ def test_icing_missing_values_and_gaps() -> None:
 # --- boom pairs -----------------------------------------------------------------------------
 
 
-def _booms(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Two cups with 7 % tower shadow in opposite sectors; direction turns slowly."""
+def _days(days: int, rng: np.random.Generator, shadow: bool = True) -> tuple[np.ndarray, ...]:
+    """Times, two paired cups (7 % tower shadow in opposite sectors, 1 % noise) and the
+    direction over ``days`` of 10-minute records."""
+    n = days * 144
     speed = 8 + 3 * np.sin(np.arange(n) / 50) + rng.normal(0, 0.3, n)
     direction = (np.arange(n) * 0.7) % 360
-    shadow_a = np.where(np.abs(direction - 45) < 30, 0.93, 1.0)
-    shadow_b = np.where(np.abs(direction - 225) < 30, 0.93, 1.0)
-    return speed * shadow_a, speed * shadow_b, direction
+    shadow_a = np.where(shadow & (np.abs(direction - 45) < 20), 0.93, 1.0)
+    shadow_b = np.where(shadow & (np.abs(direction - 225) < 20), 0.93, 1.0)
+    a = speed * shadow_a * (1 + rng.normal(0, 0.01, n))
+    b = speed * shadow_b * (1 + rng.normal(0, 0.01, n))
+    return times(n), a, b, direction
 
 
-def test_pair_ratio_drift_finds_a_slowing_cup() -> None:
-    a, b, d = _booms(6000, np.random.default_rng(1))
-    b[4000:] *= 0.8
-    flags = qc.pair_ratio_drift(a, b, None, 144, 0.1, 3.0, direction=d)
-    assert (flags[:3900] == GOOD).all()
-    assert (flags[4100:] == SUSPECT).all()
+def _wake(direction: np.ndarray) -> np.ndarray:
+    return (np.abs(direction - 45) < 30) | (np.abs(direction - 225) < 30)
 
 
-def test_pair_ratio_drift_tower_shadow_needs_the_direction() -> None:
-    a, b, d = _booms(6000, np.random.default_rng(2))
-    assert (qc.pair_ratio_drift(a, b, None, 36, 0.1, 3.0, direction=d) == GOOD).all()
-    assert (qc.pair_ratio_drift(a, b, None, 36, 0.05, 3.0) == SUSPECT).any()
+@pytest.mark.parametrize("start_day", [3, 11, 29, 40])
+def test_pair_ratio_drift_finds_a_5_percent_drift_within_3_days(start_day: int) -> None:
+    t, a, b, d = _days(60, np.random.default_rng(start_day))
+    b[start_day * 144 + 50:] *= 0.95  # from mid-morning on, whatever the block grid
+    flags = qc.pair_ratio_drift(a, b, t, exclude=_wake(d))
+    first = int(np.argmax(flags == SUSPECT))
+    # the start may go back over hours without a usable ratio (the wind behind a boom)
+    assert start_day * 144 + 50 - 90 <= first <= (start_day + 3) * 144, first / 144
+    assert (flags[(start_day + 3) * 144:(start_day + 40) * 144] == SUSPECT).mean() > 0.95  # 45 days: new normal
+    assert (flags[:start_day * 144 - 40] == SUSPECT).sum() == 0
 
 
-def test_pair_ratio_drift_low_wind_missing_and_gaps() -> None:
-    flags = qc.pair_ratio_drift([1.0, 2.0, np.nan], [1.0, 2.5, 3.0], times(3), 3, 0.1, 3.0)
-    assert flags.tolist() == [NOT_EVALUATED, NOT_EVALUATED, MISSING]
-    a, b = np.array([5.0] * 9), np.array([5.0] * 6 + [2.5] * 3)
-    assert qc.pair_ratio_drift(a, b, times(9), 5, 0.1, 2.0).tolist() == [GOOD] * 4 + [SUSPECT] * 5
-    t = times(9)
-    t[6:] += np.timedelta64(1, "D")  # windows stop at the gap
-    assert qc.pair_ratio_drift(a, b, t, 5, 0.1, 2.0).tolist() == [GOOD] * 6 + [SUSPECT] * 3
-    assert qc.pair_ratio_drift([], [], None, 5, 0.1, 3.0).shape == (0,)
+def test_pair_ratio_drift_baseline_is_not_contaminated_by_a_long_drift() -> None:
+    """Ten days 6 % low inside one month: a baseline over the month would take the drift in."""
+    t, a, b, d = _days(45, np.random.default_rng(4))
+    b[20 * 144:30 * 144] *= 0.94
+    flags = qc.pair_ratio_drift(a, b, t, exclude=_wake(d))
+    assert (flags[20 * 144 + 6:30 * 144 - 6] == SUSPECT).all()
+    assert not (flags[:20 * 144 - 6] == SUSPECT).any() and not (flags[30 * 144 + 6:] == SUSPECT).any()
+
+
+def test_pair_ratio_drift_threshold_follows_the_pairs_own_spread() -> None:
+    t, a, b, d = _days(40, np.random.default_rng(6), shadow=False)
+    b[25 * 144:] *= 0.97  # 3 %: found on a tight pair ...
+    assert (qc.pair_ratio_drift(a, b, t)[27 * 144:] == SUSPECT).all()
+    daily = np.repeat(np.random.default_rng(1).normal(0, 0.012, 40), 144)  # ... not on one whose days scatter 1.2 %
+    assert not (qc.pair_ratio_drift(a, b * (1 + daily), t) == SUSPECT).any()
+
+
+def test_pair_ratio_drift_tower_shadow_is_left_out_with_the_wake_mask() -> None:
+    t, a, b, d = _days(30, np.random.default_rng(2))
+    d = np.where(np.arange(d.size) // 144 % 7 == 5, 225.0, d)  # one day a week the wind sits in b's wake
+    b = np.where(np.abs(d - 225) < 20, a * 0.93, b)
+    assert (qc.pair_ratio_drift(a, b, t, exclude=_wake(d)) != SUSPECT).all()
+
+
+def test_pair_ratio_drift_low_wind_missing_and_new_normal() -> None:
+    t = times(20 * 144)
+    slow = np.full(t.size, 3.0)
+    assert (qc.pair_ratio_drift(slow, slow * 1.2, t) == NOT_EVALUATED).all()  # below 4 m/s
+    assert qc.pair_ratio_drift([5.0, np.nan], [5.0, 5.0], times(2)).tolist() == [NOT_EVALUATED, MISSING]
+    assert qc.pair_ratio_drift([], [], times(0)).shape == (0,)
     with pytest.raises(ValueError):
-        qc.pair_ratio_drift([5.0], [5.0, 5.0], None, 5, 0.1, 3.0)
+        qc.pair_ratio_drift([5.0], [5.0, 5.0], times(2))
+    t, a, b, _ = _days(120, np.random.default_rng(8), shadow=False)
+    b[10 * 144:] *= 0.9  # a recalibrated cup: after 45 days it is the new normal
+    flags = qc.pair_ratio_drift(a, b, t, new_normal_days=45)
+    assert (flags[11 * 144:54 * 144] == SUSPECT).all() and not (flags[60 * 144:] == SUSPECT).any()
 
 
 # --- time axis and periods ------------------------------------------------------------------
@@ -296,7 +330,7 @@ def test_run_station_checks_finds_a_stuck_cup_out_of_range_values_and_time_fault
     assert temp.columns == ("AirT_2m_Avg",) and (temp.start, temp.end) == (_dt(t[300]), _dt(t[303]))
     assert (by_rule["gap"].start, by_rule["gap"].end) == (_dt(t[200]), _dt(t[230]))
     assert by_rule["duplicates"].start == _dt(t[199]) and by_rule["duplicates"].columns == ()
-    assert "pair_ratio" in by_rule  # the stuck cup against its partner
+    assert "pair_ratio" not in by_rule  # the stuck values are hidden from the later pair check
     assert not {"dead", "icing"} & set(by_rule)
     assert all(isinstance(f.start, datetime) and f.start.tzinfo is None for f in found)
 
@@ -323,16 +357,111 @@ def test_run_station_checks_icing_and_dead() -> None:
     cols["AirT_2m_Avg"] -= 11.0
     cols["WS_80m_NE_Std"][50:100] = 0.0
     cols["Mystery"][200:300] = np.nan  # 16.7 h of NaN
-    cfg = qc.CheckConfig(pair_threshold=10.0)
-    found = qc.run_station_checks(t, cols, meta, config=cfg)
+    found = qc.run_station_checks(t, cols, meta)
     assert [(f.rule, f.columns, f.start, f.end, f.severity) for f in found] == [
         ("icing", ("WS_80m_NE_Avg", "WS_80m_NE_Std"), _dt(t[50]), _dt(t[100]), "fail"),
         ("dead", ("Mystery",), _dt(t[200]), _dt(t[300]), "fail"),
     ]
 
 
+def test_a_value_failed_by_one_check_is_hidden_from_the_later_ones() -> None:
+    """One impossible cup value used to drag the pair ratio for hours on both booms."""
+    t, cols, meta = _long_station(30)
+    cols["WS_80m_NE_Avg"][20 * 144] = 999.0
+    found = qc.run_station_checks(t, cols, meta)
+    assert [(f.rule, f.columns, f.start) for f in found] == [("gross_range", ("WS_80m_NE_Avg",), _dt(t[20 * 144]))]
+
+
+def test_one_icing_event_on_one_sensor_is_one_finding() -> None:
+    """Fragments of an iced cup (the sd ticking up now and then), its stuck average and its
+    statistics make one finding, not one per piece and rule."""
+    t, cols, meta = _long_station(30)
+    cols["AirT_2m_Avg"] -= 11.0
+    ice = slice(10 * 144, 11 * 144)
+    cols["WS_80m_NE_Avg"][ice] = 0.2 + np.random.default_rng(0).random(144) * 0.05
+    cols["WS_80m_NE_Std"][ice] = np.where(np.arange(144) % 40 < 30, 0.0, 0.3)  # 5 fragments
+    found = qc.run_station_checks(t, cols, meta)
+    assert [(f.rule, f.columns, f.start, f.end) for f in found] == [
+        ("icing", ("WS_80m_NE_Avg", "WS_80m_NE_Std"), _dt(t[ice.start]), _dt(t[ice.stop]))]
+
+
+def test_spikes_and_rates_of_change_per_measurement_type() -> None:
+    t, cols, meta = _long_station(5)
+    cols["WS_80m_SW_Avg"][100] += 14.0  # a spike
+    cols["AirT_2m_Avg"][300:] += 7.0  # a jump that stays: a rate of change, not a spike
+    cols["WD_80m_Avg"][200] = (cols["WD_80m_Avg"][200] + 180.0) % 360.0  # a vane flips for one record
+    cols["WD_80m_Avg"][400:402] = [359.5, 0.5]  # across north: no spike
+    found = qc.run_station_checks(t, cols, meta)
+    assert [(f.rule, f.columns, f.start) for f in found] == [
+        ("spike", ("WS_80m_SW_Avg",), _dt(t[100])), ("spike", ("WD_80m_Avg",), _dt(t[200])),
+        ("rate_of_change", ("AirT_2m_Avg",), _dt(t[300]))]
+
+
+def _long_station(days: int) -> tuple[np.ndarray, dict, dict]:
+    """A small station over ``days`` with a vane: wind 6-10 m/s, direction around 250."""
+    n = days * 144
+    rng = np.random.default_rng(9)
+    ws = 8 + 2 * np.sin(np.arange(n) / 60) + rng.normal(0, 0.3, n)
+    cols = {"WS_80m_NE_Avg": ws * (1 + rng.normal(0, 0.005, n)), "WS_80m_NE_Std": 0.1 * ws + rng.random(n) * 0.1,
+            "WS_80m_SW_Avg": ws * (1 + rng.normal(0, 0.005, n)), "AirT_2m_Avg": 8 + rng.normal(0, 0.2, n),
+            "WD_80m_Avg": (250 + 30 * np.sin(np.arange(n) / 90) + rng.normal(0, 3, n)) % 360}
+    meta = {
+        "WS_80m_NE_Avg": {"measurement_type": "wind_speed", "statistic": "avg", "height_m": 80, "orientation": "NE"},
+        "WS_80m_NE_Std": {"measurement_type": "wind_speed", "statistic": "sd", "height_m": 80, "orientation": "NE"},
+        "WS_80m_SW_Avg": {"measurement_type": "wind_speed", "statistic": "avg", "height_m": 80, "orientation": 225},
+        "AirT_2m_Avg": {"measurement_type": "air_temperature", "statistic": "avg", "height_m": 2},
+        "WD_80m_Avg": {"measurement_type": "wind_direction", "statistic": "avg", "height_m": 80},
+    }
+    return times(n), cols, meta
+
+
+# --- acceptance: a mast the checks were not tuned on (tests/qcmast.py) ----------------------
+
+
+def test_every_fault_of_the_generated_mast_is_found_with_few_false_suggestions() -> None:
+    mast = qcmast.make_mast()
+    meta = {c: qc_runner.channel_meta({"column_name": c, "unit": mast.units[c], "statistic": "unknown",
+                                       "measurement_point_id": None}) for c in mast.columns}
+    found = qc.run_station_checks(mast.times, mast.columns, meta)
+    result = qcmast.score([(f.rule, f.columns, f.start, f.end) for f in found], mast.faults, len(mast.columns))
+    print(f"\nfaults found: {result['found']}; {len(found)} findings, {result['channel_hours']:.0f} channel-hours, "
+          f"{result['false_share']:.1%} outside the faults")
+    for f in found:
+        print(f"  {f.rule} {f.start} .. {f.end}: {f.message}")
+    assert all(result["found"].values()), result["found"]
+    assert result["false_share"] <= 0.10
+    assert len(found) <= len(mast.faults) + 2
+
+
 def _dt(x: np.datetime64) -> datetime:
     return x.astype("datetime64[us]").item()
+
+
+# --- acceptance: brightwind's demo mast (real data) against its cleaning file ---------------
+
+
+def test_the_sensors_brightwinds_cleaning_file_calls_invalid_are_found_from_their_first_hour() -> None:
+    """Real 10-minute data: brightwind's demo mast, whose cleaning file marks three sensors
+    invalid from a moment on (a vane at 58 m, a vane at 78 m, the 80 m S cup reading 0)."""
+    import lzma
+
+    import pandas as pd
+
+    data = Path(__file__).resolve().parents[1] / "data"
+    df = pd.read_csv(io.BytesIO(lzma.decompress((data / "generic" / "demo_data.csv.xz").read_bytes())),
+                     encoding="utf-8-sig")
+    t = pd.to_datetime(df.pop("Timestamp")).to_numpy().astype("datetime64[us]")
+    cols = {c: df[c].to_numpy(float) for c in df.columns}
+    meta = {c: qc_runner.channel_meta({"column_name": c, "unit": "", "statistic": "unknown",
+                                       "measurement_point_id": None}) for c in cols}
+    found = qc.run_station_checks(t, cols, meta)
+    cleaning = pd.read_csv(data / "brightwind" / "demo_cleaning_file.csv")
+    for row in cleaning[cleaning["Reason"] == "Invalid"].itertuples():
+        start = pd.Timestamp(row.Start).to_pydatetime()
+        hits = [f for f in found if row.Sensor in f.columns and abs(f.start - start) <= timedelta(hours=1)
+                and f.end - f.start > timedelta(days=30)]
+        assert len(hits) == 1 and hits[0].rule == "flat_line", (row, [f for f in found if row.Sensor in f.columns][-5:])
+        assert set(hits[0].columns) <= {c for c in cols if c.startswith(row.Sensor)}  # that sensor alone
 
 
 # --- acceptance: the demo year --------------------------------------------------------------
@@ -354,7 +483,9 @@ def column_meta(name: str, unit: str = "") -> dict:
 def demo_findings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[list[qc.Finding], float]]:
     """Station name -> (findings of run_station_checks on the demo year, seconds taken)."""
     out = tmp_path_factory.mktemp("qc-demo")
-    demo.generate(out, start=date(2025, 1, 1), days=365)
+    first = min(f.start for f in demo.FAULTS).date() - timedelta(days=26)  # the demo's dates, whatever they are
+    last = max(f.end for f in demo.FAULTS).date()
+    demo.generate(out, start=first, days=(last - first).days)
     result = {}
     for st in demo.STATIONS:
         stamps, values = [], []
