@@ -752,6 +752,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
+        if argv is None:  # the program (not a call from Python) is about to exit:
+            # its exit handlers let go of the embedded server, which stops with its last
+            # holder; a further Ctrl-C or SIGTERM must not cut them short.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         db.close_pools()
 
 
