@@ -56,7 +56,7 @@ RETURNING *;
 -- name: claim_source_file
 -- Take a file for import. Row lock: two workers never import one file at once.
 UPDATE source_file
-SET status = 'importing', attempts = attempts + 1, started_at = now(),
+SET status = 'importing', attempts = attempts + 1, started_at = clock_timestamp(),
     error = NULL, error_line = NULL
 WHERE id = %(id)s AND status IN ('queued', 'importing', 'failed')
 RETURNING *;
@@ -65,13 +65,13 @@ RETURNING *;
 UPDATE source_file
 SET status = 'imported', format = %(format)s, n_rows = %(n_rows)s, n_readings = %(n_readings)s,
     n_changed = %(n_changed)s, first_time = %(first_time)s, last_time = %(last_time)s,
-    finished_at = now()
+    finished_at = clock_timestamp()
 WHERE id = %(id)s;
 
 -- name: source_file_failed
 UPDATE source_file
 SET status = 'failed', format = coalesce(%(format)s, format), error = %(error)s,
-    error_line = %(error_line)s, n_readings = 0, finished_at = now()
+    error_line = %(error_line)s, n_readings = 0, finished_at = clock_timestamp()
 WHERE id = %(id)s;
 
 -- name: source_file
@@ -316,12 +316,12 @@ UPDATE source_file SET station_id = %(station_id)s WHERE id = %(id)s;
 -- name: source_file_needs_station
 UPDATE source_file
 SET status = 'needs station', format = %(format)s, error = %(error)s, error_line = NULL,
-    finished_at = now()
+    finished_at = clock_timestamp()
 WHERE id = %(id)s;
 
 -- name: source_file_unpacked
 UPDATE source_file
-SET status = 'unpacked', format = 'archive', n_rows = %(n_files)s, n_readings = 0, finished_at = now()
+SET status = 'unpacked', format = 'archive', n_rows = %(n_files)s, n_readings = 0, finished_at = clock_timestamp()
 WHERE id = %(id)s;
 
 -- name: assign_file_station

@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+import threading
 import time
 import zipfile
 from datetime import date
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from core import demo, inbox, ingest
@@ -148,3 +150,21 @@ def test_generic_text_is_read_with_the_mapping_saved_for_its_station(conn, setti
     assert row["first_time"].isoformat() == "2025-01-31T23:00:00+00:00"
     values = [r["value"] for r in conn.execute("SELECT value FROM reading ORDER BY time, channel_id")]
     assert values == [5.5, -1.5, -1.25]
+
+
+def test_a_slow_import_records_its_real_duration(conn, db_url, settings):
+    """``finished_at`` is the time the import ended, not the start of its transaction."""
+    with conn.transaction():
+        rec = ingest.receive(conn, DATA / "TestLogger_Hourly_1.dat", station="Slow Mast", settings=settings)
+    held_s = 1.5
+    with psycopg.connect(db_url) as locker:  # another session keeps `reading` locked a while
+        locker.execute("LOCK TABLE reading IN ACCESS EXCLUSIVE MODE")
+        release = threading.Timer(held_s, locker.commit)
+        release.start()
+        began = time.monotonic()
+        row = ingest.import_file(rec.id)
+        elapsed = time.monotonic() - began
+        release.join()
+    assert row["status"] == "imported" and elapsed >= held_s
+    recorded = (row["finished_at"] - row["started_at"]).total_seconds()
+    assert held_s - 0.2 <= recorded <= elapsed + 0.5, (recorded, elapsed)
