@@ -98,7 +98,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     jobs.queue_imports(url, [r.id for r in received if r.status == "queued"])
     ids = [r.id for r in received]
     if args.wait:
-        _wait_for_files(url, ids, quiet=args.json)
+        _wait_for_files(url, ids, quiet=args.json, timeout=args.timeout)
     with db.connect(url) as conn:
         rows = db.fetch_all(conn, "source_files_by_ids", ids=ids)
     _report_files(rows, args.json)
@@ -106,21 +106,10 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _wait_for_files(url: str, ids: list[int], *, quiet: bool, timeout: float = 3600) -> None:
-    deadline = time.monotonic() + timeout
-    last = ""
-    with db.connect(url, autocommit=True) as conn:
-        while True:
-            counts = {r["status"]: r["n"] for r in db.fetch_all(conn, "file_status_counts", ids=ids)}
-            busy = counts.get("queued", 0) + counts.get("importing", 0)
-            line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-            if not quiet and line != last:
-                print(f"waiting: {line}", file=sys.stderr)
-                last = line
-            if busy == 0:
-                return
-            if time.monotonic() > deadline:
-                raise StationManagerError("gave up waiting: is a worker running? (stationmanager worker)")
-            time.sleep(0.5)
+    from core import jobs
+
+    report = None if quiet else (lambda line: print(f"waiting: {line}", file=sys.stderr))
+    jobs.wait_for_files(url, ids, report=report, timeout=timeout)
 
 
 def _report_files(rows: list[dict[str, Any]], as_json: bool) -> None:
@@ -171,7 +160,7 @@ def cmd_requeue(args: argparse.Namespace) -> int:
         files.requeue(i, actor=args.actor, station=args.station)
     url = db.database_url()
     if args.wait:
-        _wait_for_files(url, args.ids, quiet=args.json)
+        _wait_for_files(url, args.ids, quiet=args.json, timeout=args.timeout)
     with db.connect(url) as conn:
         _report_files(files.files_by_ids(conn, args.ids), args.json)
     return 0
@@ -260,7 +249,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"stations: {', '.join(result['stations'])}"
     )
     if args.wait and result["queued"]:
-        _wait_for_files(db.database_url(), result["file_ids"], quiet=False)
+        _wait_for_files(db.database_url(), result["file_ids"], quiet=False, timeout=args.timeout)
     return 0
 
 
@@ -604,7 +593,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("files", nargs="+", metavar="FILE")
     s.add_argument("--station", help="station the files belong to (created if new); "
                    "without it, files are routed by the logger serial or station in their header")
-    s.add_argument("--wait", action="store_true", help="wait until a worker has imported them")
+    s.add_argument("--wait", action="store_true", help="wait until a worker has imported them (or they failed)")
+    s.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
+                   help="with --wait: give up after this long (default 3600)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_ingest)
@@ -621,6 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("ids", nargs="+", type=int, metavar="FILE_ID")
     s.add_argument("--station", help="station for files that need one (created if new)")
     s.add_argument("--wait", action="store_true")
+    s.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
+                   help="with --wait: give up after this long (default 3600)")
     s.add_argument("--json", action="store_true")
     s.add_argument("--actor", default=getpass.getuser(), help=argparse.SUPPRESS)
     s.set_defaults(func=cmd_requeue)
@@ -763,6 +756,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="generate the demo site and queue its files")
     s.add_argument("--days", type=int, default=365)
     s.add_argument("--wait", action="store_true", help="wait until a worker has imported them")
+    s.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
+                   help="with --wait: give up after this long (default 3600)")
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("up", help="run the database, a worker and the web app until Ctrl-C")
@@ -787,6 +782,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
+        if argv is None:  # the program (not a call from Python) is about to exit:
+            # its exit handlers let go of the embedded server, which stops with its last
+            # holder; a further Ctrl-C or SIGTERM must not cut them short.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         db.close_pools()
 
 

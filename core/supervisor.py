@@ -2,7 +2,9 @@
 
 This process holds the embedded database (when no ``STATIONMANAGER_DATABASE_URL`` is set),
 starts the worker and Streamlit as child processes, and on Ctrl-C or SIGTERM stops them
-and waits for them, so no worker or PostgreSQL is left behind. With ``--demo`` it also
+and waits for them, then stops the embedded PostgreSQL, so nothing is left behind. A
+terminal's Ctrl-C reaches every process of the job at once (this one, the worker, the app,
+``make``); a second Ctrl-C while they stop changes nothing. With ``--demo`` it also
 creates one demo user per role and queues the demo site's files (imported in the
 background by the worker, progress printed here and shown in the app).
 """
@@ -19,7 +21,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from core import auth, db, schema
+from core import auth, db, embedded, schema
 from core.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -116,6 +118,9 @@ def up(*, demo: bool, port: int = 8501, days: int = 365) -> int:
     finally:
         _stop(procs)
         db.close_pools()
+        # every child has exited (or was killed): let go of the embedded server, which
+        # stops now, even if a child died without letting go of it
+        embedded.stop_server(settings)
     print("stopped.", flush=True)
     return 0
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 
 from core import db, jobs, schema
 from core.logs import setup_logging
@@ -32,14 +34,34 @@ def run(concurrency: int | None = None, *, wait: bool = True) -> None:
         "worker %s starting: concurrency %s, database %s, inbox %s",
         name, concurrency, db.redact(url), settings.inbox_dir,
     )
+    if threading.current_thread() is threading.main_thread():
+        # procrastinate takes the first SIGINT/SIGTERM (stop taking jobs, finish the running
+        # ones) and then puts back the handlers it found. Without this one, a SIGTERM after
+        # a Ctrl-C (``stationmanager up`` stopping its children, which the terminal's SIGINT
+        # reached too) would kill the process without its exit handlers: the embedded
+        # PostgreSQL would never learn that this process let go of it.
+        signal.signal(signal.SIGTERM, _interrupt)
     try:
         app.run_worker(concurrency=concurrency, name=name, wait=wait, install_signal_handlers=True)
     finally:
+        # clean-up is under way (the exit handlers tell the embedded server that this
+        # process lets go of it): a further Ctrl-C or SIGTERM must not cut it short.
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         db.close_pools()
         log.info("worker %s stopped", name)
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> int:
     setup_logging(get_settings().log_level)
-    run()
+    try:
+        run()
+    except KeyboardInterrupt:
+        log.warning("worker interrupted; the running imports were rolled back and will be retried")
+        return 130
     return 0

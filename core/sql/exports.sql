@@ -101,7 +101,7 @@ LIMIT %(limit)s;
 -- name: claim_export
 -- Take a queued export (or one whose worker died while running it: the job is retried).
 UPDATE export
-SET status = 'running', started_at = now(), attempts = attempts + 1, progress = 0,
+SET status = 'running', started_at = clock_timestamp(), attempts = attempts + 1, progress = 0,
     message = 'starting', error = NULL
 WHERE id = %(id)s AND status IN ('queued', 'running')
 RETURNING *;
@@ -124,12 +124,12 @@ UPDATE export
 SET status = 'done', progress = 1, message = %(message)s, file_name = %(file_name)s,
     file_path = %(file_path)s, size_bytes = %(size_bytes)s, n_rows = %(n_rows)s, n_values = %(n_values)s,
     provenance = %(provenance)s, inputs = %(inputs)s, inputs_key = %(inputs_key)s,
-    finished_at = now(), error = NULL
+    finished_at = clock_timestamp(), error = NULL
 WHERE id = %(id)s;
 
 -- name: export_failed
 UPDATE export SET status = %(status)s, error = %(error)s, message = %(message)s,
-       finished_at = CASE WHEN %(status)s = 'failed' THEN now() END
+       finished_at = CASE WHEN %(status)s = 'failed' THEN clock_timestamp() END
 WHERE id = %(id)s;
 
 -- name: expired_files

@@ -56,7 +56,7 @@ RETURNING *;
 -- name: claim_source_file
 -- Take a file for import. Row lock: two workers never import one file at once.
 UPDATE source_file
-SET status = 'importing', attempts = attempts + 1, started_at = now(),
+SET status = 'importing', attempts = attempts + 1, started_at = clock_timestamp(),
     error = NULL, error_line = NULL, warnings = '{}'
 WHERE id = %(id)s AND status IN ('queued', 'importing', 'failed')
 RETURNING *;
@@ -66,14 +66,52 @@ UPDATE source_file
 SET status = 'imported', format = %(format)s, n_rows = %(n_rows)s, n_readings = %(n_readings)s,
     n_changed = %(n_changed)s, first_time = %(first_time)s, last_time = %(last_time)s,
     warnings = %(warnings)s,
-    finished_at = now()
+    finished_at = clock_timestamp()
 WHERE id = %(id)s;
 
 -- name: source_file_failed
 UPDATE source_file
 SET status = 'failed', format = coalesce(%(format)s, format), error = %(error)s,
-    error_line = %(error_line)s, n_readings = 0, finished_at = now()
+    error_line = %(error_line)s, n_readings = 0, finished_at = clock_timestamp()
 WHERE id = %(id)s;
+
+-- name: source_file_job_ended
+-- Its import job ended in an unexpected error: the file is failed with the reason, or queued
+-- again when the job queue retries it. Only a file still being imported is touched.
+UPDATE source_file
+SET status = CASE WHEN %(retrying)s THEN 'queued' ELSE 'failed' END, error = %(error)s,
+    error_line = NULL, n_readings = 0, finished_at = clock_timestamp()
+WHERE id = %(id)s AND status = 'importing'
+RETURNING id, status;
+
+-- name: import_files_without_job
+-- Files still queued or importing whose latest import job has ended (failed, cancelled,
+-- aborted, or even succeeded): no job will ever finish them.
+SELECT f.id, j.status AS job_status, j.id AS job_id
+FROM source_file f
+JOIN LATERAL (
+    SELECT id, status::text AS status FROM procrastinate_jobs
+    WHERE task_name = 'sm:import_file' AND (args->>'source_file_id')::bigint = f.id
+    ORDER BY id DESC LIMIT 1
+) j ON true
+WHERE f.id = ANY(%(ids)s) AND f.status IN ('queued', 'importing')
+  AND j.status NOT IN ('todo', 'doing', 'aborting');
+
+-- name: file_tree_ids
+-- The files and the members unpacked from them, at any depth.
+WITH RECURSIVE tree AS (
+    SELECT id FROM source_file WHERE id = ANY(%(ids)s)
+    UNION
+    SELECT f.id FROM source_file f JOIN tree t ON f.parent_id = t.id
+)
+SELECT id FROM tree;
+
+-- name: source_file_job_gone
+UPDATE source_file
+SET status = 'failed', error = %(error)s, error_line = NULL, n_readings = 0,
+    finished_at = clock_timestamp()
+WHERE id = %(id)s AND status IN ('queued', 'importing')
+RETURNING id;
 
 -- name: source_file
 SELECT f.*, s.name AS station FROM source_file f LEFT JOIN station s ON s.id = f.station_id
@@ -317,12 +355,12 @@ UPDATE source_file SET station_id = %(station_id)s WHERE id = %(id)s;
 -- name: source_file_needs_station
 UPDATE source_file
 SET status = 'needs station', format = %(format)s, error = %(error)s, error_line = NULL,
-    finished_at = now()
+    finished_at = clock_timestamp()
 WHERE id = %(id)s;
 
 -- name: source_file_unpacked
 UPDATE source_file
-SET status = 'unpacked', format = 'archive', n_rows = %(n_files)s, n_readings = 0, finished_at = now()
+SET status = 'unpacked', format = 'archive', n_rows = %(n_files)s, n_readings = 0, finished_at = clock_timestamp()
 WHERE id = %(id)s;
 
 -- name: assign_file_station

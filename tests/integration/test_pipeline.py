@@ -5,11 +5,13 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import os
+import threading
 import time
 import zipfile
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from core import demo, inbox, ingest
@@ -148,3 +150,41 @@ def test_generic_text_is_read_with_the_mapping_saved_for_its_station(conn, setti
     assert row["first_time"].isoformat() == "2025-01-31T23:00:00+00:00"
     values = [r["value"] for r in conn.execute("SELECT value FROM reading ORDER BY time, channel_id")]
     assert values == [5.5, -1.5, -1.25]
+
+
+def test_a_slow_import_records_its_real_duration(conn, db_url, settings):
+    """``finished_at`` is the time the import ended, not the start of its transaction."""
+    with conn.transaction():
+        rec = ingest.receive(conn, DATA / "TestLogger_Hourly_1.dat", station="Slow Mast", settings=settings)
+    held_s = 1.5
+    with psycopg.connect(db_url) as locker:  # another session keeps `reading` locked a while
+        locker.execute("LOCK TABLE reading IN ACCESS EXCLUSIVE MODE")
+        release = threading.Timer(held_s, locker.commit)
+        release.start()
+        began = time.monotonic()
+        row = ingest.import_file(rec.id)
+        elapsed = time.monotonic() - began
+        release.join()
+    assert row["status"] == "imported" and elapsed >= held_s
+    recorded = (row["finished_at"] - row["started_at"]).total_seconds()
+    assert held_s - 0.2 <= recorded <= elapsed + 0.5, (recorded, elapsed)
+
+
+def test_the_demo_run_again_later_adds_the_new_days_only(conn, db_url, settings):
+    end = datetime(2026, 3, 4, 15, 37, tzinfo=UTC)
+    first = demo.load_demo(days=3, end=end)
+    assert first["queued"] == 6 and first["start"] == date(2026, 3, 2)  # 2 masts x 3 days, the last partial
+    run_queue(conn, first["file_ids"])
+    later = demo.load_demo(days=3, end=end + timedelta(days=1, hours=2))
+    # only the day that had grown and the new day; the same site (its first run's start)
+    assert later["start"] == date(2026, 3, 2) and (later["queued"], later["known"]) == (4, 4)
+    run_queue(conn, later["file_ids"])
+    assert set(files(conn)[n]["status"] for n in files(conn)) == {"imported"}
+    last = conn.execute("SELECT max(time) AS t, count(*) AS n, count(DISTINCT (channel_id, time)) AS k "
+                        "FROM reading").fetchone()
+    assert last["n"] == last["k"]  # nothing twice
+    # stamps mark the end of each period; stored times are the period start
+    assert last["t"] == datetime(2026, 3, 5, 17, 20, tzinfo=UTC)
+    per_channel = conn.execute("SELECT count(*) AS n FROM reading GROUP BY channel_id ORDER BY 1 DESC LIMIT 1"
+                               ).fetchone()["n"]
+    assert per_channel == 3 * 144 + 105  # 2 March 00:10 .. 5 March 17:30, every 10 minutes

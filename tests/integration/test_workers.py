@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import subprocess
 import sys
@@ -12,10 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import core.settings
 from core import demo, ingest, jobs
 from tests.integration.test_cli import env_for
 
 pytestmark = pytest.mark.integration
+
+TOA5 = Path(__file__).resolve().parent.parent / "data" / "toa5"
 
 
 def start_worker(db_url: str, home: Path) -> subprocess.Popen:
@@ -107,3 +111,105 @@ def test_a_killed_worker_leaves_nothing_half_loaded_and_the_file_is_retried(conn
     row = conn.execute("SELECT * FROM source_file WHERE id = %s", (rec.id,)).fetchone()
     assert row["attempts"] == 2 and row["n_readings"] == 120_000 * 60
     assert conn.execute("SELECT count(*) AS n FROM reading").fetchone()["n"] == 120_000 * 60
+
+
+# --- whatever ends an import job, its file does not stay `importing` -----------------------
+
+
+def fail_inserts_into_reading(conn, sqlstate: str, message: str) -> None:
+    """A real failure inside the import's transaction: the database refuses every reading."""
+    conn.execute(f"""
+        CREATE FUNCTION test_refuse_reading() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN RAISE EXCEPTION '{message}' USING ERRCODE = '{sqlstate}'; END $$;
+        CREATE TRIGGER test_refuse_reading BEFORE INSERT ON reading
+        FOR EACH ROW EXECUTE FUNCTION test_refuse_reading();
+    """)
+
+
+def test_an_unexpected_error_fails_the_file_and_ingest_wait_returns(conn, db_url, settings):
+    fail_inserts_into_reading(conn, "XX000", "disk full (test)")
+    worker = start_worker(db_url, settings.home)
+    try:
+        began = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "core.cli", "ingest", str(TOA5 / "TestLogger_Hourly_1.dat"),
+             "--station", "Error Mast", "--wait", "--timeout", "120", "--json"],
+            env=env_for(db_url, settings.home), capture_output=True, text=True, timeout=150,
+        )
+        took = time.monotonic() - began
+    finally:
+        stop(worker)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert took < 60, took
+    row = conn.execute("SELECT * FROM source_file").fetchone()
+    assert row["status"] == "failed" and row["attempts"] == 1  # not a transient error: no retry
+    assert "disk full (test)" in row["error"] and row["n_readings"] == 0, row["error"]
+    assert "disk full (test)" in done.stdout
+
+
+def test_a_transient_error_is_retried_then_the_file_fails(conn, db_url, settings, monkeypatch):
+    fail_inserts_into_reading(conn, "40001", "could not serialize (test)")
+    with conn.transaction():
+        rec = ingest.receive(conn, TOA5 / "TestLogger_Hourly_1.dat", station="Retry Mast", settings=settings)
+    jobs.queue_imports(db_url, [rec.id])
+    env = env_for(db_url, settings.home) | {"STATIONMANAGER_JOB_RETRIES": "2"}
+    worker = subprocess.Popen([sys.executable, "-m", "ingest_worker"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    seen = set()
+    try:
+        def settled() -> bool:
+            row = conn.execute("SELECT status, error FROM source_file").fetchone()
+            seen.add((row["status"], row["error"] or ""))
+            return row["status"] == "failed"
+        wait_until(settled, 90, "the file to fail after its retries")
+    finally:
+        stop(worker)
+    row = conn.execute("SELECT * FROM source_file").fetchone()
+    assert row["attempts"] == 3 and "could not serialize (test)" in row["error"], row
+    assert any(s == "queued" and "will be retried" in e for s, e in seen), seen  # between attempts
+
+
+def test_a_cancelled_job_does_not_leave_its_file_waiting(conn, db_url, settings):
+    with conn.transaction():
+        rec = ingest.receive(conn, TOA5 / "TestLogger_Hourly_1.dat", station="Cancel Mast", settings=settings)
+    jobs.queue_imports(db_url, [rec.id])
+    job = conn.execute("SELECT id FROM procrastinate_jobs WHERE task_name = 'sm:import_file'").fetchone()
+    app = jobs.make_app(db_url)
+    with app.open():
+        assert app.job_manager.cancel_job_by_id(job["id"])
+    began = time.monotonic()
+    counts = jobs.wait_for_files(db_url, [rec.id], timeout=30, grace_s=1)
+    assert counts == {"failed": 1} and time.monotonic() - began < 10
+    row = conn.execute("SELECT * FROM source_file").fetchone()
+    assert f"job {job['id']} ended (cancelled)" in row["error"], row["error"]
+
+
+def test_a_file_whose_worker_keeps_dying_ends_failed(conn, db_url, settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("STATIONMANAGER_JOB_RETRIES", "1")
+    core.settings._current = None
+    path = tmp_path / "big.dat"
+    big_toa5(path)
+    with conn.transaction():
+        rec = ingest.receive(conn, path, station="Big Mast", settings=settings)
+    jobs.queue_imports(db_url, [rec.id])
+    worker = start_worker(db_url, settings.home)
+    try:
+        wait_until(lambda: statuses(conn).get("importing") == 1, 60, "the import to start")
+        time.sleep(1.0)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        stop(worker)
+    time.sleep(2)  # its heartbeat is now older than the one second allowed below
+
+    async def check() -> list[int]:
+        app = jobs.make_app(db_url)
+        async with app.open_async():
+            return await jobs.handle_stalled(app, seconds_since_heartbeat=1)
+
+    assert len(asyncio.run(check())) == 1
+    row = conn.execute("SELECT * FROM source_file").fetchone()
+    assert row["status"] == "failed" and "stopped responding 1 times" in row["error"], row
+    assert conn.execute("SELECT status FROM procrastinate_jobs WHERE task_name = 'sm:import_file'"
+                        ).fetchone()["status"] == "failed"
+    assert conn.execute("SELECT count(*) AS n FROM reading").fetchone()["n"] == 0
