@@ -118,7 +118,8 @@ _FAULT_PLAN: tuple[tuple, ...] = (
      "AirT < -1 C and RH > 95 %."),
     ("Ballymore Hill", "stuck", _cols("WS_60m_SW"), timedelta(days=97, hours=11, minutes=20),
      timedelta(days=99, hours=10, minutes=40),
-     "Seized 60 m SW anemometer: Avg frozen at a constant, Std 0, Min = Max = Avg."),
+     "Seized 60 m SW anemometer in mild air (AirT > 5 C): Avg frozen at a constant, Std 0, "
+     "Min = Max = Avg."),
     ("Kestrel Ridge", "gap", (), timedelta(days=202), timedelta(days=205),
      "Modem failure: no files for three days (RECORD jumps by 432)."),
     ("Kestrel Ridge", "dead", _cols("RH_2m"), timedelta(days=286, hours=9, minutes=20), None,
@@ -294,7 +295,7 @@ def _simulate(st: DemoStation, ts: np.ndarray, seed: int, fault_list: tuple[Faul
 
     rh = np.clip(100 * e_sat(td) / e_sat(temp), 8, 100)
     t_sd = (0.04 + 0.3 * sun) * np.exp(0.2 * rng.standard_normal(n))
-    for f in fault_list:  # cold, saturated air around icing events (tapered over 6 h)
+    for f in fault_list:  # cold, saturated air around icing events; mild air around a stuck cup (6 h tapers)
         if f.kind == "icing" and f.station == st.name:
             ramp = np.timedelta64(6, "h")
             w = np.clip(np.minimum((ts - _np(f.start)) / ramp + 1,
@@ -303,6 +304,13 @@ def _simulate(st: DemoStation, ts: np.ndarray, seed: int, fault_list: tuple[Faul
             temp = temp + w * (cold - temp)
             rh = rh + w * (np.maximum(rh, 97.5 + 1.5 * rng.random(n)) - rh)
             t_sd = np.where(w > 0, np.minimum(t_sd, 0.12), t_sd)
+        elif f.kind == "stuck" and f.station == st.name:
+            # A seized bearing in mild air: the air stays well above freezing, so the
+            # stopped cup is a mechanical fault and not icing (which looks the same in the cold).
+            ramp = np.timedelta64(6, "h")
+            w = np.clip(np.minimum((ts - _np(f.start)) / ramp + 1,
+                                   (_np(f.end) - ts) / ramp + 1), 0, 1)
+            temp = temp + w * (np.maximum(temp, 6.5 + 1.5 * np.sin(2 * np.pi * (hour - 9) / 24)) - temp)
     rh_sd = (0.15 + 0.02 * (100 - rh)) * np.exp(0.2 * rng.standard_normal(n))
     rh_sd = np.where(rh > 95, np.minimum(rh_sd, 0.3), rh_sd)
     out.update(zip(_cols("AirT_2m"), _stats(rng, temp, t_sd, 2.0, 2.2, 2)))
