@@ -617,6 +617,14 @@ def build_export(export_id: int, url: str | None = None, settings: Settings | No
     return _row(url, export_id)
 
 
+def export_ended(export_id: int, reason: str, url: str | None = None) -> None:
+    """Mark an export whose build job ended without it (given up after its worker kept dying)
+    ``failed`` with ``reason``; a finished export is left as it is."""
+    with db.connect(url or db.database_url(get_settings()), autocommit=True) as conn:
+        conn.execute(_sql.q("export_job_ended"), {"id": export_id, "error": reason})
+    log.warning("export %s failed: %s", export_id, reason)
+
+
 def _row(url: str, export_id: int) -> dict[str, Any]:
     with db.connect(url) as conn:
         return get_export(conn, export_id)

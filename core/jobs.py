@@ -191,6 +191,12 @@ async def handle_stalled(app: procrastinate.App, seconds_since_heartbeat: float 
                       f"{attempts} times (killed, or out of memory?)")
             await asyncio.to_thread(ingest.import_ended, job.task_kwargs["source_file_id"], reason,
                                     retrying=False)
+        elif job.task_name == "sm:build_export" and "export_id" in job.task_kwargs:
+            from core import exports
+
+            reason = (f"export failed (job {job.id}): the worker building it stopped responding "
+                      f"{attempts} times (killed, or out of memory?)")
+            await asyncio.to_thread(exports.export_ended, job.task_kwargs["export_id"], reason)
     return ended
 
 

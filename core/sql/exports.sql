@@ -132,6 +132,11 @@ UPDATE export SET status = %(status)s, error = %(error)s, message = %(message)s,
        finished_at = CASE WHEN %(status)s = 'failed' THEN clock_timestamp() END
 WHERE id = %(id)s;
 
+-- name: export_job_ended
+-- Its build job was given up (its worker kept dying): an export still waiting or running fails.
+UPDATE export SET status = 'failed', error = %(error)s, message = 'failed', finished_at = clock_timestamp()
+WHERE id = %(id)s AND status IN ('queued', 'running');
+
 -- name: expired_files
 -- Files of exports finished before %(before)s that are still on disk.
 SELECT file_path FROM export

@@ -213,3 +213,34 @@ def test_a_file_whose_worker_keeps_dying_ends_failed(conn, db_url, settings, tmp
     assert conn.execute("SELECT status FROM procrastinate_jobs WHERE task_name = 'sm:import_file'"
                         ).fetchone()["status"] == "failed"
     assert conn.execute("SELECT count(*) AS n FROM reading").fetchone()["n"] == 0
+
+
+def test_an_export_whose_worker_keeps_dying_ends_failed(conn, db_url, settings, tmp_path, monkeypatch):
+    from core import exports
+    from core.exports import ExportRequest
+
+    monkeypatch.setenv("STATIONMANAGER_JOB_RETRIES", "1")
+    core.settings._current = None
+    path = tmp_path / "big.dat"
+    big_toa5(path)
+    with conn.transaction():
+        rec = ingest.receive(conn, path, station="Big Mast", settings=settings)
+    assert ingest.import_file(rec.id, db_url, settings)["status"] == "imported"
+    row = exports.request_export(conn, ExportRequest("Big Mast", "csv", calibrated=False), "ana")
+    worker = start_worker(db_url, settings.home)
+    try:
+        wait_until(lambda: exports.get_export(conn, row["id"])["status"] == "running", 60, "the export to start")
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        stop(worker)
+    time.sleep(2)  # its heartbeat is now older than the one second allowed below
+
+    async def check() -> list[int]:
+        app = jobs.make_app(db_url)
+        async with app.open_async():
+            return await jobs.handle_stalled(app, seconds_since_heartbeat=1)
+
+    assert len(asyncio.run(check())) == 1
+    after = exports.get_export(conn, row["id"])
+    assert after["status"] == "failed" and "stopped responding 1 times" in after["error"], after
