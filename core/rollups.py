@@ -4,6 +4,12 @@
 recomputed here for whole UTC days covering the range; at level 2 they are TimescaleDB
 continuous aggregates refreshed with ``refresh_continuous_aggregate``. Readers see the
 same columns either way: ``channel_id, bucket, n, mean, min, max, sumsq``.
+
+At level 2 a refresh cannot run inside a transaction, so it cannot commit with the
+readings. An import therefore records its range in ``rollup_pending`` in its own
+transaction (:func:`mark_pending`), refreshes after the commit and deletes the row
+(:func:`refresh_pending`); a range left behind by a process that died in between is
+refreshed by the worker's periodic catch-up, so rollups are never stale for good.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import psycopg
 from core import db, schema
 
 log = logging.getLogger(__name__)
+
+_SQL = db.SqlFile("rollups.sql")
 
 
 def day_span(start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -58,6 +66,34 @@ def refresh_rollups(
             for name in ("clear_1h", "refresh_1h", "clear_1d", "refresh_1d"):
                 conn.execute(db.q(name), params)
     log.debug("rollups refreshed for %s .. %s", s, e)
+
+
+def mark_pending(conn: psycopg.Connection, start: datetime, end: datetime) -> int:
+    """Record that the rollups of the whole UTC days covering [start, end] need a refresh
+    (in the caller's transaction, with the readings that need it); returns the row's id."""
+    s, e = day_span(start, end)
+    return _SQL.fetch_one(conn, "add_pending", start=s, end=e)["id"]
+
+
+def pending_count(conn: psycopg.Connection) -> int:
+    """How many ranges wait for a rollup refresh."""
+    return _SQL.fetch_one(conn, "count_pending")["n"]
+
+
+def refresh_pending(conn: psycopg.Connection, ids: list[int] | None = None) -> int:
+    """Refresh the rollups of every pending range (or of those ``ids``), deleting each row
+    once its range is refreshed; returns how many ranges were refreshed.
+
+    ``conn`` must be in autocommit mode (level 2 refreshes cannot run in a transaction).
+    Refreshing a range twice (two workers, or an import and the catch-up) is harmless.
+    """
+    rows = [r for r in _SQL.fetch_all(conn, "pending") if ids is None or r["id"] in ids]
+    for row in rows:
+        refresh_rollups(conn, row["start"], row["end"] - timedelta(microseconds=1))
+        conn.execute(_SQL.q("delete_pending"), {"ids": [row["id"]]})
+    if rows:
+        log.info("rollups refreshed for %s pending range(s)", len(rows))
+    return len(rows)
 
 
 # --- rollups computed while importing ------------------------------------------------
