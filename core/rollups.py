@@ -15,6 +15,7 @@ refreshed by the worker's periodic catch-up, so rollups are never stale for good
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -52,10 +53,7 @@ def refresh_rollups(
     level = schema.stored_level(conn)
     if level == 2:
         for view in ("reading_1h", "reading_1d"):
-            conn.execute(
-                "CALL refresh_continuous_aggregate(%s, %s::timestamptz, %s::timestamptz)",
-                (view, s, e),
-            )
+            _refresh_aggregate(conn, view, s, e)
     else:
         if channel_ids is None:
             channel_ids = db.fetch_one(conn, "all_channel_ids")["ids"] or []
@@ -94,6 +92,28 @@ def refresh_pending(conn: psycopg.Connection, ids: list[int] | None = None) -> i
     if rows:
         log.info("rollups refreshed for %s pending range(s)", len(rows))
     return len(rows)
+
+
+#: How long a level-2 refresh waits, in all, for other refreshes of overlapping windows.
+CONCURRENT_REFRESH_WAIT_S = 60.0
+
+
+def _refresh_aggregate(conn: psycopg.Connection, view: str, start: datetime, end: datetime) -> None:
+    """``refresh_continuous_aggregate`` over [start, end), waiting while another process
+    refreshes an overlapping window (TimescaleDB refuses then: "could not refresh continuous
+    aggregate … due to a concurrent refresh"; several workers import at once)."""
+    delay, waited = 0.05, 0.0
+    while True:
+        try:
+            conn.execute("CALL refresh_continuous_aggregate(%s, %s::timestamptz, %s::timestamptz)",
+                         (view, start, end))
+            return
+        except psycopg.errors.LockNotAvailable as exc:
+            if "concurrent refresh" not in str(exc) or waited >= CONCURRENT_REFRESH_WAIT_S:
+                raise
+        time.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, 1.0)
 
 
 # --- rollups computed while importing ------------------------------------------------

@@ -315,3 +315,50 @@ def test_admin_page_says_how_to_move_up(level2_server, fresh_db, settings, monke
     at = show(signed_in("admin"), "pages/admin.py")
     assert "This server offers storage level 2" in texts(at)
     assert "stationmanager db raise-level" in texts(at)
+
+
+def test_a_refresh_waits_for_a_concurrent_refresh_of_the_same_days(l2, l2_url, settings, demo_files):
+    """Workers import at once; TimescaleDB refuses a refresh while another one of an
+    overlapping window runs ("due to a concurrent refresh"), so each waits its turn instead
+    of leaving its range stale."""
+    import threading
+
+    receive_and_import(l2, demo_files[0], settings)
+    mat = l2.execute(
+        "SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name) AS t "
+        "FROM timescaledb_information.continuous_aggregates WHERE view_name = 'reading_1h'").fetchone()["t"]
+    with l2.transaction():
+        rec = ingest.receive(l2, demo_files[1], station="Mast A", settings=settings)
+    results: dict = {}
+
+    def run(name, func) -> None:
+        try:
+            results[name] = func()
+        except Exception as exc:  # reported below
+            results[name] = exc
+
+    day = datetime(2025, 3, 2, tzinfo=UTC)
+
+    def second_refresh():
+        with db.connect(l2_url, autocommit=True) as c:
+            rollups.refresh_rollups(c, day, day)
+            return "refreshed"
+
+    with db.connect(l2_url) as blocker:
+        blocker.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(sql.SQL(mat)))
+        first = threading.Thread(target=run, args=("import", lambda: ingest.import_file(rec.id, url=l2_url)["status"]))
+        first.start()
+        deadline = time.monotonic() + 60
+        while not l2.execute("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() "
+                             "AND wait_event_type = 'Lock'").fetchone()["n"]:
+            assert time.monotonic() < deadline, "the import's refresh did not start"
+            time.sleep(0.05)
+        second = threading.Thread(target=run, args=("second", second_refresh))
+        second.start()
+        time.sleep(1.0)  # the second refresh meets the first one, still in progress
+        blocker.rollback()
+    first.join(timeout=120)
+    second.join(timeout=120)
+    assert results == {"import": "imported", "second": "refreshed"}
+    assert l2.execute("SELECT count(*) AS n FROM rollup_pending").fetchone()["n"] == 0
+    assert_rollups_match_readings(l2)
