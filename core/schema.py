@@ -40,6 +40,7 @@ LEVEL_NAMES = {
 }
 _FILE = re.compile(r"^(\d{4})_(\w+?)(?:\.level(\d))?\.sql$")
 _LOCK_KEY = 0x5354414E  # pg_advisory_lock key serialising migrations
+_SQL = db.SqlFile("rollups.sql")  # also the statements that raise the level
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,8 @@ def upgrade(
                         (mig.version, mig.name, file_name),
                     )
                 applied.append(file_name or f"{mig.version:04d}_{mig.name} (not at level {level})")
+            if level == 2 and target is None:
+                _align_compression(conn, settings.compress_after_days)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return {"level": level, "applied": applied}
@@ -210,6 +213,17 @@ def _ensure_storage_info(conn: psycopg.Connection, settings: Settings) -> int:
     return level
 
 
+def _align_compression(conn: psycopg.Connection, days: int) -> None:
+    """Level 2: compress reading chunks older than ``STATIONMANAGER_COMPRESS_AFTER_DAYS``
+    (migration 0003 sets 90 days; a changed setting takes effect at the next upgrade)."""
+    row = _SQL.fetch_one(conn, "compression_policy")
+    if row is not None and row["compress_after"] == f"{days} days":
+        return
+    with conn.transaction():
+        conn.execute(_SQL.q("set_compression_policy"), {"days": days})
+    log.info("reading chunks are compressed after %s days", days)
+
+
 def _ensure_job_queue(conn: psycopg.Connection, applied: list[str]) -> None:
     """Install procrastinate's own schema (the job queue) once, as migration 0."""
     if conn.execute("SELECT to_regclass('procrastinate_jobs') AS t").fetchone()["t"] is not None:
@@ -227,9 +241,6 @@ def _ensure_job_queue(conn: psycopg.Connection, applied: list[str]) -> None:
 
 
 # --- raising the level ---------------------------------------------------------------
-
-_SQL = db.SqlFile("rollups.sql")
-
 
 def raise_level(url: str | None = None, settings: Settings | None = None, *, to: int | None = None) -> dict[str, Any]:
     """Move an existing database up to a higher storage level in place, keeping every
@@ -288,6 +299,7 @@ def raise_level(url: str | None = None, settings: Settings | None = None, *, to:
             from core import rollups
 
             rollups.refresh_pending(conn)  # outside the transaction; else the worker catches up
+    upgrade(url, settings)  # settings that apply at the new level (compression policy)
     log.info("storage level raised from %s to %s: %s", current, target, LEVEL_NAMES[target])
     return {"from": current, "level": target, "changed": True}
 

@@ -29,3 +29,13 @@ UPDATE storage_info SET level = %(level)s;
 
 -- name: set_migration_file
 UPDATE schema_migration SET file = %(file)s WHERE version = %(version)s;
+
+-- name: compression_policy
+-- Level 2: the compression policy of `reading` (its compress_after, e.g. '90 days').
+SELECT job_id, config->>'compress_after' AS compress_after
+FROM timescaledb_information.jobs
+WHERE proc_name = 'policy_compression' AND hypertable_schema = 'public' AND hypertable_name = 'reading';
+
+-- name: set_compression_policy
+SELECT remove_compression_policy('reading', if_exists => true),
+       add_compression_policy('reading', make_interval(days => %(days)s));

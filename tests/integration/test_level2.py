@@ -362,3 +362,17 @@ def test_a_refresh_waits_for_a_concurrent_refresh_of_the_same_days(l2, l2_url, s
     assert results == {"import": "imported", "second": "refreshed"}
     assert l2.execute("SELECT count(*) AS n FROM rollup_pending").fetchone()["n"] == 0
     assert_rollups_match_readings(l2)
+
+
+def test_compression_policy_follows_the_setting(level2_server, fresh_db):
+    def compress_after(conn) -> str:
+        return conn.execute(
+            "SELECT config->>'compress_after' AS a FROM timescaledb_information.jobs "
+            "WHERE proc_name = 'policy_compression' AND hypertable_name = 'reading'").fetchone()["a"]
+
+    schema.upgrade(fresh_db, Settings(database_url=fresh_db, compress_after_days=30))
+    with db.connect(fresh_db, autocommit=True) as conn:
+        assert compress_after(conn) == "30 days"
+    schema.upgrade(fresh_db, Settings(database_url=fresh_db))  # the default again
+    with db.connect(fresh_db, autocommit=True) as conn:
+        assert compress_after(conn) == "90 days"
