@@ -99,14 +99,17 @@ CONCURRENT_REFRESH_WAIT_S = 60.0
 
 
 def _refresh_aggregate(conn: psycopg.Connection, view: str, start: datetime, end: datetime) -> None:
-    """``refresh_continuous_aggregate`` over [start, end), waiting while another process
+    """``refresh_continuous_aggregate`` over [start, end), every bucket recomputed as level 0
+    does (``force``, TimescaleDB >= 2.19: the invalidation log alone once left the last hour of
+    an insert out of ``reading_1h``), waiting while another process
     refreshes an overlapping window (TimescaleDB refuses then: "could not refresh continuous
     aggregate … due to a concurrent refresh"; several workers import at once)."""
+    force = _SQL.fetch_one(conn, "refresh_has_force")["force"]
+    call = _SQL.q("refresh_forced" if force else "refresh")
     delay, waited = 0.05, 0.0
     while True:
         try:
-            conn.execute("CALL refresh_continuous_aggregate(%s, %s::timestamptz, %s::timestamptz)",
-                         (view, start, end))
+            conn.execute(call, {"view": view, "start": start, "end": end})
             return
         except psycopg.errors.LockNotAvailable as exc:
             if "concurrent refresh" not in str(exc) or waited >= CONCURRENT_REFRESH_WAIT_S:

@@ -39,3 +39,13 @@ WHERE proc_name = 'policy_compression' AND hypertable_schema = 'public' AND hype
 -- name: set_compression_policy
 SELECT remove_compression_policy('reading', if_exists => true),
        add_compression_policy('reading', make_interval(days => %(days)s));
+
+-- name: refresh_has_force
+SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'refresh_continuous_aggregate'
+               AND 'force' = ANY(proargnames)) AS force;
+
+-- name: refresh_forced
+CALL refresh_continuous_aggregate(%(view)s, %(start)s::timestamptz, %(end)s::timestamptz, force => true);
+
+-- name: refresh
+CALL refresh_continuous_aggregate(%(view)s, %(start)s::timestamptz, %(end)s::timestamptz);
