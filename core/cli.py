@@ -71,13 +71,28 @@ def cmd_db_status(args: argparse.Namespace) -> int:
     ts = st["timescaledb"] or (f"available {st['timescaledb_available']}, not installed" if st["timescaledb_available"] else "not available")
     print(f"TimescaleDB     {ts}" + (f" ({st['timescaledb_edition']})" if st["timescaledb_edition"] else ""))
     print(f"storage level   {st['storage_level']}: {st['storage_level_name']}")
-    if st["offered_level"] != st["storage_level"]:
+    if st["level_note"]:
+        print(f"                {st['level_note']}")
+    elif st["offered_level"] != st["storage_level"]:
         print(f"                (this server offers level {st['offered_level']})")
+    if st["rollup_ranges_pending"]:
+        print(f"rollups         {st['rollup_ranges_pending']} range(s) waiting for a refresh (the worker catches up)")
     c = st["connections"]
     print(f"connections     {c['this_database']} to this database, {c['server_total']} of {c['max_connections']} on the server")
     print("pending         " + (", ".join(st["pending_migrations"]) or "none"))
     for table, n in st["row_counts"].items():
         print(f"  {table:<14}{n:>12,}")
+    return 0
+
+
+def cmd_db_raise_level(args: argparse.Namespace) -> int:
+    result = schema.raise_level(to=args.to)
+    if args.json:
+        _print_json(result)
+    elif result["changed"]:
+        print(f"storage level {result['from']} -> {result['level']}: {schema.LEVEL_NAMES[result['level']]}")
+    else:
+        print(f"storage level {result['level']}: already the best this server offers (nothing changed)")
     return 0
 
 
@@ -588,6 +603,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = dbp.add_parser("status", help="versions, storage level, connections, row counts")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_db_status)
+    s = dbp.add_parser("raise-level", help="move this database up to the best storage level the server offers "
+                       "(stop the workers and the app first)")
+    s.add_argument("--to", type=int, choices=(1, 2), help="the level to move to (default: the best offered)")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_db_raise_level)
 
     s = sub.add_parser("ingest", help="store logger files and queue their import")
     s.add_argument("files", nargs="+", metavar="FILE")

@@ -350,10 +350,15 @@ def _import(conn: psycopg.Connection, reader, claimed: dict) -> None:
         conn.execute(db.q("source_file_imported"), {"id": claimed["id"], "format": reader.format, **result})
         if result["n_readings"] and level != 2:
             _refresh(conn, result["first_time"], result["last_time"], channels, todo)
+        elif result["n_readings"]:  # committed with the readings: see core.rollups.refresh_pending
+            pending = rollups.mark_pending(conn, result["first_time"], result["last_time"])
     if result["n_readings"] and level == 2:  # continuous aggregates refresh outside a transaction
+        conn.commit()  # the readings, and their pending range, first
         conn.autocommit = True
         try:
-            rollups.refresh_rollups(conn, result["first_time"], result["last_time"], channels)
+            rollups.refresh_pending(conn, [pending])
+        except psycopg.Error as exc:  # the range stays pending; the worker's catch-up refreshes it
+            log.warning("file %s: rollup refresh left for later: %s", claimed["id"], exc)
         finally:
             conn.autocommit = False
 
@@ -592,8 +597,9 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int) -> dict:
             )["overlap"]
             if forward and not overlap:
                 _copy(conn, "reading", readings.by_key())
-                for table, spill in blocks.items():
-                    _copy(conn, table, spill.by_key(), rollups.ROLLUP_COPY)
+                if builder is not None:  # level 2's continuous aggregates are views: refreshed after
+                    for table, spill in blocks.items():
+                        _copy(conn, table, spill.by_key(), rollups.ROLLUP_COPY)
             else:
                 full_refresh = True  # the rollups of the whole range are recomputed in SQL
                 conn.execute(db.q("create_staging"))

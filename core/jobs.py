@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 import procrastinate
 import psycopg
 
-from core import db, inbox, ingest, qc_runner
+from core import db, inbox, ingest, qc_runner, rollups
 from core.errors import DatabaseUnavailable, StationManagerError
 from core.settings import get_settings
 
@@ -233,6 +233,20 @@ def cleanup_exports(context: procrastinate.JobContext, timestamp: int) -> None:
 async def prune_jobs(context: procrastinate.JobContext, timestamp: int) -> None:
     """Delete finished jobs older than a day (the inbox scan alone makes 17 000 a day)."""
     await context.app.job_manager.delete_old_jobs(nb_hours=24, queue=None, include_failed=False)
+
+
+@blueprint.periodic(cron="* * * * *")
+@blueprint.task(name="refresh_pending_rollups", queue="maintenance", queueing_lock="refresh_pending_rollups",
+                pass_context=True)
+def refresh_pending_rollups(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Refresh the rollup ranges an import left pending (storage level 2: a process that died
+    between its commit and its refresh); see :func:`core.rollups.refresh_pending`."""
+    with db.connection() as conn:
+        conn.autocommit = True
+        try:
+            rollups.refresh_pending(conn)
+        finally:
+            conn.autocommit = False
 
 
 def make_app(url: str) -> procrastinate.App:

@@ -4,11 +4,18 @@
 recomputed here for whole UTC days covering the range; at level 2 they are TimescaleDB
 continuous aggregates refreshed with ``refresh_continuous_aggregate``. Readers see the
 same columns either way: ``channel_id, bucket, n, mean, min, max, sumsq``.
+
+At level 2 a refresh cannot run inside a transaction, so it cannot commit with the
+readings. An import therefore records its range in ``rollup_pending`` in its own
+transaction (:func:`mark_pending`), refreshes after the commit and deletes the row
+(:func:`refresh_pending`); a range left behind by a process that died in between is
+refreshed by the worker's periodic catch-up, so rollups are never stale for good.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -17,6 +24,8 @@ import psycopg
 from core import db, schema
 
 log = logging.getLogger(__name__)
+
+_SQL = db.SqlFile("rollups.sql")
 
 
 def day_span(start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -44,10 +53,7 @@ def refresh_rollups(
     level = schema.stored_level(conn)
     if level == 2:
         for view in ("reading_1h", "reading_1d"):
-            conn.execute(
-                "CALL refresh_continuous_aggregate(%s, %s::timestamptz, %s::timestamptz)",
-                (view, s, e),
-            )
+            _refresh_aggregate(conn, view, s, e)
     else:
         if channel_ids is None:
             channel_ids = db.fetch_one(conn, "all_channel_ids")["ids"] or []
@@ -58,6 +64,59 @@ def refresh_rollups(
             for name in ("clear_1h", "refresh_1h", "clear_1d", "refresh_1d"):
                 conn.execute(db.q(name), params)
     log.debug("rollups refreshed for %s .. %s", s, e)
+
+
+def mark_pending(conn: psycopg.Connection, start: datetime, end: datetime) -> int:
+    """Record that the rollups of the whole UTC days covering [start, end] need a refresh
+    (in the caller's transaction, with the readings that need it); returns the row's id."""
+    s, e = day_span(start, end)
+    return _SQL.fetch_one(conn, "add_pending", start=s, end=e)["id"]
+
+
+def pending_count(conn: psycopg.Connection) -> int:
+    """How many ranges wait for a rollup refresh."""
+    return _SQL.fetch_one(conn, "count_pending")["n"]
+
+
+def refresh_pending(conn: psycopg.Connection, ids: list[int] | None = None) -> int:
+    """Refresh the rollups of every pending range (or of those ``ids``), deleting each row
+    once its range is refreshed; returns how many ranges were refreshed.
+
+    ``conn`` must be in autocommit mode (level 2 refreshes cannot run in a transaction).
+    Refreshing a range twice (two workers, or an import and the catch-up) is harmless.
+    """
+    rows = [r for r in _SQL.fetch_all(conn, "pending") if ids is None or r["id"] in ids]
+    for row in rows:
+        refresh_rollups(conn, row["start"], row["end"] - timedelta(microseconds=1))
+        conn.execute(_SQL.q("delete_pending"), {"ids": [row["id"]]})
+    if rows:
+        log.info("rollups refreshed for %s pending range(s)", len(rows))
+    return len(rows)
+
+
+#: How long a level-2 refresh waits, in all, for other refreshes of overlapping windows.
+CONCURRENT_REFRESH_WAIT_S = 60.0
+
+
+def _refresh_aggregate(conn: psycopg.Connection, view: str, start: datetime, end: datetime) -> None:
+    """``refresh_continuous_aggregate`` over [start, end), every bucket recomputed as level 0
+    does (``force``, TimescaleDB >= 2.19: the invalidation log alone once left the last hour of
+    an insert out of ``reading_1h``), waiting while another process
+    refreshes an overlapping window (TimescaleDB refuses then: "could not refresh continuous
+    aggregate … due to a concurrent refresh"; several workers import at once)."""
+    force = _SQL.fetch_one(conn, "refresh_has_force")["force"]
+    call = _SQL.q("refresh_forced" if force else "refresh")
+    delay, waited = 0.05, 0.0
+    while True:
+        try:
+            conn.execute(call, {"view": view, "start": start, "end": end})
+            return
+        except psycopg.errors.LockNotAvailable as exc:
+            if "concurrent refresh" not in str(exc) or waited >= CONCURRENT_REFRESH_WAIT_S:
+                raise
+        time.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, 1.0)
 
 
 # --- rollups computed while importing ------------------------------------------------

@@ -40,6 +40,7 @@ LEVEL_NAMES = {
 }
 _FILE = re.compile(r"^(\d{4})_(\w+?)(?:\.level(\d))?\.sql$")
 _LOCK_KEY = 0x5354414E  # pg_advisory_lock key serialising migrations
+_SQL = db.SqlFile("rollups.sql")  # also the statements that raise the level
 
 
 @dataclass(frozen=True)
@@ -76,32 +77,61 @@ def _read(file_name: str) -> str:
 # --- capabilities --------------------------------------------------------------------
 
 
-def capabilities(conn: psycopg.Connection) -> dict[str, Any]:
-    """What the server offers: PostgreSQL and TimescaleDB versions, licence, level."""
+def capabilities(conn: psycopg.Connection, *, create_extension: bool = False) -> dict[str, Any]:
+    """What the server offers: PostgreSQL and TimescaleDB versions, licence, level.
+
+    .. warning:: On a database without the extension, ``timescaledb.license`` is not defined
+       yet (the versioned library that defines it is loaded by ``CREATE EXTENSION``), so
+       ``current_setting('timescaledb.license', true)`` is NULL there. When the server
+       preloads TimescaleDB, the licence is read after creating the extension: in the
+       caller's transaction with ``create_extension``, else in a transaction that is rolled
+       back (nothing changes, but this session cannot create the extension afterwards:
+       TimescaleDB refuses to load its library twice in one session).
+    """
     row = conn.execute(
         """
         SELECT current_setting('server_version') AS postgresql,
                (SELECT default_version FROM pg_available_extensions
                  WHERE name = 'timescaledb') AS timescaledb_available,
                (SELECT extversion FROM pg_extension WHERE extname = 'timescaledb') AS timescaledb,
-               current_setting('timescaledb.license', true) AS license,
                (SELECT setting FROM pg_settings WHERE name = 'shared_preload_libraries')
                    AS preload
         """
     ).fetchone()
     assert row is not None
     preloaded = "timescaledb" in (row["preload"] or "")
+    license = None
     if row["timescaledb_available"] and preloaded:
-        offered = 2 if row["license"] == "timescale" else 1
-    else:
-        offered = 0
+        license = _licence(conn, installed=row["timescaledb"] is not None, create=create_extension)
+    offered = 0 if license is None else 2 if license == "timescale" else 1
     return {
         "postgresql": row["postgresql"],
         "timescaledb": row["timescaledb"],
         "timescaledb_available": row["timescaledb_available"],
-        "timescaledb_edition": _edition(row["license"]) if row["timescaledb_available"] else None,
+        "timescaledb_preloaded": preloaded,
+        "timescaledb_edition": _edition(license) if row["timescaledb_available"] else None,
         "offered_level": offered,
     }
+
+
+def _licence(conn: psycopg.Connection, *, installed: bool, create: bool) -> str | None:
+    """The TimescaleDB licence (``timescale`` or ``apache``), read with the extension
+    loaded; None when this user cannot create the extension here."""
+    read = "SELECT current_setting('timescaledb.license', true) AS license"
+    if installed:
+        return conn.execute(read).fetchone()["license"]
+    license = None
+    try:
+        with conn.transaction():
+            conn.execute("SET client_min_messages = warning")
+            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            license = conn.execute(read).fetchone()["license"]
+            if not create:
+                raise psycopg.Rollback()  # only looking
+    except psycopg.Error as exc:
+        log.warning("TimescaleDB is installed but cannot be created in this database: %s", exc)
+        return None
+    return license
 
 
 def _edition(license: str | None) -> str:
@@ -148,6 +178,8 @@ def upgrade(
                         (mig.version, mig.name, file_name),
                     )
                 applied.append(file_name or f"{mig.version:04d}_{mig.name} (not at level {level})")
+            if level == 2 and target is None:
+                _align_compression(conn, settings.compress_after_days)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
     return {"level": level, "applied": applied}
@@ -157,12 +189,10 @@ def _ensure_storage_info(conn: psycopg.Connection, settings: Settings) -> int:
     level = stored_level(conn)
     if level is not None:
         return level
-    caps = capabilities(conn)
-    level = min(caps["offered_level"], settings.storage_level_max)
     with conn.transaction():
-        if level >= 1:
-            conn.execute("SET client_min_messages = warning")
-            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        # the extension first (when the server preloads it), then its licence: see capabilities
+        caps = capabilities(conn, create_extension=settings.storage_level_max >= 1)
+        level = min(caps["offered_level"], settings.storage_level_max)
         conn.execute(
             """
             CREATE TABLE storage_info (
@@ -183,6 +213,17 @@ def _ensure_storage_info(conn: psycopg.Connection, settings: Settings) -> int:
     return level
 
 
+def _align_compression(conn: psycopg.Connection, days: int) -> None:
+    """Level 2: compress reading chunks older than ``STATIONMANAGER_COMPRESS_AFTER_DAYS``
+    (migration 0003 sets 90 days; a changed setting takes effect at the next upgrade)."""
+    row = _SQL.fetch_one(conn, "compression_policy")
+    if row is not None and row["compress_after"] == f"{days} days":
+        return
+    with conn.transaction():
+        conn.execute(_SQL.q("set_compression_policy"), {"days": days})
+    log.info("reading chunks are compressed after %s days", days)
+
+
 def _ensure_job_queue(conn: psycopg.Connection, applied: list[str]) -> None:
     """Install procrastinate's own schema (the job queue) once, as migration 0."""
     if conn.execute("SELECT to_regclass('procrastinate_jobs') AS t").fetchone()["t"] is not None:
@@ -197,6 +238,87 @@ def _ensure_job_queue(conn: psycopg.Connection, applied: list[str]) -> None:
             (f"procrastinate {procrastinate.__version__} schema",),
         )
     applied.append("procrastinate job queue schema")
+
+
+# --- raising the level ---------------------------------------------------------------
+
+def raise_level(url: str | None = None, settings: Settings | None = None, *, to: int | None = None) -> dict[str, Any]:
+    """Move an existing database up to a higher storage level in place, keeping every
+    reading, flag and setting: level 0 -> 1 makes ``reading`` a hypertable (moving its rows
+    into chunks); -> 2 also enables compression and replaces the rollup tables with
+    continuous aggregates, refreshed over all the data afterwards.
+
+    ``to`` defaults to the best the server offers, capped by ``STATIONMANAGER_STORAGE_LEVEL_MAX``.
+    Stop the workers and the app first (``reading`` is locked while it is converted) and
+    back the database up. Returns ``{"from": …, "level": …, "changed": bool}``.
+    """
+    settings = settings or get_settings()
+    url = url or db.database_url(settings)
+    upgrade(url, settings)  # the schema up to date at its current level first
+    with db.connect(url, autocommit=True) as conn, db.translate():
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        try:
+            current = stored_level(conn)
+            assert current is not None
+            done = {r["version"] for r in conn.execute("SELECT version FROM schema_migration")}
+            with conn.transaction():
+                conn.execute("SET LOCAL statement_timeout = 0")
+                offered = capabilities(conn, create_extension=True)["offered_level"]  # rolled back unless used
+                target = min(offered, settings.storage_level_max) if to is None else to
+                if target > offered:
+                    raise DatabaseError(f"this server offers storage level {offered}, not {target}")
+                if target > settings.storage_level_max:
+                    raise DatabaseError(f"STATIONMANAGER_STORAGE_LEVEL_MAX is {settings.storage_level_max}: "
+                                        f"raise or unset it to move to level {target}")
+                if target <= current:
+                    raise psycopg.Rollback()
+                for mig in migrations():
+                    old, new = mig.file_for(current), mig.file_for(target)
+                    if mig.version not in done or old == new:
+                        continue
+                    log.info("raising migration %04d_%s: %s -> %s", mig.version, mig.name, old, new)
+                    if mig.version == 2:  # the hypertable, with the rows already there
+                        conn.execute(_SQL.q("make_hypertable"))
+                    elif mig.version == 3:  # rollup tables -> continuous aggregates
+                        conn.execute(_SQL.q("drop_rollup_tables"))
+                        conn.execute(_read(new))  # type: ignore[arg-type]
+                    else:
+                        raise DatabaseError(f"no way to raise migration {mig.version:04d} from {old} to {new}")
+                    conn.execute(_SQL.q("set_migration_file"), {"file": new, "version": mig.version})
+                conn.execute(_SQL.q("set_level"), {"level": target})
+                span = _SQL.fetch_one(conn, "reading_span")
+                if target == 2 and span["first"] is not None:
+                    from core import rollups
+
+                    rollups.mark_pending(conn, span["first"], span["last"])
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+        if target <= current:
+            return {"from": current, "level": current, "changed": False}
+        if target == 2:
+            from core import rollups
+
+            rollups.refresh_pending(conn)  # outside the transaction; else the worker catches up
+    upgrade(url, settings)  # settings that apply at the new level (compression policy)
+    log.info("storage level raised from %s to %s: %s", current, target, LEVEL_NAMES[target])
+    return {"from": current, "level": target, "changed": True}
+
+
+def level_note(level: int | None, offered: int, level_max: int) -> str | None:
+    """What to say when the server offers more than the database uses (else None).
+
+    >>> print(level_note(2, 2, 2))
+    None
+    >>> level_note(1, 2, 2).split(";")[0]
+    'this server offers storage level 2 (TimescaleDB community (hypertables, compression, continuous aggregates)) but this database uses level 1'
+    """
+    if level is None or level >= offered:
+        return None
+    how = "stop the workers and the app, back the database up, then run `stationmanager db raise-level`"
+    if level_max < offered:
+        how = f"unset STATIONMANAGER_STORAGE_LEVEL_MAX (now {level_max}), " + how
+    return (f"this server offers storage level {offered} ({LEVEL_NAMES[offered]}) but this database uses "
+            f"level {level}; to move up, {how} (it keeps every reading; see docs/architecture.md)")
 
 
 def pending(conn: psycopg.Connection) -> list[str]:
@@ -227,8 +349,12 @@ def status(url: str | None = None) -> dict[str, Any]:
             "storage_level": level,
             "storage_level_name": LEVEL_NAMES.get(level, "not migrated") if level is not None else "not migrated",
             "offered_level": caps["offered_level"],
+            "level_note": level_note(level, caps["offered_level"], get_settings().storage_level_max),
             "pending_migrations": pending(conn),
+            "rollup_ranges_pending": None,
         }
+        if level is not None and conn.execute("SELECT to_regclass('rollup_pending') AS t").fetchone()["t"]:
+            out["rollup_ranges_pending"] = _SQL.fetch_one(conn, "count_pending")["n"]
         conns = conn.execute(
             """
             SELECT count(*) FILTER (WHERE datname = current_database()) AS this_database,

@@ -23,6 +23,11 @@ b.metric("TimescaleDB", status["timescaledb"] or "not installed",
 c.metric("Storage level", status["storage_level"], help=status["storage_level_name"])
 st.caption(f"{status['database']} · storage level {status['storage_level']}: "
            f"{status['storage_level_name']} (this server offers level {status['offered_level']})")
+if status["level_note"]:
+    st.info(status["level_note"][0].upper() + status["level_note"][1:] + ".", icon=":material/upgrade:")
+if status["rollup_ranges_pending"]:
+    st.info(f"{status['rollup_ranges_pending']} imported range(s) wait for their rollups to be refreshed "
+            "(the worker catches up within a minute).")
 
 conns = status["connections"]
 stats = pool().get_stats()

@@ -69,7 +69,9 @@ def test_db_status_json_reports_storage_level(db_url, settings):
     assert res.returncode == 0, res.stderr
     st = json.loads(res.stdout)
     assert st["storage_level"] == st["offered_level"]
-    assert st["storage_level"] == (1 if st["timescaledb"] else 0)
+    edition = st["timescaledb_edition"]
+    assert st["storage_level"] == (0 if not st["timescaledb"] else 2 if edition == "community (TSL)" else 1)
+    assert st["level_note"] is None
     assert st["pending_migrations"] == []
     assert st["connections"]["max_connections"] > 0
 

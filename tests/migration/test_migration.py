@@ -75,3 +75,54 @@ def test_storage_level_can_be_capped(fresh_db):
     assert result["level"] == 0
     with psycopg.connect(fresh_db) as conn:
         assert conn.execute("SELECT to_regclass('reading_1h') IS NOT NULL").fetchone()[0]
+
+
+def test_status_says_nothing_more_is_offered_and_raise_level_changes_nothing(db_url):
+    status = schema.status(db_url)
+    assert status["storage_level"] == status["offered_level"] and status["level_note"] is None
+    assert schema.raise_level(db_url) == {"from": status["storage_level"], "level": status["storage_level"],
+                                          "changed": False}
+
+
+def test_raise_level_moves_a_capped_database_up_keeping_its_readings(fresh_db, settings, tmp_path):
+    from datetime import date
+
+    from core import demo, ingest
+
+    schema.upgrade(fresh_db, Settings(database_url=fresh_db, storage_level_max=0))
+    status = schema.status(fresh_db)
+    offered = status["offered_level"]
+    if offered == 0:
+        pytest.skip("this server offers storage level 0 only (set STATIONMANAGER_TEST_DATABASE_URL to a "
+                    "TimescaleDB server to test raising the level)")
+    assert status["storage_level"] == 0
+    assert f"offers storage level {offered}" in status["level_note"]
+    assert "stationmanager db raise-level" in status["level_note"]
+    files = [p for p in demo.generate(tmp_path, start=date(2025, 3, 1), days=2) if "ballymore" not in p.name]
+    with db.connect(fresh_db, autocommit=True) as conn:
+        for path in files:
+            with conn.transaction():
+                rec = ingest.receive(conn, path, station="Mast A", settings=settings)
+            assert ingest.import_file(rec.id, url=fresh_db, settings=settings)["status"] == "imported"
+        before = conn.execute("SELECT * FROM reading ORDER BY channel_id, time").fetchall()
+    assert schema.raise_level(fresh_db, Settings(database_url=fresh_db)) == {
+        "from": 0, "level": offered, "changed": True}
+    status = schema.status(fresh_db)
+    assert status["storage_level"] == offered and status["level_note"] is None
+    with db.connect(fresh_db, autocommit=True) as conn:
+        assert conn.execute("SELECT * FROM reading ORDER BY channel_id, time").fetchall() == before
+        assert conn.execute(
+            "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'reading'"
+        ).fetchone()["count"] == 1
+        diff = conn.execute(
+            """
+            WITH raw AS (
+                SELECT channel_id, date_trunc('day', time) AS bucket, count(*) AS n, avg(value) AS mean,
+                       min(value) AS min, max(value) AS max
+                FROM reading GROUP BY 1, 2)
+            SELECT count(*) AS n FROM raw FULL JOIN reading_1d r USING (channel_id, bucket)
+            WHERE r.n IS DISTINCT FROM raw.n OR abs(r.mean - raw.mean) > 1e-9
+               OR r.min IS DISTINCT FROM raw.min OR r.max IS DISTINCT FROM raw.max
+            """
+        ).fetchone()["n"]
+        assert diff == 0

@@ -3,7 +3,7 @@
 from core import jobs
 
 TASKS = {"sm:import_file", "sm:run_qc", "sm:scan_inbox", "sm:retry_stalled", "sm:prune_jobs",
-         "sm:build_export", "sm:cleanup_exports"}
+         "sm:build_export", "sm:cleanup_exports", "sm:refresh_pending_rollups"}
 
 
 def test_every_app_has_the_tasks_under_their_own_names() -> None:
@@ -17,4 +17,5 @@ def test_every_app_has_the_tasks_under_their_own_names() -> None:
     assert {second.tasks[name].name for name in TASKS} == TASKS
     assert first.tasks["sm:import_file"] is not second.tasks["sm:import_file"]
     periodic = {p.task.name for p in second.periodic_registry.periodic_tasks.values()}
-    assert periodic == {"sm:scan_inbox", "sm:retry_stalled", "sm:prune_jobs", "sm:cleanup_exports"}
+    assert periodic == {"sm:scan_inbox", "sm:retry_stalled", "sm:prune_jobs", "sm:cleanup_exports",
+                        "sm:refresh_pending_rollups"}

@@ -1,0 +1,51 @@
+-- Rollup refreshes at storage level 2 and raising a database's storage level
+-- (core/rollups.py, core/schema.py).
+
+-- name: add_pending
+INSERT INTO rollup_pending (start, "end") VALUES (%(start)s, %(end)s) RETURNING id;
+
+-- name: pending
+SELECT id, start, "end" FROM rollup_pending ORDER BY start, id;
+
+-- name: delete_pending
+DELETE FROM rollup_pending WHERE id = ANY(%(ids)s);
+
+-- name: count_pending
+SELECT count(*) AS n FROM rollup_pending;
+
+-- name: reading_span
+SELECT min(time) AS first, max(time) AS last FROM reading;
+
+-- name: make_hypertable
+-- Level 0 -> 1: as migration 0002, moving the readings there already into chunks.
+SELECT create_hypertable('reading', by_range('time', INTERVAL '30 days'), migrate_data => true);
+
+-- name: drop_rollup_tables
+-- Level 0/1 -> 2: the worker-refreshed rollup tables make way for continuous aggregates.
+DROP TABLE reading_1h, reading_1d;
+
+-- name: set_level
+UPDATE storage_info SET level = %(level)s;
+
+-- name: set_migration_file
+UPDATE schema_migration SET file = %(file)s WHERE version = %(version)s;
+
+-- name: compression_policy
+-- Level 2: the compression policy of `reading` (its compress_after, e.g. '90 days').
+SELECT job_id, config->>'compress_after' AS compress_after
+FROM timescaledb_information.jobs
+WHERE proc_name = 'policy_compression' AND hypertable_schema = 'public' AND hypertable_name = 'reading';
+
+-- name: set_compression_policy
+SELECT remove_compression_policy('reading', if_exists => true),
+       add_compression_policy('reading', make_interval(days => %(days)s));
+
+-- name: refresh_has_force
+SELECT EXISTS (SELECT 1 FROM pg_proc WHERE proname = 'refresh_continuous_aggregate'
+               AND 'force' = ANY(proargnames)) AS force;
+
+-- name: refresh_forced
+CALL refresh_continuous_aggregate(%(view)s, %(start)s::timestamptz, %(end)s::timestamptz, force => true);
+
+-- name: refresh
+CALL refresh_continuous_aggregate(%(view)s, %(start)s::timestamptz, %(end)s::timestamptz);
