@@ -347,12 +347,13 @@ def _import(conn: psycopg.Connection, reader, claimed: dict) -> None:
         metadata.apply_conventions(conn, claimed["station_id"], claimed["received_by"] or "ingest")
         channels = result.pop("channel_ids")
         todo = result.pop("rollups")
+        span = result.pop("refresh")
         conn.execute(db.q("source_file_imported"), {"id": claimed["id"], "format": reader.format, **result})
-        if result["n_readings"] and level != 2:
-            _refresh(conn, result["first_time"], result["last_time"], channels, todo)
-        elif result["n_readings"]:  # committed with the readings: see core.rollups.refresh_pending
-            pending = rollups.mark_pending(conn, result["first_time"], result["last_time"])
-    if result["n_readings"] and level == 2:  # continuous aggregates refresh outside a transaction
+        if span and level != 2:
+            _refresh(conn, *span, channels, todo)
+        elif span:  # committed with the readings: see core.rollups.refresh_pending
+            pending = rollups.mark_pending(conn, *span)
+    if span and level == 2:  # continuous aggregates refresh outside a transaction
         conn.commit()  # the readings, and their pending range, first
         conn.autocommit = True
         try:
@@ -555,7 +556,8 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int) -> dict:
     in time and no reading exists yet for its channels and period (a new file, the usual
     case), readings and the rollups built from the batches are COPYed in key order.
     Otherwise the batches go, in file order, through a staging table and an upsert in which
-    the later row wins.
+    the later row wins. A file imported before (requeued) first loses the readings its earlier
+    import left, so none stays at a time it no longer maps to.
 
     ``rollups`` in the result says what is left to refresh: ``"edges"`` (the file's first
     and last day; the days between were built from the batches) or ``"full"``.
@@ -591,13 +593,17 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int) -> dict:
                 blocks[table].add(block)
             n_readings += item.readings
         full_refresh = builder is None
+        earlier = _delete_earlier_readings(conn, claimed)
+        full_refresh = full_refresh or earlier is not None  # the old span's rollups change too
         if first_us is not None and last_us is not None:
             overlap = db.fetch_one(
                 conn, "overlap_exists", channel_ids=ids, first=_us_to_datetime(first_us), last=_us_to_datetime(last_us)
             )["overlap"]
             if forward and not overlap:
                 _copy(conn, "reading", readings.by_key())
-                if builder is not None:  # level 2's continuous aggregates are views: refreshed after
+                # the rollups built from the batches, unless they are recomputed anyway (level 2's
+                # continuous aggregates are views, refreshed after; a re-import's old span changes too)
+                if not full_refresh:
                     for table, spill in blocks.items():
                         _copy(conn, table, spill.by_key(), rollups.ROLLUP_COPY)
             else:
@@ -610,16 +616,31 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int) -> dict:
     finally:
         for spill in (readings, *blocks.values()):
             spill.close()
+    first_time = None if first_us is None else _us_to_datetime(first_us)
+    last_time = None if last_us is None else _us_to_datetime(last_us)
+    span = [t for t in (first_time, last_time, *(earlier or ())) if t is not None]
     return {
         "channel_ids": ids,
         "rollups": "full" if full_refresh else "edges",
+        "refresh": (min(span), max(span)) if span else None,
         "n_rows": n_rows,
         "n_readings": n_readings,
         "n_changed": n_changed,
         "warnings": warnings,
-        "first_time": None if first_us is None else _us_to_datetime(first_us),
-        "last_time": None if last_us is None else _us_to_datetime(last_us),
+        "first_time": first_time,
+        "last_time": last_time,
     }
+
+
+def _delete_earlier_readings(conn: psycopg.Connection, claimed: dict) -> tuple[datetime, datetime] | None:
+    """A file imported before and now again (requeued after its logger's clock or its mapping
+    changed): delete the readings its earlier import left, so that none stays at a time the file
+    no longer maps to. Returns the earlier span when readings were deleted."""
+    if claimed["first_time"] is None or claimed["last_time"] is None:
+        return None
+    deleted = conn.execute(db.q("delete_file_readings"), {
+        "id": claimed["id"], "first": claimed["first_time"], "last": claimed["last_time"]}).rowcount
+    return (claimed["first_time"], claimed["last_time"]) if deleted else None
 
 
 def _copy(conn: psycopg.Connection, table: str, chunks: Iterable[bytes | memoryview],

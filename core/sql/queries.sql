@@ -61,6 +61,13 @@ SET status = 'importing', attempts = attempts + 1, started_at = clock_timestamp(
 WHERE id = %(id)s AND status IN ('queued', 'importing', 'failed')
 RETURNING *;
 
+-- name: delete_file_readings
+-- A file imported again: the readings its earlier import left (still its own, not replaced by a
+-- later file's) go first, since its clock or columns may read differently now.
+DELETE FROM reading
+WHERE source_file_id = %(id)s AND time BETWEEN %(first)s AND %(last)s
+  AND channel_id = ANY(ARRAY(SELECT id FROM channel));
+
 -- name: source_file_imported
 UPDATE source_file
 SET status = 'imported', format = %(format)s, n_rows = %(n_rows)s, n_readings = %(n_readings)s,

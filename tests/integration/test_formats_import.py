@@ -36,9 +36,14 @@ def import_one(conn, settings, path: Path, station: str = "Text Mast") -> dict:
     return ingest.import_file(rec.id)
 
 
-def test_logger_set_changes_how_stamps_are_read(db_url, settings, tmp_path):
+def readings(conn) -> list[tuple[datetime, int]]:
+    return [(r["time"], r["n"]) for r in conn.execute(
+        "SELECT time, count(*) AS n FROM reading GROUP BY time ORDER BY time")]
+
+
+def test_logger_set_changes_how_stamps_are_read(conn, db_url, settings, tmp_path):
     env = env_for(db_url, settings.home)
-    csv = demo_head(tmp_path / "head.csv", 6)
+    csv = demo_head(tmp_path / "head.csv", 600)  # 4 days: rollups built from the batches too
     res = run(["ingest", str(csv), "--station", "Text Mast"], env)
     assert res.returncode == 0, res.stderr
     assert run(["worker", "--once"], env).returncode == 0
@@ -46,6 +51,8 @@ def test_logger_set_changes_how_stamps_are_read(db_url, settings, tmp_path):
     assert row["status"] == "imported" and row["first_time"].startswith("2016-01-09 15:30")  # start
     assert row["warnings"] == [ingest.ASSUMED_START]
     assert ingest.ASSUMED_START in run(["files", "--station", "Text Mast"], env).stdout  # the text table too
+    before = readings(conn)
+    assert (before[0][0], len(before)) == (utc(2016, 1, 9, 15, 30), 600)
 
     res = run(["logger", "set", "--station", "Text Mast", "--timestamp-is-end", "true", "--json"], env)
     assert res.returncode == 0, res.stderr
@@ -55,6 +62,11 @@ def test_logger_set_changes_how_stamps_are_read(db_url, settings, tmp_path):
     (row,) = json.loads(run(["files", "--station", "Text Mast", "--json"], env).stdout)
     # the logger's setting wins: stamps are period ends, and nothing is assumed any more
     assert row["first_time"].startswith("2016-01-09 15:20") and row["warnings"] == []
+    # the file's readings moved one step back: none is left at its old last stamp
+    assert readings(conn) == [(t - timedelta(minutes=10), n) for t, n in before]
+    for table in ("reading_1h", "reading_1d"):
+        rollup = conn.execute(f"SELECT min(bucket) AS first, sum(n) AS n FROM {table}").fetchone()
+        assert rollup["n"] == sum(n for _, n in before) and rollup["first"] <= utc(2016, 1, 9, 15), table
 
     res = run(["logger", "set", "--station", "Nowhere", "--timestamp-is-end", "true"], env)
     assert res.returncode == 2 and "no station 'Nowhere'" in res.stderr
