@@ -184,18 +184,12 @@ def test_a_cancelled_job_does_not_leave_its_file_waiting(conn, db_url, settings)
     assert f"job {job['id']} ended (cancelled)" in row["error"], row["error"]
 
 
-def test_a_file_whose_worker_keeps_dying_ends_failed(conn, db_url, settings, tmp_path, monkeypatch):
-    monkeypatch.setenv("STATIONMANAGER_JOB_RETRIES", "1")
-    core.settings._current = None
-    path = tmp_path / "big.dat"
-    big_toa5(path)
-    with conn.transaction():
-        rec = ingest.receive(conn, path, station="Big Mast", settings=settings)
-    jobs.queue_imports(db_url, [rec.id])
-    worker = start_worker(db_url, settings.home)
+def kill_while_then_give_up(db_url: str, home: Path, started, what: str) -> list[int]:
+    """Start a worker, SIGKILL it once ``started()`` holds, then let ``handle_stalled`` (one
+    second without a heartbeat) deal with its job; returns the ids of the jobs it ended."""
+    worker = start_worker(db_url, home)
     try:
-        wait_until(lambda: statuses(conn).get("importing") == 1, 60, "the import to start")
-        time.sleep(1.0)
+        wait_until(started, 60, what)
         worker.send_signal(signal.SIGKILL)
         worker.wait(timeout=10)
     finally:
@@ -207,7 +201,25 @@ def test_a_file_whose_worker_keeps_dying_ends_failed(conn, db_url, settings, tmp
         async with app.open_async():
             return await jobs.handle_stalled(app, seconds_since_heartbeat=1)
 
-    assert len(asyncio.run(check())) == 1
+    return asyncio.run(check())
+
+
+def test_a_file_whose_worker_keeps_dying_ends_failed(conn, db_url, settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("STATIONMANAGER_JOB_RETRIES", "1")
+    core.settings._current = None
+    path = tmp_path / "big.dat"
+    big_toa5(path)
+    with conn.transaction():
+        rec = ingest.receive(conn, path, station="Big Mast", settings=settings)
+    jobs.queue_imports(db_url, [rec.id])
+
+    def importing() -> bool:
+        if statuses(conn).get("importing") != 1:
+            return False
+        time.sleep(1.0)  # well into the file
+        return True
+
+    assert len(kill_while_then_give_up(db_url, settings.home, importing, "the import to start")) == 1
     row = conn.execute("SELECT * FROM source_file").fetchone()
     assert row["status"] == "failed" and "stopped responding 1 times" in row["error"], row
     assert conn.execute("SELECT status FROM procrastinate_jobs WHERE task_name = 'sm:import_file'"
@@ -227,20 +239,10 @@ def test_an_export_whose_worker_keeps_dying_ends_failed(conn, db_url, settings, 
         rec = ingest.receive(conn, path, station="Big Mast", settings=settings)
     assert ingest.import_file(rec.id, db_url, settings)["status"] == "imported"
     row = exports.request_export(conn, ExportRequest("Big Mast", "csv", calibrated=False), "ana")
-    worker = start_worker(db_url, settings.home)
-    try:
-        wait_until(lambda: exports.get_export(conn, row["id"])["status"] == "running", 60, "the export to start")
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(timeout=10)
-    finally:
-        stop(worker)
-    time.sleep(2)  # its heartbeat is now older than the one second allowed below
 
-    async def check() -> list[int]:
-        app = jobs.make_app(db_url)
-        async with app.open_async():
-            return await jobs.handle_stalled(app, seconds_since_heartbeat=1)
+    def running() -> bool:
+        return exports.get_export(conn, row["id"])["status"] == "running"
 
-    assert len(asyncio.run(check())) == 1
+    assert len(kill_while_then_give_up(db_url, settings.home, running, "the export to start")) == 1
     after = exports.get_export(conn, row["id"])
     assert after["status"] == "failed" and "stopped responding 1 times" in after["error"], after
