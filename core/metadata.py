@@ -375,6 +375,26 @@ def _ensure_point(conn: psycopg.Connection, station_id: int, name: str, meta: Co
     return row
 
 
+def _map_to_point(conn: psycopg.Connection, station_id: int, ch: dict, meta: ColumnMeta, source: str,
+                  actor: str, **audit: Any) -> dict:
+    """Map channel ``ch`` to the point ``meta`` names (created if new; named after the column's
+    base name too when another channel already records that statistic there), audited.
+    A statistic the file stated is kept. Returns the point row."""
+    statistic = ch["statistic"] if ch["statistic"] != "unknown" else meta.statistic
+    unit = ch["unit"] or meta.unit
+    point = _ensure_point(conn, station_id, meta.point_name, meta, unit, source, actor)
+    taken = fetch_one(conn, "point_has_statistic", point_id=point["id"], statistic=statistic, channel_id=ch["id"])
+    if taken and taken["taken"]:
+        point = _ensure_point(conn, station_id, f"{meta.point_name} ({meta.base_name})", meta, unit, source, actor)
+    conn.execute(query("map_channel"), {
+        "channel_id": ch["id"], "measurement_point_id": point["id"], "statistic": statistic,
+        "unit": unit, "mapped": True,
+    })
+    db.audit(conn, actor, "map", "channel", ch["id"], column_name=ch["column_name"], source=source,
+             point=point["name"], statistic=statistic, **audit)
+    return point
+
+
 def apply_conventions(conn: psycopg.Connection, station_id: int, actor: str) -> dict[str, int]:
     """Give every channel of the station that has no measurement point yet the point its
     column name implies (one per type, height and orientation, e.g. ``wind_speed 80m N``).
@@ -390,21 +410,8 @@ def apply_conventions(conn: psycopg.Connection, station_id: int, actor: str) -> 
         if not meta.mapped:
             counts["unmapped"] += 1
             continue
-        statistic = ch["statistic"] if ch["statistic"] != "unknown" else meta.statistic
-        unit = ch["unit"] or meta.unit
-        point = _ensure_point(conn, station_id, meta.point_name, meta, unit, "conventions", actor)
-        taken = fetch_one(conn, "point_has_statistic", point_id=point["id"], statistic=statistic,
-                          channel_id=ch["id"])
-        if taken and taken["taken"]:
-            point = _ensure_point(conn, station_id, f"{meta.point_name} ({meta.base_name})", meta, unit,
-                                  "conventions", actor)
+        point = _map_to_point(conn, station_id, ch, meta, "conventions", actor)
         counts["points_created"] += int(point["created"])
-        conn.execute(query("map_channel"), {
-            "channel_id": ch["id"], "measurement_point_id": point["id"], "statistic": statistic,
-            "unit": unit, "mapped": True,
-        })
-        db.audit(conn, actor, "map", "channel", ch["id"], column_name=ch["column_name"], source="conventions",
-                 point=point["name"], statistic=statistic)
         counts["mapped"] += 1
     if counts["mapped"]:
         log.info("station %s: %s channels mapped by name conventions", station_id, counts["mapped"])
@@ -428,19 +435,7 @@ def apply_file_metadata(conn: psycopg.Connection, station_id: int, columns: list
         meta = ColumnMeta(name=col.name, measurement_type=col.measurement_type, height_m=col.height_m,
                           orientation=orientation, orientation_deg=col.orientation_deg,
                           statistic=col.statistic, unit=col.unit, base_name=base, mapped=True)
-        statistic = ch["statistic"] if ch["statistic"] != "unknown" else meta.statistic
-        unit = ch["unit"] or meta.unit
-        point = _ensure_point(conn, station_id, meta.point_name, meta, unit, "file header", actor)
-        taken = fetch_one(conn, "point_has_statistic", point_id=point["id"], statistic=statistic,
-                          channel_id=ch["id"])
-        if taken and taken["taken"]:
-            point = _ensure_point(conn, station_id, f"{meta.point_name} ({base})", meta, unit, "file header", actor)
-        conn.execute(query("map_channel"), {
-            "channel_id": ch["id"], "measurement_point_id": point["id"], "statistic": statistic,
-            "unit": unit, "mapped": True,
-        })
-        db.audit(conn, actor, "map", "channel", ch["id"], column_name=ch["column_name"], source="file header",
-                 point=point["name"], statistic=statistic, sensor=col.sensor)
+        _map_to_point(conn, station_id, ch, meta, "file header", actor, sensor=col.sensor)
         mapped += 1
     return mapped
 
