@@ -208,14 +208,19 @@ def kill_while_then_give_up(db_url: str, home: Path, started, what: str) -> list
     return asyncio.run(check())
 
 
-def test_a_file_whose_worker_keeps_dying_ends_failed(conn, db_url, settings, tmp_path, monkeypatch):
+@pytest.fixture
+def big_file_one_attempt(conn, settings, tmp_path, monkeypatch):
+    """A big TOA5 file received for "Big Mast", with one attempt allowed per job."""
     monkeypatch.setenv("STATIONMANAGER_JOB_RETRIES", "1")
     core.settings._current = None
     path = tmp_path / "big.dat"
     big_toa5(path)
     with conn.transaction():
-        rec = ingest.receive(conn, path, station="Big Mast", settings=settings)
-    jobs.queue_imports(db_url, [rec.id])
+        return ingest.receive(conn, path, station="Big Mast", settings=settings)
+
+
+def test_a_file_whose_worker_keeps_dying_ends_failed(conn, db_url, settings, big_file_one_attempt):
+    jobs.queue_imports(db_url, [big_file_one_attempt.id])
 
     def importing() -> bool:
         if statuses(conn).get("importing") != 1:
@@ -232,17 +237,11 @@ def test_a_file_whose_worker_keeps_dying_ends_failed(conn, db_url, settings, tmp
     assert conn.execute("SELECT count(*) AS n FROM reading").fetchone()["n"] == 0
 
 
-def test_an_export_whose_worker_keeps_dying_ends_failed(conn, db_url, settings, tmp_path, monkeypatch):
+def test_an_export_whose_worker_keeps_dying_ends_failed(conn, db_url, settings, big_file_one_attempt):
     from core import exports
     from core.exports import ExportRequest
 
-    monkeypatch.setenv("STATIONMANAGER_JOB_RETRIES", "1")
-    core.settings._current = None
-    path = tmp_path / "big.dat"
-    big_toa5(path)
-    with conn.transaction():
-        rec = ingest.receive(conn, path, station="Big Mast", settings=settings)
-    assert ingest.import_file(rec.id, db_url, settings)["status"] == "imported"
+    assert ingest.import_file(big_file_one_attempt.id, db_url, settings)["status"] == "imported"
     row = exports.request_export(conn, ExportRequest("Big Mast", "csv", calibrated=False), "ana")
 
     def running() -> bool:
