@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -37,6 +38,27 @@ def show_errors() -> Iterator[None]:
 
 
 # --- live status ---------------------------------------------------------------------
+
+
+NOTICE_SECONDS = 15.0  # how long a notice outlives the rerun that set it
+
+
+def notify(text: str, key: str = "_notice") -> None:
+    """Keep ``text`` to show as a success message by :func:`show_notice` on the next runs."""
+    st.session_state[key] = (text, time.monotonic())
+
+
+def show_notice(key: str = "_notice") -> None:
+    """Show the notice :func:`notify` kept, on every run for ``NOTICE_SECONDS``: a rerun that
+    the user did not ask for (the sign-in cookie's, another widget's) must not swallow it."""
+    kept = st.session_state.get(key)
+    if kept is None:
+        return
+    text, at = kept
+    if time.monotonic() - at > NOTICE_SECONDS:
+        del st.session_state[key]
+        return
+    st.success(text, icon=":material/check_circle:")
 
 
 def live(render: Callable[[], bool], *, pending: Callable[[], bool], key: str, every: float) -> None:

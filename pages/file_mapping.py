@@ -18,7 +18,7 @@ from core import files, ingest
 from core.errors import ConfigError, ParseError
 from core.formats import generic
 from core.formats.generic import GenericMapping
-from pages.common import connection, show_errors
+from pages.common import connection, notify, show_errors
 
 SHOWN_LINES = 15
 NONE = "(none)"
@@ -125,6 +125,6 @@ def render(row: dict[str, Any], path: Path, user: str) -> None:
             with connection() as conn, conn.transaction():
                 ingest.set_file_mapping(conn, row["station"], mapping, user)
             files.requeue(row["id"], actor=user)
-        st.session_state["_files_notice"] = (
-            f"File mapping saved for {row['station']}; file {row['id']} ({row['original_name']}) queued again.")
+        notify(f"File mapping saved for {row['station']}; file {row['id']} ({row['original_name']}) queued again.",
+               "_files_notice")
         st.rerun()

@@ -17,7 +17,7 @@ from core import auth, files, stations, webdata
 from core.formats import generic
 from core.settings import get_settings
 from pages import file_mapping
-from pages.common import connection, current_user, live, require_role, show_errors
+from pages.common import connection, current_user, live, notify, require_role, show_errors, show_notice
 
 role = require_role("viewer")
 user = current_user() or ""
@@ -31,8 +31,7 @@ LIMIT = 1000
 REQUEUEABLE = ("imported", "failed", "needs station", "importing", "queued")
 PICK, TABLE = "files_pick", "files_table"
 
-if notice := st.session_state.pop("_files_notice", None):
-    st.success(notice, icon=":material/check_circle:")
+show_notice("_files_notice")
 
 with show_errors(), connection() as conn:
     names = webdata.station_names(conn)
@@ -44,7 +43,7 @@ def _assign(ids: list[int], station: str) -> None:
         for file_id in ids:
             files.requeue(file_id, actor=user, station=station)
     plural = "s" if len(ids) != 1 else ""
-    st.session_state["_files_notice"] = f"{len(ids)} file{plural} queued for import at {station}."
+    notify(f"{len(ids)} file{plural} queued for import at {station}.", "_files_notice")
     st.rerun()
 
 
@@ -139,7 +138,7 @@ def _details(row: dict) -> None:
                             help="Queue this file for import again (admin)", width="stretch"):
                 with show_errors():
                     files.requeue(row["id"], actor=user)
-                st.session_state["_files_notice"] = f"File {row['id']} ({row['original_name']}) queued again."
+                notify(f"File {row['id']} ({row['original_name']}) queued again.", "_files_notice")
                 st.rerun()
         if (row["status"] == "failed" and row["station"] and row["format"] in (None, "generic")
                 and auth.allowed(role, "analyst") and path.exists() and generic.looks_like_text(path)):
