@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
+from psycopg import sql
 
 from core import demo, ingest, rollups, schema
 
@@ -86,32 +87,37 @@ def test_overlapping_file_backfills_and_later_import_wins(conn, settings, tmp_pa
     later.write_text("".join(lines[:4]) + lines[-2] + ",".join(fields) + "\r\n")
     row = receive_and_import(conn, later, settings=settings)
     assert row["status"] == "imported" and row["n_changed"] == 1
-    value = conn.execute(
-        "SELECT r.value FROM reading r JOIN channel c ON c.id = r.channel_id "
-        "WHERE c.column_name = 'WS_80m_NE_Avg' AND r.time = %s",
-        (datetime(2025, 3, 2, 23, 50, tzinfo=UTC),),
-    ).fetchone()["value"]
-    assert value == 99.5
+    assert value_at(conn, "WS_80m_NE_Avg", datetime(2025, 3, 2, 23, 50, tzinfo=UTC)) == 99.5
     # an earlier day arriving late backfills too
     assert receive_and_import(conn, demo_files[0], settings=settings)["status"] == "imported"
     assert count(conn, "SELECT count(DISTINCT time) AS n FROM reading") == 288
 
 
-def test_rollups_match_the_raw_readings(conn, settings, demo_files):
-    for p in demo_files:
-        receive_and_import(conn, p, settings=settings)
-    diff = conn.execute(
-        """
+def rollup_mismatches(conn, table: str = "reading_1h", unit: str = "hour") -> int:
+    """Buckets of rollup ``table`` that differ from the raw readings grouped by ``unit`` (UTC)."""
+    query = """
         WITH raw AS (
-            SELECT channel_id, date_trunc('hour', time) AS bucket, count(*) AS n, avg(value) AS mean,
+            SELECT channel_id, date_trunc({unit}, time) AS bucket, count(*) AS n, avg(value) AS mean,
                    min(value) AS min, max(value) AS max
             FROM reading GROUP BY 1, 2)
-        SELECT count(*) AS n FROM raw FULL JOIN reading_1h r USING (channel_id, bucket)
+        SELECT count(*) AS n FROM raw FULL JOIN {table} r USING (channel_id, bucket)
         WHERE r.n IS DISTINCT FROM raw.n OR abs(r.mean - raw.mean) > 1e-9
            OR r.min IS DISTINCT FROM raw.min OR r.max IS DISTINCT FROM raw.max
         """
-    ).fetchone()["n"]
-    assert diff == 0
+    return conn.execute(sql.SQL(query).format(unit=sql.Literal(unit), table=sql.Identifier(table))).fetchone()["n"]
+
+
+def value_at(conn, column_name: str, at: datetime) -> float:
+    """The stored reading of the channel named ``column_name`` at ``at``."""
+    return conn.execute(
+        "SELECT r.value FROM reading r JOIN channel c ON c.id = r.channel_id "
+        "WHERE c.column_name = %s AND r.time = %s", (column_name, at)).fetchone()["value"]
+
+
+def test_rollups_match_the_raw_readings(conn, settings, demo_files):
+    for p in demo_files:
+        receive_and_import(conn, p, settings=settings)
+    assert rollup_mismatches(conn) == 0
     days = conn.execute("SELECT count(DISTINCT bucket) AS n FROM reading_1d").fetchone()["n"]
     assert days == 3
     # refreshing again is idempotent

@@ -28,6 +28,7 @@ import core.settings
 from core import db, demo, ingest, rollups, schema
 from core.settings import Settings
 from tests.conftest import _create, _drop
+from tests.integration.test_ingest import value_at
 
 pytestmark = pytest.mark.integration
 
@@ -211,12 +212,7 @@ def test_backfill_into_compressed_chunks_equals_level_0(l2, settings, demo_files
     assert row["n_changed"] == 1
     first = receive_and_import(l2, demo_files[0], settings)
     assert first["status"] == "imported", first["error"]
-    value = l2.execute(
-        "SELECT r.value FROM reading r JOIN channel c ON c.id = r.channel_id "
-        "WHERE c.column_name = 'WS_80m_NE_Avg' AND r.time = %s",
-        (datetime(2025, 3, 2, 23, 50, tzinfo=UTC),),
-    ).fetchone()["value"]
-    assert value == 99.5
+    assert value_at(l2, "WS_80m_NE_Avg", datetime(2025, 3, 2, 23, 50, tzinfo=UTC)) == 99.5
     assert l2.execute("SELECT count(DISTINCT time) AS n FROM reading").fetchone()["n"] == 288
     assert_rollups_match_readings(l2)
     # importing the earlier file once more (new content: same rows, one extra) changes nothing
@@ -227,17 +223,24 @@ def test_backfill_into_compressed_chunks_equals_level_0(l2, settings, demo_files
     assert_rollups_match_readings(l2)
 
 
-def test_a_crash_between_commit_and_refresh_leaves_a_pending_range_that_is_caught_up(
-    l2, l2_url, settings, demo_files
-):
-    """An import commits its readings and a pending range together; a process killed before
-    its refresh leaves that range pending, and the worker's catch-up refreshes it."""
+def first_imported_second_received(l2, settings, demo_files):
+    """Import the first demo file and receive the second; returns the hourly rollup's
+    materialization table (to lock, so a refresh waits) and the second file's record."""
     receive_and_import(l2, demo_files[0], settings)
     mat = l2.execute(
         "SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name) AS t "
         "FROM timescaledb_information.continuous_aggregates WHERE view_name = 'reading_1h'").fetchone()["t"]
     with l2.transaction():
         rec = ingest.receive(l2, demo_files[1], station="Mast A", settings=settings)
+    return mat, rec
+
+
+def test_a_crash_between_commit_and_refresh_leaves_a_pending_range_that_is_caught_up(
+    l2, l2_url, settings, demo_files
+):
+    """An import commits its readings and a pending range together; a process killed before
+    its refresh leaves that range pending, and the worker's catch-up refreshes it."""
+    mat, rec = first_imported_second_received(l2, settings, demo_files)
     with db.connect(l2_url) as blocker:
         # hold the materialization table so the import's refresh waits; then kill the process
         # and its connection, as a crash of the machine would
@@ -323,12 +326,7 @@ def test_a_refresh_waits_for_a_concurrent_refresh_of_the_same_days(l2, l2_url, s
     of leaving its range stale."""
     import threading
 
-    receive_and_import(l2, demo_files[0], settings)
-    mat = l2.execute(
-        "SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name) AS t "
-        "FROM timescaledb_information.continuous_aggregates WHERE view_name = 'reading_1h'").fetchone()["t"]
-    with l2.transaction():
-        rec = ingest.receive(l2, demo_files[1], station="Mast A", settings=settings)
+    mat, rec = first_imported_second_received(l2, settings, demo_files)
     results: dict = {}
 
     def run(name, func) -> None:

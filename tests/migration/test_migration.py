@@ -11,6 +11,7 @@ import pytest
 from core import db, schema
 from core.settings import Settings
 from tests.conftest import _create, _drop
+from tests.integration.test_ingest import rollup_mismatches
 
 pytestmark = pytest.mark.integration
 
@@ -114,15 +115,4 @@ def test_raise_level_moves_a_capped_database_up_keeping_its_readings(fresh_db, s
         assert conn.execute(
             "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'reading'"
         ).fetchone()["count"] == 1
-        diff = conn.execute(
-            """
-            WITH raw AS (
-                SELECT channel_id, date_trunc('day', time) AS bucket, count(*) AS n, avg(value) AS mean,
-                       min(value) AS min, max(value) AS max
-                FROM reading GROUP BY 1, 2)
-            SELECT count(*) AS n FROM raw FULL JOIN reading_1d r USING (channel_id, bucket)
-            WHERE r.n IS DISTINCT FROM raw.n OR abs(r.mean - raw.mean) > 1e-9
-               OR r.min IS DISTINCT FROM raw.min OR r.max IS DISTINCT FROM raw.max
-            """
-        ).fetchone()["n"]
-        assert diff == 0
+        assert rollup_mismatches(conn, "reading_1d", "day") == 0
