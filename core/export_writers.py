@@ -27,8 +27,6 @@ never the time column's name (:func:`unique_headers`).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import re
@@ -44,6 +42,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from core.metadata import compass_of
+from core.spreadsheet import one_line, text_line
 
 log = logging.getLogger(__name__)
 
@@ -264,10 +263,8 @@ class TextWriter(Writer):
         self._schema = schema
 
     def preamble(self) -> str:
-        buf = io.StringIO()
-        csv.writer(buf, delimiter=self.delimiter, lineterminator=self.eol).writerow(
-            [self.time_header] + [c.written for c in self.columns])
-        return buf.getvalue()
+        """The header row: its text cells made safe for spreadsheets (:mod:`core.spreadsheet`)."""
+        return text_line([self.time_header] + [c.written for c in self.columns], self.delimiter, self.eol)
 
     def write(self, times_us: np.ndarray, values: np.ndarray) -> None:
         arrays = [format_times(times_us, self.tz, self.iso)] + _value_arrays(values)
@@ -298,7 +295,7 @@ class WindographerWriter(TextWriter):
     def preamble(self) -> str:
         site = self.site
         lines = list(self.header_lines[:1])
-        lines.append(f"Site = {site['name']}")
+        lines.append(f"Site = {one_line(site['name'])}")
         if site.get("latitude") is not None and site.get("longitude") is not None:
             lines.append(f"Latitude = {_degrees(site['latitude'], 'N', 'S')}")
             lines.append(f"Longitude = {_degrees(site['longitude'], 'E', 'W')}")

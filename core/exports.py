@@ -53,7 +53,7 @@ import pandas as pd
 import psycopg
 from psycopg.types.json import Jsonb
 
-from core import db, export_writers, flags
+from core import db, export_writers, flags, spreadsheet
 from core.errors import DatabaseUnavailable, NotFound, StationManagerError
 from core.export_writers import OutColumn
 from core.settings import Settings, get_settings
@@ -894,6 +894,13 @@ HEADER_RULE = (
     "name) gets _2, _3...")
 
 
+#: How text files write a header that a spreadsheet would read as a formula.
+TEXT_HEADER_RULE = (
+    "In CSV and Windographer text, a header that starts with =, +, -, @, a tab or a carriage return "
+    "(and is not a number) is written as text_header: with a ' in front, quoted, so that a spreadsheet "
+    "opening the file shows it and runs no formula. Parquet and this file keep the header itself.")
+
+
 def _header_mapping(p: Plan, mappings: list[dict[str, Any]]) -> dict[str, Any]:
     """Header written ↔ logger column name ↔ descriptive header ↔ channel id, with each
     column's mapping to measurement points over time."""
@@ -907,9 +914,10 @@ def _header_mapping(p: Plan, mappings: list[dict[str, Any]]) -> dict[str, Any]:
     for c in p.columns:
         now = [{"point": p.points[c.channel_id], "statistic": c.statistic, "from": None, "to": None}] \
             if p.points.get(c.channel_id) else []
-        columns.append({"header": c.written, "column_name": c.column_name, "descriptive": c.header,
+        columns.append({"header": c.written, "text_header": spreadsheet.safe_cell(c.written),
+                        "column_name": c.column_name, "descriptive": c.header,
                         "channel_id": c.channel_id, "mapping": history.get(c.channel_id, now)})
-    return {"written": p.req.headers, "rule": HEADER_RULE, "columns": columns}
+    return {"written": p.req.headers, "rule": HEADER_RULE, "text_rule": TEXT_HEADER_RULE, "columns": columns}
 
 
 def _provenance(p: Plan, inputs: dict[str, Any], row: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:

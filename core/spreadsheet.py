@@ -41,21 +41,21 @@ def is_formula_like(text: str) -> bool:
 def safe_cell(text: str) -> str:
     """``text`` as a spreadsheet shows it, never run: a formula-like text gets ``'`` in front.
 
-    >>> safe_cell("=HYPERLINK(\\"http://x\\")"), safe_cell("@cmd"), safe_cell("Spd80mN"), safe_cell("-999")
-    ('\\'=HYPERLINK("http://x")', "'@cmd", 'Spd80mN', '-999')
+    >>> print(safe_cell('=HYPERLINK("http://x")'), safe_cell("@cmd"), safe_cell("Spd80mN"), safe_cell("-999"))
+    '=HYPERLINK("http://x") '@cmd Spd80mN -999
     """
     return PREFIX + text if is_formula_like(text) else text
 
 
 def text_line(cells: Iterable[str], delimiter: str = ",", eol: str = "\n") -> str:
-    """One line of delimited text from text cells: each made safe (:func:`safe_cell`), and
+    r"""One line of delimited text from text cells: each made safe (:func:`safe_cell`), and
     quoted (``"`` doubled inside) when it was changed or holds the delimiter, a quote or a line
     break, as CSV readers and spreadsheets expect.
 
-    >>> text_line(["Timestamp", "=1+2", "Speed [m/s]", 'a,"b"'])
-    'Timestamp,"\\'=1+2",Speed [m/s],"a,""b"""\\n'
-    >>> text_line(["Date/Time", "-cmd", "T2m"], "\\t", "\\r\\n")
-    'Date/Time\\t"\\'-cmd"\\tT2m\\r\\n'
+    >>> print(text_line(["Timestamp", "=1+2", "Speed [m/s]", 'say "hi", then go']), end="")
+    Timestamp,"'=1+2",Speed [m/s],"say ""hi"", then go"
+    >>> text_line(["Date/Time", "-cmd", "T2m"], "\t", "\r\n")
+    'Date/Time\t"\'-cmd"\tT2m\r\n'
     """
     out = []
     for text in cells:
@@ -64,3 +64,13 @@ def text_line(cells: Iterable[str], delimiter: str = ",", eol: str = "\n") -> st
             cell = '"' + cell.replace('"', '""') + '"'
         out.append(cell)
     return delimiter.join(out) + eol
+
+
+def one_line(text: str) -> str:
+    r"""``text`` with its tabs and line breaks as spaces: one cell of one line of a header
+    block (a tab or a line break would start a new cell or line, perhaps a formula).
+
+    >>> one_line("North\tMast\r\n=1+1")
+    'North Mast =1+1'
+    """
+    return text.replace("\t", " ").replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
