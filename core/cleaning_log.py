@@ -52,6 +52,12 @@ cannot name ``Spd80mS`` without ``Spd80mSStd`` (prefixes), so such a flag is wri
 prefix and the export says which channels it widens to; Windographer has no whole-station line,
 so a whole-station flag is written for each current channel. Tabs and line breaks in notes
 become spaces in Windographer logs.
+
+**Spreadsheets.** No cell of an exported log starts like a formula (:mod:`core.spreadsheet`):
+a note that would is written after its category (``other: =x``), which reads back as the
+note ``=x``; a sensor (column name) that would gets a ``'`` in front, and the export warns
+that brightwind and Windographer will not match it. The import takes such a quoted sensor as
+its column only when the name with the ``'`` matches no channel; reasons are read as written.
 """
 
 from __future__ import annotations

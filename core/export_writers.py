@@ -22,7 +22,9 @@ Formats:
 Column headers are either descriptive, after :func:`column_label` (``Speed 80 m N Avg
 [m/s]``), or the logger's own column names (``Spd80mN``), as brightwind, cleaning logs and
 scripts know them (:func:`name_columns`); either way they are unique regardless of case and
-never the time column's name (:func:`unique_headers`).
+never the time column's name (:func:`unique_headers`). In the text formats a header that a
+spreadsheet would read as a formula is written with a ``'`` in front, quoted
+(:func:`core.spreadsheet.text_line`); Parquet keeps it as it is.
 """
 
 from __future__ import annotations
