@@ -423,7 +423,8 @@ class Grid:
     >>> d = Grid(datetime(2025, 3, 29, tzinfo=UTC), datetime(2025, 3, 31, 23, tzinfo=UTC), "1d", "Europe/Dublin")
     >>> d.n_bins, [int(e // 3_600_000_000) % 24 for e in d.edges(0, 3)]   # local midnights; DST on the 30th
     (3, [0, 0, 23, 23])
-    >>> h = Grid(datetime(2025, 10, 4, 14, tzinfo=UTC), datetime(2025, 10, 4, 17, tzinfo=UTC), "1h", "Australia/Lord_Howe")
+    >>> h = Grid(datetime(2025, 10, 4, 14, tzinfo=UTC), datetime(2025, 10, 4, 17, tzinfo=UTC), "1h",
+    ...          "Australia/Lord_Howe")
     >>> [f"{_from_us(e).astimezone(h.tz):%H:%M%z}" for e in h.edges(0, h.n_bins)]   # 02:00 LHST is 02:30 LHDT
     ['00:00+1030', '01:00+1030', '03:00+1100', '04:00+1100']
     >>> k = Grid(datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 6, 1, 0, 30, tzinfo=UTC), "10min", "Asia/Kathmandu",
@@ -451,7 +452,8 @@ class Grid:
             self._starts = np.array([a for a, _ in segments], dtype=np.int64)
             offsets = np.array([off for _, off in segments], dtype=np.int64)
             ends = np.append(self._starts[1:], t1 + margin)
-            self._first = -(-(self._starts + offsets) // step) * step - offsets  # first t >= start, (t + off) % step == 0
+            # the first t >= each span's start with (t + offset) % step == 0
+            self._first = -(-(self._starts + offsets) // step) * step - offsets
             self._counts = np.maximum(0, -(-(ends - self._first) // step))
             self._before = np.concatenate([[0], np.cumsum(self._counts)])
             self._k0 = self._n_edges(t0, inclusive=True) - 1
@@ -490,8 +492,8 @@ def _offset_segments(a_us: int, b_us: int, zone: ZoneInfo) -> list[tuple[int, in
     Offsets are sampled every 6 hours and each change is found to the second by bisection
     (no zone changes its offset twice within 6 hours).
 
-    >>> [(str(_from_us(t)), off // 60_000_000) for t, off in _offset_segments(
-    ...     _to_us(datetime(2025, 4, 5, tzinfo=UTC)), _to_us(datetime(2025, 4, 6, tzinfo=UTC)), ZoneInfo("Australia/Lord_Howe"))]
+    >>> a, b = _to_us(datetime(2025, 4, 5, tzinfo=UTC)), _to_us(datetime(2025, 4, 6, tzinfo=UTC))
+    >>> [(str(_from_us(t)), off // 60_000_000) for t, off in _offset_segments(a, b, ZoneInfo("Australia/Lord_Howe"))]
     [('2025-04-05 00:00:00+00:00', 660), ('2025-04-05 15:00:00+00:00', 630)]
     """
     def offset(sec: int) -> int:

@@ -47,8 +47,8 @@ def make_station(conn, name: str = STATION, columns: list[str] = DANGEROUS, read
                                (st["id"],)).fetchone()["id"]
             for cid in ids.values():
                 for k, v in enumerate(VALUES):
-                    conn.execute("INSERT INTO reading (channel_id, time, value, source_file_id) VALUES (%s, %s, %s, %s)",
-                                 (cid, T0 + timedelta(minutes=10 * k), v, fid))
+                    conn.execute("INSERT INTO reading (channel_id, time, value, source_file_id) "
+                                 "VALUES (%s, %s, %s, %s)", (cid, T0 + timedelta(minutes=10 * k), v, fid))
     return ids
 
 
