@@ -178,9 +178,10 @@ def test_cleaning_logs_neutralise_sensors_and_reasons_and_import_back(conn, fmt,
     assert {r["note"] for r in flags.list_flags(conn, "Copy Mast")} >= set(NOTES[:4])  # exactly
 
 
-def test_cleaning_logs_of_other_tools_import_as_before(conn):
-    """Only a sensor we quoted loses its quote: when the name with the quote matches no channel
-    and the name without it does. Reasons are never unquoted (we never quote them)."""
+def test_cleaning_logs_of_other_tools_keep_their_reasons_and_sensors(conn):
+    """Reasons are read as written (we never quote them). A sensor loses a leading quote only
+    when it is one we would write — the name with the quote matches no channel, the name
+    without it does (such a line matched nothing before); any other sensor is read as before."""
     make_station(conn, columns=["=cmd", "'=lit"], readings=False)
     text = ("Sensor,Start,Stop,Reason\n"
             "'=lit,2025-01-01 00:00,2025-01-01 01:00,'=as written\n"  # a channel named so: itself
