@@ -253,7 +253,10 @@ def plan(conn: psycopg.Connection, req: ExportRequest, settings: Settings | None
     native = _sql.fetch_one(conn, "native_step", station_id=station["id"])
     native_s = (native or {}).get("step_s") or 600
     # a step that averages nothing follows the readings' own stamps, else the local clock
-    phase = _to_us(rng["first_time"]) // 60_000_000 * 60_000_000 if native_s >= step_s else None
+    phase = None
+    if native_s >= step_s:
+        found = _sql.fetch_one(conn, "reading_phase", channel_ids=col_ids, start=start, step_s=step_s)
+        phase = int(found["phase_s"]) * 1_000_000 if found else 0
     grid = Grid(start, end, req.averaging, req.timezone, phase_us=phase)
     if grid.n_bins > settings.export_max_rows:
         _too_many_rows(f"{grid.n_bins:,}", settings)
@@ -412,10 +415,10 @@ class Grid:
       to 02:00 LHST and 02:30 to 03:00 LHDT; or 01:00 LHDT to 02:00 LHST, the repeated
       half-hour included); where a whole hour repeats (Europe in autumn) both hours start a
       step, told apart by their UTC offset.
-    - With ``phase_us`` (µs since 1970 of any reading), the steps follow the readings instead
-      of the clock: used when a step is the loggers' own interval (nothing is averaged), so
-      that each reading keeps its own time stamp in a zone whose offset is not a whole number
-      of steps (10-minute readings in Kathmandu, +05:45).
+    - With ``phase_us`` (where the readings sit on the UTC grid of the step, µs), the steps
+      follow the readings instead of the clock: used when a step is the loggers' own interval
+      (nothing is averaged), so that each reading keeps its own time stamp in a zone whose
+      offset is not a whole number of steps (10-minute readings in Kathmandu, +05:45).
 
     >>> g = Grid(datetime(2025, 1, 1, 0, 5, tzinfo=UTC), datetime(2025, 1, 1, 1, 0, tzinfo=UTC), "10min", "UTC")
     >>> g.n_bins, [str(pd.Timestamp(e, unit="us")) for e in g.edges(0, 2)]

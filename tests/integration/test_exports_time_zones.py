@@ -174,6 +174,19 @@ def test_kathmandu_ten_minute_steps_keep_each_reading_at_its_own_time(conn, phas
     assert table["Timestamp"].iloc[0] == ("2025-06-01T05:45:00+05:45" if phase == 0 else "2025-06-01T05:50:00+05:45")
 
 
+def test_ten_minute_steps_follow_most_readings_not_a_stray_first_one(conn):
+    span = (utc(2025, 6, 1), utc(2025, 6, 2))
+    data = make_station(conn, [span])
+    stray = span[0] - timedelta(minutes=3)
+    conn.execute("INSERT INTO reading (channel_id, time, value, source_file_id) SELECT id, %s, 42.0, "
+                 "(SELECT min(id) FROM source_file) FROM channel WHERE column_name = 'Spd80mN'", (stray,))
+    table = export_csv(conn, averaging="10min", timezone="Asia/Kathmandu")
+    steps = pd.date_range(span[0] - timedelta(minutes=10), span[1], freq="10min", inclusive="left").as_unit("ns")
+    assert list(stamps(table)) == list(steps)  # 05:35, 05:45, 05:55 … local: the readings' own times
+    assert table["Spd80mN"].iloc[0] == 42.0 and np.isnan(table["T2m"].iloc[0])  # in the step it starts in
+    assert_values(table.iloc[1:], data.reindex(steps[1:]))
+
+
 def test_regular_dst_zone_hourly_has_every_hour_and_the_repeated_one_twice(conn):
     spans = [(utc(2025, 3, 29), utc(2025, 4, 1)), (utc(2025, 10, 25), utc(2025, 10, 28))]
     data = make_station(conn, spans)
