@@ -154,11 +154,15 @@ class _Unpacker:
                 with gzip.open(path) as src:
                     self._member(src, inner, depth)
             else:
-                raise ParseError("not an archive", file=name)
+                raise ParseError("not an archive", file=self.top)
         except (zipfile.BadZipFile, gzip.BadGzipFile, zlib.error, EOFError) as exc:
-            raise ParseError(f"the archive is damaged: {exc}", file=name) from exc
+            raise ParseError(f"{self._which(name)}the archive is damaged: {exc}", file=self.top) from exc
         except (RuntimeError, NotImplementedError) as exc:  # encrypted, or a compression zipfile lacks
-            raise ParseError(f"the archive cannot be read: {exc}", file=name) from exc
+            raise ParseError(f"{self._which(name)}the archive cannot be read: {exc}", file=self.top) from exc
+
+    def _which(self, name: str) -> str:
+        """Names the archive inside the received one that a message is about."""
+        return "" if name == self.top else f"{name}: "
 
     def _zip(self, path: Path, name: str, depth: int) -> None:
         declared = declared_entries(path)

@@ -27,6 +27,7 @@ import secrets
 import shutil
 import stat
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -45,6 +46,7 @@ SWEEP_MIN_AGE_S = 60.0
 _LOCK = ".lock"
 _NEW = ".new-"
 _mine: dict[Path, tuple[int, Path, int]] = {}  # tmp root -> (pid, this process's folder, lock fd)
+_making = threading.Lock()
 
 
 def tmp_root(settings: Settings) -> Path:
@@ -54,9 +56,14 @@ def tmp_root(settings: Settings) -> Path:
 def process_tmp(settings: Settings) -> Path:
     """This process's temporary folder under ``HOME/tmp`` (created and locked on first use)."""
     root = tmp_root(settings)
-    held = _mine.get(root)
-    if held and held[0] == os.getpid() and held[1].is_dir():
-        return held[1]
+    with _making:
+        held = _mine.get(root)
+        if held and held[0] == os.getpid() and held[1].is_dir():
+            return held[1]
+        return _make(root)
+
+
+def _make(root: Path) -> Path:
     make_private_dir(root, 0o700)
     name = f"{os.getpid()}-{secrets.token_hex(4)}"
     new = root / f"{_NEW}{name}"  # not swept while new: its lock is not taken yet

@@ -57,10 +57,10 @@ class Entry:
     stat: os.stat_result
 
 
-def candidates(inbox: Path, home: Path | None = None) -> tuple[list[Entry], dict[Path, tuple[os.stat_result, str]]]:
+def candidates(inbox: Path, home_dir: Path | None = None) -> tuple[list[Entry], dict[Path, tuple[os.stat_result, str]]]:
     """Files under ``inbox`` worth looking at (oldest first), and the entries refused (with
-    their ``lstat`` and the reason). No link is followed; ``home`` is never entered."""
-    home_id = _identity(home) if home is not None else None
+    their ``lstat`` and the reason). No link is followed; ``home_dir`` is never entered."""
+    home_id = _identity(home_dir) if home_dir is not None else None
     found: list[Entry] = []
     refused: dict[Path, tuple[os.stat_result, str]] = {}
     root = os.lstat(inbox)

@@ -131,3 +131,10 @@ def test_an_encrypted_member_fails_with_a_reason(tmp_path):
     z.write_bytes(bytes(data))
     with pytest.raises(ParseError, match="locked.zip: the archive cannot be read: .*encrypted"):
         unpack(z, Limits(MiB, 3, 100), tmp_path)
+
+
+def test_a_damaged_archive_inside_the_archive_is_named(tmp_path):
+    z = tmp_path / "outer.zip"
+    z.write_bytes(zip_bytes({"day.dat": DAY, "inner.zip": b"PK\x03\x04" + bytes(range(64))}))
+    with pytest.raises(ParseError, match="outer.zip: outer.zip/inner.zip: the archive is damaged"):
+        unpack(z, Limits(MiB, 3, 100), tmp_path)
