@@ -1,8 +1,10 @@
 """The data folder (``STATIONMANAGER_HOME``): temporary files and permissions.
 
-Every temporary file of StationManager (unpacked archive members, uploads, inbox copies,
-import spill files, files on their way into the store) lives under ``HOME/tmp``, never in
-the system's ``/tmp``, so the limits and the clean-up below hold for all of them. Each
+Every temporary file StationManager makes (unpacked archive members, uploads, inbox copies,
+import spill files, file-mapping previews, files on their way into the store) lives under
+``HOME/tmp``, never in the system's ``/tmp``, so the limits and the clean-up below hold for
+all of them. Each call site passes :func:`process_tmp` as ``dir=``: Python's ``tempfile``
+default is left alone (the embedded server keys its inter-process lock on it). Each
 process has a folder of its own there, ``HOME/tmp/<pid>-<random>``, holding a ``.lock``
 file that the process keeps locked (``flock``) for as long as it runs. A process that is
 killed loses its lock at once, whatever its pid becomes later; :func:`sweep` (run at each
@@ -26,7 +28,6 @@ import os
 import secrets
 import shutil
 import stat
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -83,13 +84,6 @@ def _remove_own(root: Path, pid: int) -> None:
         shutil.rmtree(held[1], ignore_errors=True)  # best effort at exit; sweep() removes what is left
         os.close(held[2])
         del _mine[root]
-
-
-def use_for_tempfiles(settings: Settings) -> Path:
-    """Make Python's ``tempfile`` put this process's temporary files under ``HOME/tmp``."""
-    folder = process_tmp(settings)
-    tempfile.tempdir = str(folder)
-    return folder
 
 
 def sweep(settings: Settings, min_age_s: float = SWEEP_MIN_AGE_S) -> list[Path]:

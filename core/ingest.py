@@ -280,7 +280,7 @@ def import_file(source_file_id: int, url: str | None = None, settings: Settings 
                 if claimed["station_id"] is None:
                     claimed["station_id"] = _route(conn, claimed, reader.header)
                 if claimed["station_id"] is not None:
-                    _import(conn, reader, claimed)
+                    _import(conn, reader, claimed, home.process_tmp(settings))
         except ParseError as exc:
             log.warning("file %s failed: %s", source_file_id, exc, extra=ctx)
             with conn.transaction():
@@ -343,11 +343,11 @@ def set_file_mapping(conn: psycopg.Connection, station: str, mapping: GenericMap
     db.audit(conn, actor, "set file mapping", "station", st["id"], mapping=json.loads(mapping.to_json()))
 
 
-def _import(conn: psycopg.Connection, reader, claimed: dict) -> None:
+def _import(conn: psycopg.Connection, reader, claimed: dict, tmp_dir: Path) -> None:
     level = schema.stored_level(conn)
     with conn.transaction():
         conn.execute("SET LOCAL statement_timeout = 0")  # a big file's COPY may take minutes
-        result = _load(conn, reader, claimed, level)
+        result = _load(conn, reader, claimed, level, tmp_dir)
         metadata.apply_file_metadata(conn, claimed["station_id"], reader.header.columns,
                                      claimed["received_by"] or "ingest")
         metadata.apply_conventions(conn, claimed["station_id"], claimed["received_by"] or "ingest")
@@ -527,10 +527,9 @@ class _Spill:
     batch by batch. Rows above ``SPILL_IN_MEMORY`` wait in a temporary file, not in memory.
     """
 
-    def __init__(self, row: np.dtype) -> None:
+    def __init__(self, row: np.dtype, tmp_dir: Path) -> None:
         self.row = row
-        # in tempfile's folder: HOME/tmp in the worker and the CLI (core.home.use_for_tempfiles)
-        self.file = tempfile.SpooledTemporaryFile(max_size=SPILL_IN_MEMORY, prefix="sm-import-")
+        self.file = tempfile.SpooledTemporaryFile(max_size=SPILL_IN_MEMORY, prefix="sm-import-", dir=tmp_dir)
         self.batches: list[tuple[int, int]] = []  # (offset, length) of each add
         self.runs: dict[int, list[tuple[int, int]]] = {}  # channel -> its (offset, length) runs
         self.size = 0
@@ -564,7 +563,7 @@ class _Spill:
         self.file.close()
 
 
-def _load(conn: psycopg.Connection, reader, claimed: dict, level: int) -> dict:
+def _load(conn: psycopg.Connection, reader, claimed: dict, level: int, tmp_dir: Path) -> dict:
     """COPY every reading of the file (in the caller's transaction); see the module doc.
 
     The whole file is read (and checked) first, its COPY rows set aside in a :class:`_Spill`;
@@ -593,8 +592,8 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int) -> dict:
     first_us: int | None = None
     last_us: int | None = None
     forward = True  # each batch starts after the previous one ends
-    readings = _Spill(_ROW)
-    blocks = {table: _Spill(rollups.ROLLUP_ROW) for table in ("reading_1h", "reading_1d")}
+    readings = _Spill(_ROW, tmp_dir)
+    blocks = {table: _Spill(rollups.ROLLUP_ROW, tmp_dir) for table in ("reading_1h", "reading_1d")}
     try:
         prepared = _prepare(itertools.chain([first], batches), clock, channel_ids, builder, claimed["id"])
         for item in _prefetch(prepared, depth=1):

@@ -56,12 +56,11 @@ def run(concurrency: int | None = None, *, wait: bool = True) -> None:
 
 def prepare_home(settings: Settings) -> None:
     """Before taking jobs: files and folders this process writes are private to the service
-    account and its group (umask 027), temporary files go under HOME/tmp, the temporary
-    folders of workers that died are removed, and a store written by an earlier version
-    loses group write and others' access (see :mod:`core.home`)."""
+    account and its group (umask 027), the temporary folders (HOME/tmp) of processes that
+    died are removed, and a store written by an earlier version loses group write and
+    others' access (see :mod:`core.home`)."""
     os.umask(0o027)
     home.sweep(settings)
-    home.use_for_tempfiles(settings)
     home.tighten(settings)
 
 

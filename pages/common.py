@@ -17,7 +17,7 @@ import psycopg
 import psycopg_pool
 import streamlit as st
 
-from core import auth, db, home, schema
+from core import auth, db, schema
 from core.errors import StationManagerError
 from core.settings import get_settings
 
@@ -128,10 +128,8 @@ def require_role(needed: str) -> str:
 
 
 @st.cache_resource(show_spinner=False)
-def _database_url(configured: str | None, home_dir: str) -> str:
-    # keyed on the settings that decide the URL; starts/joins the embedded server once.
-    # The app's temporary files (uploads, previews) go under HOME/tmp too.
-    home.use_for_tempfiles(get_settings())
+def _database_url(configured: str | None, home: str) -> str:
+    # keyed on the settings that decide the URL; starts/joins the embedded server once
     return db.database_url(get_settings())
 
 

@@ -297,15 +297,16 @@ def test_sweep_removes_the_temporary_folders_of_dead_processes_only(settings):
     assert home.sweep(settings, min_age_s=0) == [live_dir]
 
 
-def test_the_worker_sweeps_at_start_and_keeps_its_temporary_files_under_home(db_url, settings):
+def test_the_worker_sweeps_at_start_and_its_temporary_folder_goes_at_exit(settings):
     holder = _start_holder(settings)
     dead_dir = Path(holder.stdout.readline().strip())
     assert dead_dir.name
     holder.kill()
     holder.wait(timeout=30)
     holder.stdout.close()
-    script = ("import tempfile; from ingest_worker.worker import prepare_home; from core.settings import get_settings\n"
-              "prepare_home(get_settings()); print(tempfile.gettempdir())\n")
+    script = ("from core import home; from ingest_worker.worker import prepare_home; "
+              "from core.settings import get_settings\n"
+              "prepare_home(get_settings()); print(home.process_tmp(get_settings()))\n")
     env = {**os.environ, "STATIONMANAGER_HOME": str(settings.home)}
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
