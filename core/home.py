@@ -73,17 +73,24 @@ def _make(root: Path) -> Path:
     fcntl.flock(fd, fcntl.LOCK_EX)  # held until this process ends
     folder = new.rename(root / name)
     _mine[root] = (os.getpid(), folder, fd)
-    atexit.register(_remove_own, root, os.getpid())
+    atexit.register(_release, root)
     return folder
 
 
-def _remove_own(root: Path, pid: int) -> None:
-    """At exit: remove this process's temporary folder (a killed process's is swept later)."""
-    held = _mine.get(root)
-    if held and held[0] == pid == os.getpid():
-        shutil.rmtree(held[1], ignore_errors=True)  # best effort at exit; sweep() removes what is left
-        os.close(held[2])
+def release(settings: Settings) -> None:
+    """Remove this process's temporary folder and let go of its lock (done at exit; a killed
+    process's folder is swept later)."""
+    _release(tmp_root(settings))
+
+
+def _release(root: Path) -> None:
+    with _making:
+        held = _mine.get(root)
+        if held is None or held[0] != os.getpid():
+            return
         del _mine[root]
+    shutil.rmtree(held[1], ignore_errors=True)  # best effort; sweep() removes what is left
+    os.close(held[2])
 
 
 def sweep(settings: Settings, min_age_s: float = SWEEP_MIN_AGE_S) -> list[Path]:

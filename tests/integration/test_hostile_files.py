@@ -295,6 +295,8 @@ def test_sweep_removes_the_temporary_folders_of_dead_processes_only(settings):
             proc.wait(timeout=30)
             proc.stdout.close()
     assert home.sweep(settings, min_age_s=0) == [live_dir]
+    home.release(settings)  # as at exit
+    assert list(home.tmp_root(settings).iterdir()) == []
 
 
 def test_the_worker_sweeps_at_start_and_its_temporary_folder_goes_at_exit(settings):
