@@ -299,16 +299,17 @@ def test_sweep_removes_the_temporary_folders_of_dead_processes_only(settings):
     assert list(home.tmp_root(settings).iterdir()) == []
 
 
-def test_the_worker_sweeps_at_start_and_its_temporary_folder_goes_at_exit(settings):
+def test_the_worker_sweeps_at_start_writes_private_files_and_its_temporary_folder_goes_at_exit(settings):
     holder = _start_holder(settings)
     dead_dir = Path(holder.stdout.readline().strip())
     assert dead_dir.name
     holder.kill()
     holder.wait(timeout=30)
     holder.stdout.close()
-    script = ("from core import home; from ingest_worker.worker import prepare_home; "
+    script = ("import os; from core import home; from ingest_worker.worker import prepare_home; "
               "from core.settings import get_settings\n"
-              "prepare_home(get_settings()); print(home.process_tmp(get_settings()))\n")
+              "os.umask(0); s = get_settings(); prepare_home(s); print(home.process_tmp(s))\n"
+              "(s.exports_dir / '7').mkdir(parents=True); (s.exports_dir / '7' / 'mast.csv').write_text('x')\n")
     env = {**os.environ, "STATIONMANAGER_HOME": str(settings.home)}
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
                           timeout=120)
@@ -316,3 +317,5 @@ def test_the_worker_sweeps_at_start_and_its_temporary_folder_goes_at_exit(settin
     assert not dead_dir.exists()
     used = Path(done.stdout.strip())
     assert used.parent == home.tmp_root(settings) and not used.exists()  # removed at a clean exit
+    export = settings.exports_dir / "7" / "mast.csv"  # what the worker writes is private (umask 027)
+    assert [stat.S_IMODE(p.stat().st_mode) for p in (export, export.parent)] == [0o640, 0o750]
