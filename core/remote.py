@@ -21,6 +21,7 @@ import ftplib
 import hashlib
 import os
 import posixpath
+import shlex
 import shutil
 import socket
 import ssl
@@ -370,7 +371,7 @@ class HttpRemote(Remote):
 
     def download(self, path: str, target: Path) -> None:
         with self._get(urljoin(self.base, path), stream=True) as r, target.open("wb") as fh:
-            for chunk in r.iter_content(1 << 16):
+            for chunk in r.iter_content(1 << 15):
                 fh.write(chunk)
             expected = r.headers.get("Content-Length")
         if expected is not None and target.stat().st_size != int(expected):
@@ -402,7 +403,8 @@ class S3Remote(Remote):
             aws_access_key_id=credentials.username if credentials else None,
             aws_secret_access_key=credentials.password if credentials else None,
             verify=options.get("ca_file"), config=config)
-        self.client.head_bucket(Bucket=self.bucket)
+        # log in now (a GET: unlike HEAD, its error says whether the key or the permission is wrong)
+        self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
 
     def list(self) -> list[RemoteFile]:
         found = []
@@ -539,13 +541,13 @@ def _s3_class(exc: BaseException) -> str | None:
     return None
 
 
-def describe(exc: BaseException) -> str:
-    """``class: what happened (hint)`` in one line."""
+def describe(exc: BaseException, source: str = "NAME") -> str:
+    """``class: what happened (hint)`` in one line; ``source`` names the source in the hint."""
     cls = classify(exc)
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     if isinstance(exc, OSError) and exc.strerror and not text:
         text = exc.strerror
     if not text.startswith(cls):
         text = f"{cls}: {text}"
-    hint = HINTS.get(cls)
+    hint = HINTS.get(cls, "").replace("trust NAME", f"trust {shlex.quote(source)}")
     return f"{text} ({hint})" if hint else text

@@ -276,10 +276,10 @@ class _Run:
     error: str | None = None
     file_ids: list[int] = field(default_factory=list)
 
-    def fail(self, exc: BaseException, secret_values: list[str]) -> None:
+    def fail(self, exc: BaseException, secret_values: list[str], source: str) -> None:
         if self.error_class is None:
             self.error_class = remote.classify(exc)
-            self.error = credentials.redact(remote.describe(exc), secret_values)
+            self.error = credentials.redact(remote.describe(exc, source), secret_values)
 
 
 def _limits(src: dict, settings: Settings) -> tuple[int, int, float, int]:
@@ -377,7 +377,7 @@ def _sync_locked(conn: psycopg.Connection, source: int | str, trigger: str, sett
             tmp.mkdir(parents=True, exist_ok=True)
             _fetch_all(conn, src, creds, run, tmp, settings, now or datetime.now(UTC), secret_values)
         except Exception as exc:
-            run.fail(exc, secret_values)
+            run.fail(exc, secret_values, src["name"])
             if isinstance(exc, RemoteError) and exc.offered_key:
                 _record_host_key(conn, src, exc)
             log.warning("source %s: %s", src["name"], run.error, extra={"source": src["name"]})
@@ -426,7 +426,7 @@ def _fetch_all(conn: psycopg.Connection, src: dict, creds: credentials.Credentia
                 if cls not in (remote.NOT_FOUND, remote.PERMISSION, remote.BAD_ARCHIVE, remote.OTHER):
                     raise  # the connection, the disk or the login failed: stop this run
                 run.n_failed += 1
-                run.fail(exc, secret_values)
+                run.fail(exc, secret_values, src["name"])
                 log.warning("source %s: %s: %s", src["name"], f.path, run.error)
     finally:
         session.close()
@@ -511,7 +511,7 @@ def check_source(src: dict, settings: Settings | None = None) -> dict:
             listing = r.list()
     except Exception as exc:
         return {"ok": False, "files": None, "error_class": remote.classify(exc),
-                "error": credentials.redact(remote.describe(exc), creds.secrets() if creds else []),
+                "error": credentials.redact(remote.describe(exc, src["name"]), creds.secrets() if creds else []),
                 "offered_key": getattr(exc, "offered_key", None)}
     n = sum(1 for f in listing if wanted(f.path, src["include"], src["exclude"]))
     return {"ok": True, "files": n, "listed": len(listing), "error_class": None, "error": None}

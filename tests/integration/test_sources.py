@@ -18,7 +18,7 @@ from core import cli, credentials, demo, ingest, jobs, remote, sources
 from tests.integration import servers
 from tests.integration.servers import PASSWORD, USER
 from tests.integration.test_cli import env_for
-from tests.integration.test_workers import start_worker, stop, wait_until
+from tests.integration.test_workers import start_worker, stop
 
 pytestmark = pytest.mark.integration
 
@@ -91,6 +91,14 @@ def by_name(conn) -> dict[str, dict]:
 
 
 LATER = timedelta(hours=1)
+
+
+def wait_until(predicate, timeout: float, what: str, explain=lambda: "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}\n{explain()}")
+        time.sleep(0.2)
 
 
 def test_each_kind_fetches_new_settled_files_once(server, conn, settings, days, caplog):
@@ -197,16 +205,19 @@ def test_a_run_killed_mid_download_is_completed_by_the_next_without_fetching_twi
         old = time.time() - 7200
         server.put("Mast K/day1.dat", days[0], old)
         server.put("Mast K/day2.dat", days[1], old + 60)
-        server.put("Mast K/day3.dat", days[2], old + 120)  # the newest: fetched last, slowly
-        server.httpd.throttle["/Mast%20K/day3.dat"] = 4000  # bytes/s: a minute for the whole file
+        # the newest, fetched last and slowly: three days in one file (larger than a read)
+        big = days[2] + b"".join(d.split(b"\r\n", 4)[4] for d in days[3:])
+        server.put("Mast K/day3.dat", big, old + 120)
+        server.httpd.throttle["/Mast%20K/day3.dat"] = 6000  # bytes/s: about 20 s for the whole file
         add(conn, server, s)
-        proc = subprocess.Popen([sys.executable, "-m", "core.cli", "source", "sync", "src"],
-                                env=env_for(db_url, settings.home), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        with (tmp_path / "sync.log").open("wb") as out:
+            proc = subprocess.Popen([sys.executable, "-m", "core.cli", "source", "sync", "src"],
+                                    env=env_for(db_url, settings.home), stdout=subprocess.DEVNULL, stderr=out)
         partial = s.sources_tmp_dir
         try:
             wait_until(lambda: any(p.name.endswith("day3.dat") and p.stat().st_size > 0
-                                   for p in partial.rglob("*") if p.is_file()), 120, "the slow download to start")
+                                   for p in partial.rglob("*") if p.is_file()), 60, "the slow download to start",
+                       lambda: (tmp_path / "sync.log").read_text())
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
         finally:
