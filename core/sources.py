@@ -413,14 +413,14 @@ def _fetch_all(conn: psycopg.Connection, src: dict, creds: credentials.Credentia
     try:
         listing = session.call(lambda r: r.list())
         run.n_listed = len(listing)
-        todo, previous = _choose(conn, src, listing, run, now, settings)
+        todo = _choose(conn, src, listing, run, now, settings)
         station = src["station"]
         for f in todo:
             if run.n_fetched >= max_files or run.bytes + (f.size or 0) > max_bytes:
                 run.n_waiting += 1  # over this run's limits: next run
                 continue
             try:
-                _fetch_one(conn, src, session, f, previous.get(f.path), station, run, tmp, settings)
+                _fetch_one(conn, src, session, f, station, run, tmp, settings)
             except Exception as exc:
                 cls = remote.classify(exc)
                 if cls not in (remote.NOT_FOUND, remote.PERMISSION, remote.BAD_ARCHIVE, remote.OTHER):
@@ -436,7 +436,7 @@ def _fetch_all(conn: psycopg.Connection, src: dict, creds: credentials.Credentia
 
 
 def _choose(conn: psycopg.Connection, src: dict, listing: list[RemoteFile], run: _Run, now: datetime,
-            settings: Settings) -> tuple[list[RemoteFile], dict[str, dict]]:
+            settings: Settings) -> list[RemoteFile]:
     """The listed files to fetch now, oldest first; the listing is remembered."""
     previous = {r["path"]: r for r in _sql.fetch_all(conn, "remote_files", source_id=src["id"])}
     moved = (src["move_to"] or "").strip("/") + "/"
@@ -458,11 +458,11 @@ def _choose(conn: psycopg.Connection, src: dict, listing: list[RemoteFile], run:
         cur.executemany(_sql.q("mark_listed"), [
             {"source_id": src["id"], "path": f.path, "size": f.size, "mtime": f.mtime} for f in listing])
     epoch = datetime.min.replace(tzinfo=UTC)
-    return sorted(todo, key=lambda f: (f.mtime or epoch, f.path)), previous
+    return sorted(todo, key=lambda f: (f.mtime or epoch, f.path))
 
 
-def _fetch_one(conn: psycopg.Connection, src: dict, session: _Session, f: RemoteFile, previous: dict | None,
-               station: str | None, run: _Run, tmp: Path, settings: Settings) -> None:
+def _fetch_one(conn: psycopg.Connection, src: dict, session: _Session, f: RemoteFile, station: str | None,
+               run: _Run, tmp: Path, settings: Settings) -> None:
     target = tmp / f"{run.n_fetched + run.n_failed}-{posixpath.basename(f.path)}"
     session.call(lambda r: r.download(f.path, target))
     size = target.stat().st_size
@@ -488,10 +488,14 @@ def _fetch_one(conn: psycopg.Connection, src: dict, session: _Session, f: Remote
     run.n_fetched += 1
     run.bytes += size
     log.info("source %s: fetched %s (%s bytes)", src["name"], f.path, size, extra={"file": f.path, "file_id": file_id})
-    if src["after_fetch"] == "move":
-        session.call(lambda r: r.move(f.path, src["move_to"].strip("/")))
-    elif src["after_fetch"] == "delete":
-        session.call(lambda r: r.delete(f.path))
+    try:
+        if src["after_fetch"] == "move":
+            session.call(lambda r: r.move(f.path, src["move_to"].strip("/")))
+        elif src["after_fetch"] == "delete":
+            session.call(lambda r: r.delete(f.path))
+    except Exception as exc:  # fetched and received all the same: the run says what failed
+        run.fail(exc, [], src["name"])
+        log.warning("source %s: %s stays at the source: %s", src["name"], f.path, run.error)
 
 
 def claim_due(conn: psycopg.Connection, now: datetime | None = None) -> list[dict]:

@@ -198,6 +198,10 @@ class _Handler(SimpleHTTPRequestHandler):
         return False
 
     def do_GET(self) -> None:
+        if self.server.fail_next > 0:  # type: ignore[attr-defined]
+            self.server.fail_next -= 1  # type: ignore[attr-defined]
+            self.send_error(503, "busy (test)")
+            return
         if self._allowed():
             self.server.gets[self.path] += 1  # type: ignore[attr-defined]
             super().do_GET()
@@ -226,6 +230,7 @@ def http_server(root: Path) -> Iterator[Server]:
     httpd.daemon_threads = True
     httpd.gets = collections.Counter()  # type: ignore[attr-defined]
     httpd.throttle = {}  # type: ignore[attr-defined]  # URL path -> bytes/s
+    httpd.fail_next = 0  # type: ignore[attr-defined]  # answer this many GETs with 503
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     try:

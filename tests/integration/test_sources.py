@@ -54,7 +54,7 @@ def server(request, tmp_path):
 
 def tuned(settings, **kw):
     """Settings of a test: quick retries, and the default settle time."""
-    return dataclasses.replace(settings, source_retry_wait_s=0.05, source_retries=2, **kw)
+    return dataclasses.replace(settings, **{"source_retry_wait_s": 0.05, "source_retries": 2, **kw})
 
 
 def write_secrets(settings, username: str, password: str, mode: int = 0o600) -> Path:
@@ -284,8 +284,25 @@ def test_a_truncated_archive_is_a_bad_archive_and_fetched_again(conn, settings, 
         add(conn, server, s)
         run = sources.sync("src", settings=s)
         assert (run["status"], run["error_class"], run["n_failed"]) == ("partial", "bad archive", 1)
-        server.put("Mast Z/logs.zip", z.read_bytes(), time.time() - 3000)
-        assert sources.sync("src", settings=s)["n_fetched"] == 1
+        server.put("Mast Z/logs.zip", z.read_bytes(), time.time() - 3000)  # the upload ended
+        assert sources.sync("src", settings=s)["n_waiting"] == 1  # its size changed since the last listing
+        run = sources.sync("src", settings=s)
+        assert (run["status"], run["n_fetched"]) == ("ok", 1)
+
+
+def test_a_transient_error_is_tried_again_after_a_pause(conn, settings, tmp_path, days):
+    s = tuned(settings, source_retries=3)
+    with servers.http_server(tmp_path / "remote") as server:
+        server.put("Mast T/day0.dat", days[0], time.time() - 3600)
+        add(conn, server, s)
+        server.httpd.fail_next = 2  # the login and its first retry meet a busy server
+        run = sources.sync("src", settings=s)
+        assert (run["status"], run["n_fetched"]) == ("ok", 1)
+        assert server.httpd.gets["/"] == 2  # one listing after the login
+        server.httpd.fail_next = 3  # more than the attempts allowed
+        run = sources.sync("src", settings=s)
+    assert (run["status"], run["error_class"]) == ("failed", "server error")
+    assert "503" in run["error"]
 
 
 def test_a_secrets_file_others_can_read_is_refused(conn, settings, tmp_path):
