@@ -109,7 +109,7 @@ def cmd_test(args: argparse.Namespace) -> int:
         key = result.pop("offered_key", None)
         if key and result["error_class"] == remote.HOST_KEY_UNKNOWN:
             with conn.transaction():
-                conn.execute(sources._sql.q("set_pending_host_key"), {"id": src["id"], "key": key})
+                sources.note_offered_key(conn, src, key)
     if args.json:
         _print_json(result)
     elif result["ok"]:
@@ -164,7 +164,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
     with db.connect(url, autocommit=True) as conn, db.translate():
         src = sources.get_source(conn, args.name)
         if exports.worker_alive(conn):
-            since = sources._sql.fetch_one(conn, "last_run_id", source_id=src["id"])["id"]
+            since = sources.last_run_id(conn, src["id"])
             app = jobs.make_app(url)
             with app.open():
                 jobs.defer_sync(app, src["id"], trigger="cli")
@@ -192,10 +192,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def _wait_for_run(conn: Any, source_id: int, after: int, timeout: float) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        row = conn.execute("SELECT id FROM source_run WHERE source_id = %s AND id > %s AND status <> 'running' "
-                           "ORDER BY id LIMIT 1", (source_id, after)).fetchone()
+        row = sources.finished_run_after(conn, source_id, after)
         if row:
-            return sources._sql.fetch_one(conn, "run_by_id", id=row["id"])
+            return row
         time.sleep(0.5)
     raise StationManagerError(f"gave up waiting after {timeout:g} s: is the worker busy? (stationmanager source runs)")
 

@@ -234,6 +234,18 @@ class SftpRemote(Remote):
 # --- FTP and FTPS (ftplib) --------------------------------------------------------------------
 
 
+def _ftp_time(text: str) -> datetime | None:
+    """An FTP time value (MLSD ``modify``, MDTM; always UTC).
+
+    >>> _ftp_time("20250301120000.123"), _ftp_time("")
+    (datetime.datetime(2025, 3, 1, 12, 0, tzinfo=datetime.timezone.utc), None)
+    """
+    try:
+        return datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC)
+    except ValueError:
+        return None
+
+
 def tls_context(options: dict) -> ssl.SSLContext:
     """Certificates checked against the system's CAs, or the source's ``ca_file``."""
     return ssl.create_default_context(cafile=options.get("ca_file"))
@@ -261,6 +273,38 @@ class FtpRemote(Remote):
         return posixpath.join(self.root, path)
 
     def list(self) -> list[RemoteFile]:
+        try:
+            return self._list_mlsd()
+        except ftplib.error_perm as exc:
+            if not str(exc).startswith(("500", "501", "502", "504")):
+                raise
+            return self._list_nlst()  # a server without MLSD (RFC 3659), e.g. vsftpd
+
+    def _list_nlst(self) -> list[RemoteFile]:
+        """Names (NLST), then each one's SIZE (a folder has none) and MDTM."""
+        found, todo = [], [""]
+        while todo:
+            rel = todo.pop()
+            entries = self.ftp.nlst(self._abs(rel))
+            self.ftp.voidcmd("TYPE I")  # SIZE counts bytes only in binary mode (NLST left ASCII)
+            for entry in entries:
+                name = posixpath.basename(entry.rstrip("/"))
+                if name in ("", ".", ".."):
+                    continue
+                child = posixpath.join(rel, name) if rel else name
+                try:
+                    size = self.ftp.size(self._abs(child))
+                except ftplib.error_perm:
+                    todo.append(child)
+                    continue
+                try:
+                    mod = self.ftp.voidcmd(f"MDTM {self._abs(child)}")[4:].strip()
+                except ftplib.error_perm:
+                    mod = ""
+                found.append(RemoteFile(child, size, _ftp_time(mod)))
+        return found
+
+    def _list_mlsd(self) -> list[RemoteFile]:
         found, todo = [], [""]
         while todo:
             rel = todo.pop()
@@ -270,9 +314,8 @@ class FtpRemote(Remote):
                 if kind == "dir":
                     todo.append(child)
                 elif kind == "file":
-                    mod = facts.get("modify")
-                    mtime = datetime.strptime(mod[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC) if mod else None
-                    found.append(RemoteFile(child, int(facts["size"]) if "size" in facts else None, mtime))
+                    found.append(RemoteFile(child, int(facts["size"]) if "size" in facts else None,
+                                            _ftp_time(facts.get("modify", ""))))
         return found
 
     def download(self, path: str, target: Path) -> None:

@@ -167,7 +167,27 @@ def list_sources(conn: psycopg.Connection) -> list[dict]:
 
 
 def runs(conn: psycopg.Connection, name: str, limit: int = 20) -> list[dict]:
+    """The last ``limit`` runs of a source, newest first, with their duration."""
     return _sql.fetch_all(conn, "runs", source_id=get_source(conn, name)["id"], limit=limit)
+
+
+def get_run(conn: psycopg.Connection, run_id: int) -> dict | None:
+    return _sql.fetch_one(conn, "run_by_id", id=run_id)
+
+
+def last_run_id(conn: psycopg.Connection, source_id: int) -> int:
+    """The id of the source's latest run (0 before its first)."""
+    return _sql.fetch_one(conn, "last_run_id", source_id=source_id)["id"]
+
+
+def finished_run_after(conn: psycopg.Connection, source_id: int, after: int) -> dict | None:
+    """The source's first finished run with an id above ``after``, if any."""
+    return _sql.fetch_one(conn, "finished_run_after", source_id=source_id, after=after)
+
+
+def note_offered_key(conn: psycopg.Connection, src: dict, key: str) -> None:
+    """Record the host key an SFTP server offered, for an admin to accept (or not)."""
+    conn.execute(_sql.q("set_pending_host_key"), {"id": src["id"], "key": key})
 
 
 def trust_host_key(conn: psycopg.Connection, name: str, actor: str, key: str) -> None:
@@ -356,8 +376,9 @@ def _sync_locked(conn: psycopg.Connection, source: int | str, trigger: str, sett
                  now: datetime | None) -> dict:
     src = (_sql.fetch_one(conn, "source_by_id", id=source) if isinstance(source, int)
            else get_source(conn, source))
-    if src is None:
-        raise NotFound(f"no source {source}")
+    if src is None:  # removed since its run was queued
+        log.info("source %s no longer exists; nothing to run", source)
+        return {"status": "gone", "queue": []}
     if not conn.execute("SELECT pg_try_advisory_lock(%s, %s) AS ok", (_SOURCE_LOCK, src["id"])).fetchone()["ok"]:
         log.info("source %s is running already", src["name"])
         return {"status": "busy", "queue": []}
@@ -401,7 +422,7 @@ def _record_host_key(conn: psycopg.Connection, src: dict, exc: RemoteError) -> N
                                              "reason": f"{remote.HOST_KEY_CHANGED}: "
                                                        f"{remote.fingerprint(exc.offered_key or '')}"})
     else:
-        conn.execute(_sql.q("set_pending_host_key"), {"id": src["id"], "key": exc.offered_key})
+        note_offered_key(conn, src, exc.offered_key or "")
 
 
 def _fetch_all(conn: psycopg.Connection, src: dict, creds: credentials.Credentials | None, run: _Run, tmp: Path,

@@ -99,6 +99,11 @@ FROM source_run r WHERE r.source_id = %(source_id)s ORDER BY r.id DESC LIMIT %(l
 SELECT r.*, extract(epoch FROM coalesce(r.finished_at, clock_timestamp()) - r.started_at) AS duration_s
 FROM source_run r WHERE r.id = %(id)s;
 
+-- name: finished_run_after
+SELECT r.*, extract(epoch FROM r.finished_at - r.started_at) AS duration_s
+FROM source_run r WHERE r.source_id = %(source_id)s AND r.id > %(after)s AND r.status <> 'running'
+ORDER BY r.id LIMIT 1;
+
 -- name: last_run_id
 SELECT coalesce(max(id), 0) AS id FROM source_run WHERE source_id = %(source_id)s;
 

@@ -144,7 +144,8 @@ def sftp_server(root: Path) -> Iterator[Server]:
 
 
 @contextmanager
-def ftp_server(root: Path, *, tls: bool = False) -> Iterator[Server]:
+def ftp_server(root: Path, *, tls: bool = False, mlsd: bool = True) -> Iterator[Server]:
+    """pyftpdlib; without ``mlsd`` it answers MLSD as vsftpd does ("500 not understood")."""
     from pyftpdlib.authorizers import DummyAuthorizer
     from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
     from pyftpdlib.servers import FTPServer
@@ -158,7 +159,10 @@ def ftp_server(root: Path, *, tls: bool = False) -> Iterator[Server]:
         certfile, keyfile = self_signed_cert(root.parent)
         attrs.update(certfile=str(certfile), keyfile=str(keyfile), tls_control_required=True,
                      tls_data_required=True)
-    handler = type("Handler", (TLS_FTPHandler if tls else FTPHandler,), attrs)
+    base = TLS_FTPHandler if tls else FTPHandler
+    if not mlsd:
+        attrs["proto_cmds"] = {k: v for k, v in base.proto_cmds.items() if k not in ("MLSD", "MLST")}
+    handler = type("Handler", (base,), attrs)
     server = FTPServer(("127.0.0.1", 0), handler)
     stop = threading.Event()
 

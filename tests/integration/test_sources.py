@@ -23,7 +23,7 @@ from tests.integration.test_workers import start_worker, stop
 pytestmark = pytest.mark.integration
 
 TOA5 = Path(__file__).resolve().parent.parent / "data" / "toa5"
-KINDS = ["folder", "sftp", "ftp", "ftps", "http", "s3"]
+KINDS = ["folder", "sftp", "ftp", "ftps", "http", "s3", "ftp without MLSD"]
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +42,8 @@ def server(request, tmp_path):
         cm = servers.folder_server(root)
     elif kind == "sftp":
         cm = servers.sftp_server(root)
-    elif kind in ("ftp", "ftps"):
-        cm = servers.ftp_server(root, tls=kind == "ftps")
+    elif kind.startswith("ftp"):
+        cm = servers.ftp_server(root, tls=kind == "ftps", mlsd="MLSD" not in kind)
     elif kind == "http":
         cm = servers.http_server(root)
     else:
@@ -144,10 +144,10 @@ def test_each_kind_fetches_new_settled_files_once(server, conn, settings, days, 
     assert [r["n_fetched"] for r in runs] == [2, 0, 1, 0, 0, 1]
     assert all(r["finished_at"] >= r["started_at"] and r["n_listed"] >= 3 for r in runs)
     assert runs[0]["bytes"] == len(days[0]) + len(days[1])
-    assert PASSWORD not in caplog.text
+    assert PASSWORD not in caplog.text and getattr(server, "secret_key", PASSWORD) not in caplog.text
 
 
-@pytest.mark.parametrize("server", [k for k in KINDS if k != "folder"], indirect=True)
+@pytest.mark.parametrize("server", [k for k in KINDS if k not in ("folder", "ftp without MLSD")], indirect=True)
 def test_a_wrong_password_is_recorded_as_authentication_failed(server, conn, settings, caplog):
     caplog.set_level(logging.DEBUG)
     s = tuned(settings)
@@ -156,7 +156,7 @@ def test_a_wrong_password_is_recorded_as_authentication_failed(server, conn, set
     run = sources.sync("src", settings=s, now=datetime.now(UTC) + LATER)
     assert (run["status"], run["error_class"], run["n_fetched"]) == ("failed", "authentication failed", 0)
     assert run["error"].startswith("authentication failed") and "credentials" in run["error"]
-    stored = sources._sql.fetch_one(conn, "run_by_id", id=run["id"])
+    stored = sources.get_run(conn, run["id"])
     assert stored["error_class"] == "authentication failed"
     dump = "\n".join(r["t"] for r in conn.execute(
         "SELECT row_to_json(x)::text AS t FROM source x UNION ALL SELECT row_to_json(x)::text FROM source_run x "
@@ -315,7 +315,8 @@ def test_a_secrets_file_others_can_read_is_refused(conn, settings, tmp_path):
     assert "chmod 600" in run["error"] and "0644" in run["error"]
 
 
-def test_the_schedule_queues_due_sources_and_a_worker_fetches_them(conn, db_url, settings, tmp_path, days):
+def test_the_schedule_queues_due_sources_and_a_worker_fetches_them(conn, db_url, settings, tmp_path, days,
+                                                                     capsys):
     with servers.folder_server(tmp_path / "remote") as server:
         server.put("Mast W/day0.dat", days[0], time.time() - 3600)
         add(conn, server, settings, every_minutes=5)
@@ -331,9 +332,15 @@ def test_the_schedule_queues_due_sources_and_a_worker_fetches_them(conn, db_url,
         try:
             wait_until(lambda: by_name(conn).get("Mast W/day0.dat", {}).get("status") == "imported", 120,
                        "the worker to fetch and import the file")
+            server.put("Mast W/day1.dat", days[1], time.time() - 3600)
+            assert cli.main(["source", "sync", "src", "--wait", "--timeout", "120", "--json"]) == 0  # by the worker
+            out = json.loads(capsys.readouterr().out)
+            assert (out["status"], out["trigger"], out["n_fetched"]) == ("ok", "cli", 1)
+            wait_until(lambda: by_name(conn).get("Mast W/day1.dat", {}).get("status") == "imported", 120,
+                       "the worker to import the second file")
         finally:
             stop(worker)
-    assert [r["trigger"] for r in conn.execute("SELECT trigger FROM source_run")] == ["schedule"]
+    assert [r["trigger"] for r in conn.execute("SELECT trigger FROM source_run ORDER BY id")] == ["schedule", "cli"]
 
 
 def test_cli_add_list_test_sync_runs_edit_remove(conn, settings, tmp_path, days, capsys):
