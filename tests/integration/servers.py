@@ -267,6 +267,8 @@ def s3_server() -> Iterator[S3Server]:
     server.start()
     endpoint = "http://127.0.0.1:%d" % server.get_host_and_port()[1]
     before = moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
+    # moto keeps its state per process, not per server: start from nothing
+    requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
     try:
         root = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="root",
                     aws_secret_access_key="root")
