@@ -225,7 +225,8 @@ def _definition_options(s: argparse.ArgumentParser) -> None:
                    "with a fetched file (default keep)")
     s.add_argument("--move-to", metavar="FOLDER", help="with --after-fetch move: folder under the URL")
     s.add_argument("--max-files", type=int, help="most files per run (default STATIONMANAGER_SOURCE_MAX_FILES)")
-    s.add_argument("--max-mb", type=int, help="most MiB per run (default STATIONMANAGER_SOURCE_MAX_MB)")
+    s.add_argument("--max-mb", type=int, help="a run starts no new file after this many MiB "
+                   "(default STATIONMANAGER_SOURCE_MAX_MB)")
     s.add_argument("--timeout", type=float, metavar="S", help="per network step (default "
                    "STATIONMANAGER_SOURCE_TIMEOUT_S)")
     s.add_argument("--connections", type=int, help="most connections to the host at once")

@@ -83,7 +83,7 @@ class Settings:
         60.0, "Default for a source: longest wait for its server on any one step (connect, list, read)."
     )
     source_max_files: int = _setting(1000, "Default for a source: most files fetched by one run.")
-    source_max_mb: int = _setting(2048, "Default for a source: most MiB fetched by one run.")
+    source_max_mb: int = _setting(2048, "Default for a source: a run starts no new file once it has fetched this many MiB.")
     source_connections: int = _setting(
         2, "Default for a source: most connections to one host at once, over all sources on that host."
     )

@@ -393,8 +393,8 @@ def _sync_locked(conn: psycopg.Connection, source: int | str, trigger: str, sett
             creds = credentials_of(src, settings)
             secret_values = creds.secrets() if creds else []
             if src["blocked"]:
-                raise RemoteError(remote.HOST_KEY_CHANGED if remote.HOST_KEY_CHANGED in src["blocked"] else remote.CONFIG,
-                                  f"{src['blocked']}; the source is stopped until an admin acts")
+                cls = remote.HOST_KEY_CHANGED if remote.HOST_KEY_CHANGED in src["blocked"] else remote.CONFIG
+                raise RemoteError(cls, f"{src['blocked']}; the source is stopped until an admin acts")
             tmp.mkdir(parents=True, exist_ok=True)
             _fetch_all(conn, src, creds, run, tmp, settings, now or datetime.now(UTC), secret_values)
         except Exception as exc:
@@ -437,7 +437,7 @@ def _fetch_all(conn: psycopg.Connection, src: dict, creds: credentials.Credentia
         todo = _choose(conn, src, listing, run, now, settings)
         station = src["station"]
         for f in todo:
-            if run.n_fetched >= max_files or run.bytes + (f.size or 0) > max_bytes:
+            if run.n_fetched >= max_files or run.bytes >= max_bytes:
                 run.n_waiting += 1  # over this run's limits: next run
                 continue
             try:
@@ -458,15 +458,17 @@ def _fetch_all(conn: psycopg.Connection, src: dict, creds: credentials.Credentia
 
 def _choose(conn: psycopg.Connection, src: dict, listing: list[RemoteFile], run: _Run, now: datetime,
             settings: Settings) -> list[RemoteFile]:
-    """The listed files to fetch now, oldest first; the listing is remembered."""
+    """The listed files to fetch now, oldest first; the listing of the files the source
+    considers (its patterns, its oldest time) is remembered for the next run."""
     previous = {r["path"]: r for r in _sql.fetch_all(conn, "remote_files", source_id=src["id"])}
     moved = (src["move_to"] or "").strip("/") + "/"
-    todo = []
+    todo, considered = [], []
     for f in listing:
         if not wanted(f.path, src["include"], src["exclude"]) or (src["move_to"] and f.path.startswith(moved)):
             continue
         if src["since"] and f.mtime and f.mtime < src["since"]:
             continue
+        considered.append(f)
         p = previous.get(f.path)
         if p and p["fetched_size"] == f.size and p["fetched_mtime"] == f.mtime and p["fetched_at"]:
             continue  # fetched already, unchanged
@@ -477,7 +479,7 @@ def _choose(conn: psycopg.Connection, src: dict, listing: list[RemoteFile], run:
             run.n_waiting += 1
     with conn.transaction(), conn.cursor() as cur:
         cur.executemany(_sql.q("mark_listed"), [
-            {"source_id": src["id"], "path": f.path, "size": f.size, "mtime": f.mtime} for f in listing])
+            {"source_id": src["id"], "path": f.path, "size": f.size, "mtime": f.mtime} for f in considered])
     epoch = datetime.min.replace(tzinfo=UTC)
     return sorted(todo, key=lambda f: (f.mtime or epoch, f.path))
 

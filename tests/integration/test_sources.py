@@ -158,9 +158,8 @@ def test_a_wrong_password_is_recorded_as_authentication_failed(server, conn, set
     assert run["error"].startswith("authentication failed") and "credentials" in run["error"]
     stored = sources.get_run(conn, run["id"])
     assert stored["error_class"] == "authentication failed"
-    dump = "\n".join(r["t"] for r in conn.execute(
-        "SELECT row_to_json(x)::text AS t FROM source x UNION ALL SELECT row_to_json(x)::text FROM source_run x "
-        "UNION ALL SELECT row_to_json(x)::text FROM source_remote_file x UNION ALL SELECT row_to_json(x)::text FROM audit x"))
+    dump = "\n".join(r["t"] for table in ("source", "source_run", "source_remote_file", "audit")
+                     for r in conn.execute(f"SELECT row_to_json(x)::text AS t FROM {table} x"))
     assert "src" in dump and PASSWORD not in dump and "not-the-" not in dump
     assert PASSWORD not in caplog.text and "not-the-" not in caplog.text
 
@@ -260,6 +259,16 @@ def test_limits_patterns_since_and_move_after_fetch(conn, settings, tmp_path, da
         assert server.exists("Mast L/notes.txt") and server.exists("Mast L/ancient.dat")  # left alone
 
 
+def test_a_run_starts_no_new_file_past_its_byte_limit(conn, settings, tmp_path, days):
+    s = tuned(settings)
+    with servers.folder_server(tmp_path / "remote") as server:
+        for i, data in enumerate(days[:3]):
+            server.put(f"Mast B/day{i}.dat", data, time.time() - 3600 + i)
+        add(conn, server, s, max_bytes=1)  # smaller than any file: one file per run, never none
+        counts = [(r["n_fetched"], r["n_waiting"]) for r in (sources.sync("src", settings=s) for _ in range(4))]
+    assert counts == [(1, 2), (1, 1), (1, 0), (0, 0)]
+
+
 def test_same_content_under_a_new_name_is_not_received_again(conn, settings, tmp_path, days):
     s = tuned(settings)
     with servers.folder_server(tmp_path / "remote") as server:
@@ -303,6 +312,26 @@ def test_a_transient_error_is_tried_again_after_a_pause(conn, settings, tmp_path
         run = sources.sync("src", settings=s)
     assert (run["status"], run["error_class"]) == ("failed", "server error")
     assert "503" in run["error"]
+
+
+def test_a_silent_server_is_a_timeout_and_a_closed_port_is_unreachable(conn, settings):
+    import socket
+
+    s = tuned(settings)
+    with socket.create_server(("127.0.0.1", 0)) as silent, socket.create_server(("127.0.0.1", 0)) as closed:
+        silent_port, closed_port = silent.getsockname()[1], closed.getsockname()[1]
+        closed.close()  # nothing listens there any more
+        with conn.transaction():
+            sources.add_source(conn, "admin", name="silent", kind="http", url=f"http://127.0.0.1:{silent_port}/",
+                               timeout_s=0.5)
+            sources.add_source(conn, "admin", name="closed", kind="ftp", url=f"ftp://127.0.0.1:{closed_port}/")
+        started = time.monotonic()
+        run = sources.sync("silent", settings=s)  # connects (the kernel accepts), never answered
+        assert (run["status"], run["error_class"]) == ("failed", "timeout")
+        assert time.monotonic() - started < 30
+        run = sources.sync("closed", settings=s)
+    assert (run["status"], run["error_class"]) == ("failed", "host unreachable")
+    assert "check the host name, port and network" in run["error"]
 
 
 def test_a_secrets_file_others_can_read_is_refused(conn, settings, tmp_path):
