@@ -108,7 +108,7 @@ def _validate(fields: dict[str, Any]) -> dict[str, Any]:
     for key in ("every_minutes", "max_files", "max_bytes", "connections", "timeout_s"):
         if f.get(key) is not None and f[key] <= 0:
             raise ConfigError(f"{key.replace('_', ' ')} must be positive")
-    f.setdefault("every_minutes", 60)
+    f["every_minutes"] = f.get("every_minutes") or 60
     f["enabled"] = True if f.get("enabled") is None else bool(f["enabled"])
     return f
 

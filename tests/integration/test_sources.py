@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from psycopg import sql
 
-from core import cli, credentials, demo, ingest, jobs, remote, sources
+from core import cli, demo, ingest, jobs, remote, sources
 from tests.integration import servers
 from tests.integration.servers import PASSWORD, USER
 from tests.integration.test_cli import env_for
