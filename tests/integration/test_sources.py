@@ -380,6 +380,32 @@ def test_the_schedule_queues_due_sources_and_a_worker_fetches_them(conn, db_url,
     assert [r["trigger"] for r in conn.execute("SELECT trigger FROM source_run ORDER BY id")] == ["schedule", "cli"]
 
 
+def test_a_slow_source_does_not_hold_up_another(conn, db_url, settings, tmp_path, days):
+    s = tuned(settings)
+    with servers.http_server(tmp_path / "slow") as slow, servers.folder_server(tmp_path / "quick") as quick:
+        slow.put("Mast Slow/day0.dat", days[0], time.time() - 3600)
+        slow.httpd.throttle["/Mast%20Slow/day0.dat"] = 1000  # bytes/s: about 40 s
+        quick.put("Mast Quick/day1.dat", days[1], time.time() - 3600)
+        add(conn, slow, s)
+        with conn.transaction():
+            sources.add_source(conn, "admin", name="quick", kind="folder", url=quick.url)
+        app = jobs.make_app(db_url)
+        with app.open():
+            for name in ("src", "quick"):  # the slow one first
+                jobs.defer_sync(app, sources.get_source(conn, name)["id"])
+        worker = start_worker(db_url, settings.home)
+        try:
+            wait_until(lambda: by_name(conn).get("Mast Quick/day1.dat", {}).get("status") == "imported", 60,
+                       "the quick source's file")
+            assert "Mast Slow/day0.dat" not in by_name(conn)
+            slow_run = conn.execute("SELECT r.status FROM source_run r JOIN source s ON s.id = r.source_id "
+                                    "WHERE s.name = 'src'").fetchone()
+            assert slow_run["status"] == "running"
+        finally:
+            worker.kill()
+            worker.wait(timeout=30)
+
+
 def test_cli_add_list_test_sync_runs_edit_remove(conn, settings, tmp_path, days, capsys):
     def run(*argv) -> tuple[int, object]:
         code = cli.main(list(argv))
