@@ -236,6 +236,12 @@ def test_a_run_killed_mid_download_is_completed_by_the_next_without_fetching_twi
         assert conn.execute("SELECT status FROM source_run").fetchone()["status"] == "running"
 
         server.httpd.throttle.clear()
+        # the killed process's database session (and the source's lock with it) ends once its
+        # server process notices; until then a run would find the source busy
+        wait_until(lambda: conn.execute(
+            "SELECT count(*) AS n FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+            "WHERE l.locktype = 'advisory' AND d.datname = current_database()").fetchone()["n"] == 0,
+            30, "the killed run's lock to go")
         run = sources.sync("src", settings=s)
         assert (run["status"], run["n_fetched"]) == ("ok", 1)
         assert sorted(run["queue"]) == sorted(r["id"] for r in by_name(conn).values())  # the orphans too
@@ -378,6 +384,18 @@ def test_the_schedule_queues_due_sources_and_a_worker_fetches_them(conn, db_url,
         finally:
             stop(worker)
     assert [r["trigger"] for r in conn.execute("SELECT trigger FROM source_run ORDER BY id")] == ["schedule", "cli"]
+
+
+def test_a_source_runs_once_at_a_time(conn, settings, tmp_path, days):
+    with servers.folder_server(tmp_path / "remote") as server:
+        server.put("Mast O/day0.dat", days[0], time.time() - 3600)
+        src = add(conn, server, settings)
+        conn.execute("SELECT pg_advisory_lock(%s, %s)", (sources._SOURCE_LOCK, src["id"]))  # a run elsewhere
+        assert sources.sync("src", settings=settings) == {"status": "busy", "queue": []}
+        assert cli.main(["source", "sync", "src"]) == 2
+        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (sources._SOURCE_LOCK, src["id"]))
+        assert sources.sync("src", settings=settings)["n_fetched"] == 1
+    assert conn.execute("SELECT count(*) AS n FROM source_run").fetchone()["n"] == 1
 
 
 def test_a_slow_source_does_not_hold_up_another(conn, db_url, settings, tmp_path, days):
