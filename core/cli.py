@@ -786,6 +786,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--days", type=int, default=365, help="days of demo data (default 365)")
     s.set_defaults(func=cmd_up)
     _calibration_parser(sub)
+    from core import cli_sources
+
+    cli_sources.add_parser(sub)
     return p
 
 
