@@ -166,11 +166,6 @@ class Settings:
         return self.home.resolve() / "secrets.toml"
 
     @property
-    def sources_tmp_dir(self) -> Path:
-        """Where sources' files are downloaded before they are received (beside the store)."""
-        return self.home.resolve() / "tmp" / "sources"
-
-    @property
     def users_file(self) -> Path:
         return self.home.resolve() / "users.yaml"
 

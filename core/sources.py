@@ -8,7 +8,7 @@ what to do with a fetched file there (keep, move, delete) and limits per run.
 
 A run (:func:`sync`) lists the source, and fetches each new or changed file (by path, size
 and modification time) once it has settled: older than ``STATIONMANAGER_SOURCE_SETTLE_S``
-and the same size as in the previous listing. It downloads to ``HOME/tmp/sources/<id>``
+and the same size as in the previous listing. It downloads to ``HOME/tmp/<process>/source-<id>``
 (never ``/tmp``), then, in ONE transaction, receives the file (``core.ingest.receive``)
 and records it as fetched: a run killed mid-download leaves nothing behind but a partial
 temporary file, which the next run deletes before it fetches that file again. Content
@@ -40,7 +40,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg.types.json import Jsonb
 
-from core import credentials, db, inbox, ingest, remote
+from core import credentials, db, home, inbox, ingest, remote
 from core.errors import ConfigError, NotFound
 from core.remote import RemoteError, RemoteFile
 from core.settings import Settings, get_settings
@@ -386,8 +386,10 @@ def _sync_locked(conn: psycopg.Connection, source: int | str, trigger: str, sett
         orphans = [r["id"] for r in _sql.fetch_all(conn, "files_without_import_job", source_id=src["id"])]
         run_id = _sql.fetch_one(conn, "start_run", source_id=src["id"], trigger=trigger)["id"]
         run = _Run()
-        tmp = settings.sources_tmp_dir / str(src["id"])
-        shutil.rmtree(tmp, ignore_errors=True)  # what a killed run left half-downloaded
+        # this process's own folder under HOME/tmp: what a killed run left half-downloaded
+        # lies in that run's folder, which the next worker start sweeps (core.home)
+        tmp = home.process_tmp(settings) / f"source-{src['id']}"
+        shutil.rmtree(tmp, ignore_errors=True)
         secret_values: list[str] = []
         try:
             creds = credentials_of(src, settings)
