@@ -145,7 +145,9 @@ def test_every_page_for_every_role(site: Settings, role: str, page: str) -> None
     else:
         shown = texts(at)
         assert "The schema is up to date." in shown
-        assert "ada" in str(at.dataframe[-1].value["name"].tolist())
+        users = at.dataframe[-1].value.set_index("name")
+        assert "ada" in users.index
+        assert users.loc["test-admin", "sessions"] == 1 and users.loc["ada", "sessions"] == 0
 
 
 def test_station_from_query_parameter_without_wind_channels(site: Settings) -> None:
