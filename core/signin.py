@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -108,28 +110,34 @@ def client_wait(conn: psycopg.Connection, client: str, settings: Settings) -> fl
     return client_delay(row["failures"] if row else 0, settings.sign_in_delay_max_s)
 
 
-def sign_in(conn: psycopg.Connection, settings: Settings, config: dict[str, Any], name: str, password: str,
-            *, client: str) -> str | None:
+def sign_in(connect: Callable[[], AbstractContextManager[psycopg.Connection]], settings: Settings,
+            config: dict[str, Any], name: str, password: str, *, client: str) -> str | None:
     """Check ``password`` for user ``name`` (a loaded user file ``config``) from ``client``
     (its address); the new session's id (:func:`core.sessions.start`), or None if wrong.
 
-    Raises :class:`AccountLocked` while the name is locked, and on the failure that locks it.
+    ``connect()`` gives a connection for each step (e.g. from the pool): none is held while
+    the attempt waits or bcrypt runs, so that slow attempts cannot take every pooled
+    connection. Raises :class:`AccountLocked` while the name is locked, and on the failure
+    that locks it.
     """
     name = name[:_LONGEST_NAME]
-    wait = client_wait(conn, client, settings)
+    with connect() as conn:
+        wait = client_wait(conn, client, settings)
     if wait:
         time.sleep(wait)
-    attempt = _count_attempt(conn, name, settings)
+    with connect() as conn:
+        attempt = _count_attempt(conn, name, settings)
     if attempt.refused:
         assert attempt.locked_until is not None
         raise AccountLocked(until=attempt.locked_until)
     if auth.verify_password(config, name, password):
         entry = auth.user(config, name)
         assert entry is not None
-        with conn.transaction():
-            conn.execute(_SQL.q("clear_failures"), {"name": name})
-        return sessions.start(conn, name, auth.password_fingerprint(entry))
-    with conn.transaction():
+        with connect() as conn:
+            with conn.transaction():
+                conn.execute(_SQL.q("clear_failures"), {"name": name})
+            return sessions.start(conn, name, auth.password_fingerprint(entry))
+    with connect() as conn, conn.transaction():
         conn.execute(_SQL.q("client_failed"), {"client": client, "window_s": settings.sign_in_lock_minutes * 60})
     log.warning("failed sign-in for %r from %s (%d in a row)", name, client, attempt.failures)
     if attempt.locked_until is not None:

@@ -174,8 +174,7 @@ def sign_in_widgets(config: dict) -> stauth.Authenticate:
 
     def check_credentials(username: str, password: str) -> bool:
         try:
-            with connection() as conn:
-                sid = signin.sign_in(conn, get_settings(), config, username, password, client=_client())
+            sid = signin.sign_in(connection, get_settings(), config, username, password, client=_client())
         except AccountLocked as exc:
             raise LoginError(str(exc)) from exc
         if sid is None:

@@ -22,7 +22,7 @@ from tests.e2e.test_browser import LONG, nav, sign_in
 
 pytestmark = pytest.mark.e2e
 
-LOCK_S = 15
+LOCK_S = 30  # long enough to refuse the sixth attempt on a loaded machine
 COOKIE = "stationmanager_auth"
 
 

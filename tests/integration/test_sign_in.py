@@ -3,7 +3,9 @@ idle expiry (core.signin, core.sessions), and the CLI that ends or unlocks them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import statistics
 import threading
 import time
 
@@ -31,7 +33,7 @@ def strict(settings: Settings, **changes) -> Settings:
 
 
 def attempt(conn, settings, users, name, password, client="10.0.0.1"):
-    return signin.sign_in(conn, settings, users, name, password, client=client)
+    return signin.sign_in(lambda: contextlib.nullcontext(conn), settings, users, name, password, client=client)
 
 
 @pytest.mark.parametrize("name", ["ana", "nobody"])
@@ -98,6 +100,22 @@ def test_each_attempt_from_a_failing_client_waits_longer(conn, settings, users):
     started = time.monotonic()
     attempt(conn, s, users, "ana", RIGHT, client="10.0.0.9")
     assert time.monotonic() - started >= 1.0
+
+
+def test_a_wrong_password_takes_as_long_for_an_unknown_name(conn, settings, users):
+    s = strict(settings, sign_in_max_failures=100)
+
+    def median_s(name: str) -> float:
+        times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            assert attempt(conn, s, users, name, "wrong") is None
+            times.append(time.perf_counter() - started)
+        return statistics.median(times)
+
+    attempt(conn, s, users, "warm-up", "wrong")
+    known, unknown = median_s("ana"), median_s("nobody")
+    assert unknown > 0.5 * known and known > 0.5 * unknown, (known, unknown)
 
 
 @pytest.fixture
