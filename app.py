@@ -68,6 +68,10 @@ if role is None:
         except LoginError as exc:
             st.error(str(exc))
         if st.session_state.get("authentication_status"):
+            check_signed_in()  # signed in from the cookie: its session may have ended
+            if not st.session_state.get("authentication_status"):
+                st.rerun()  # the login form, with why; a link opened before is kept
+        if st.session_state.get("authentication_status"):
             # Signed in just now: draw the app without the login form, and set the
             # remember-me cookie in that run (a component dropped by st.rerun never runs).
             st.session_state["_set_auth_cookie"] = True
