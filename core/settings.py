@@ -114,6 +114,24 @@ class Settings:
     export_max_rows: int = _setting(
         5_000_000, "Most rows (time steps) one export may have; a longer request is refused."
     )
+    session_idle_minutes: float = _setting(
+        60.0,
+        "A signed-in session unused (no click, no page opened) for this many minutes is signed "
+        "out, its remember-me cookie included.",
+    )
+    sign_in_max_failures: int = _setting(
+        5, "Failed sign-ins in a row after which a user name is locked (known or not)."
+    )
+    sign_in_lock_minutes: float = _setting(
+        15.0,
+        "How long a locked user name refuses every password, the right one included. Failed "
+        "sign-ins older than this are forgotten.",
+    )
+    sign_in_delay_max_s: float = _setting(
+        8.0,
+        "Longest wait before each sign-in attempt from a client address with recent failures "
+        "(0.25 s after the first, doubling with each failure).",
+    )
     log_level: str = _setting("INFO", "Logging level of the worker and the CLI.")
     test_database_url: str | None = _setting(
         None,
