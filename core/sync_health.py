@@ -167,6 +167,17 @@ class StationSync:
     def colour(self) -> str:
         return COLOURS[self.state]
 
+    @property
+    def markdown(self) -> str:
+        """The line the Overview and the station page show (Streamlit markdown, names escaped).
+
+        >>> print(StationSync(1, "M", "failing", "source a_b failing since 06:10: timeout").markdown)
+        :red-badge[not syncing] source a\\_b failing since 06\\:10\\: timeout
+        """
+        if self.syncing:
+            return ":green-badge[syncing]"
+        return f":{self.colour}-badge[not syncing] {webdata.escape_markdown(self.reason)}"
+
 
 def judge(station: dict[str, Any], srcs: list[dict[str, Any]], now: datetime) -> tuple[str, str]:
     """``(state, reason)`` of a station from its arrivals and the sources serving it; the
