@@ -96,6 +96,34 @@ def next_run_text(due: datetime | None, now: datetime) -> str:
     return "due now" if due <= now else when(due, now)
 
 
+def last_run_text(src: dict[str, Any], now: datetime) -> str:
+    """A source's last run in one line: when, how it ended, its counts and error class.
+
+    >>> now = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
+    >>> r = {"pending": False, "last_status": "failed", "last_run_at": now, "last_fetched": 0, "last_listed": 0,
+    ...      "last_waiting": 0, "last_failed": 0, "last_error_class": "authentication failed"}
+    >>> last_run_text(r, now)
+    'last run 09:00: failed (authentication failed)'
+    >>> last_run_text({**r, "last_status": "ok", "last_fetched": 2, "last_listed": 3, "last_error_class": None}, now)
+    'last run 09:00: ok · 2 fetched of 3 listed, 0 waiting, 0 failed'
+    """
+    if src["pending"]:
+        return "a run is queued or running"
+    if src["last_status"] is None:
+        return "no run yet"
+    text = f"last run {when(src['last_run_at'], now)}: {src['last_status']}"
+    if src["last_error_class"] and not (src["last_fetched"] or src["last_failed"]):
+        return f"{text} ({src['last_error_class']})"
+    text += f" · {counts(src)}"
+    return f"{text} ({src['last_error_class']})" if src["last_error_class"] else text
+
+
+def counts(src: dict[str, Any]) -> str:
+    """The counts of a source's last run."""
+    return (f"{src['last_fetched']} fetched of {src['last_listed']} listed, {src['last_waiting']} waiting, "
+            f"{src['last_failed']} failed")
+
+
 def not_running_since(src: dict[str, Any], now: datetime) -> datetime | None:
     """Since when an enabled source has not run though it should have (its last run's start,
     or when it was added); None when it runs on time, or is disabled or stopped.

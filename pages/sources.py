@@ -46,12 +46,6 @@ def _credentials() -> dict[str, str]:
         return {}
 
 
-def _counts(r: dict[str, Any]) -> str:
-    if r["last_status"] is None:
-        return ""
-    return f"{r['last_fetched']} fetched of {r['last_listed']} listed, {r['last_waiting']} waiting, {r['last_failed']} failed"
-
-
 def _table(rows: list[dict[str, Any]], now: datetime) -> pd.DataFrame:
     return pd.DataFrame([{
         "source": r["name"], "kind": r["kind"], "URL": r["url"], "station": r["station"] or "(by folder or header)",
@@ -60,7 +54,7 @@ def _table(rows: list[dict[str, Any]], now: datetime) -> pd.DataFrame:
             r["credentials"], settings.secrets_file) else ""),
         "last run": sync_health.when(r["last_run_at"], now) if r["last_run_at"] else "never",
         "status": ("running" if r["pending"] else r["last_status"] or "–"),
-        "counts": _counts(r), "error": r["last_error_class"] or "",
+        "counts": sync_health.counts(r) if r["last_status"] else "", "error": r["last_error_class"] or "",
         "failed in a row": r["failed_runs"] or 0,
         "next run": sync_health.next_run_text(r["next_due"], now),
         "health": r["reason"] or ("stopped: " + r["blocked"] if r["blocked"] else "ok"),
@@ -74,6 +68,10 @@ def _overview() -> bool:
         st.info("No sources yet." + (" Add one below." if admin else " An admin adds them."))
         return False
     st.dataframe(_table(rows, now), hide_index=True, width="stretch", key="sources_table")
+    picked = next((r for r in rows if r["name"] == st.session_state.get("source_pick")), None)
+    if picked is not None:
+        st.markdown(f"**{webdata.escape_markdown(picked['name'])}** · "
+                    f"{webdata.escape_markdown(sync_health.last_run_text(picked, now))}")
     busy = [r["name"] for r in rows if r["pending"]]
     if busy:
         st.caption(f":material/autorenew: Running or queued: {webdata.escape_markdown(', '.join(busy))}; "
