@@ -282,7 +282,7 @@ def runs_chart(runs: list[dict[str, Any]], name: str) -> go.Figure:
     bad = [r for r in runs if r["status"] in ("failed", "interrupted")]
     if bad:
         fig.add_scatter(x=[r["started_at"] for r in bad], y=[0] * len(bad), name="failed run", mode="markers",
-                        marker={"symbol": "x", "size": 12, "color": "#d62728"},
+                        marker={"symbol": "x", "size": 12, "color": "#d62728"}, cliponaxis=False,
                         text=[r["error_class"] or r["status"] for r in bad],
                         hovertemplate="%{x}<br>%{text}<extra>failed run</extra>")
     fig.update_layout(title=f"Runs of {name}", barmode="group", height=320, margin={"l": 40, "r": 40, "t": 40, "b": 30},

@@ -153,6 +153,7 @@ def _act(action, message: str) -> None:
     except StationManagerError as exc:
         st.error(str(exc), icon=":material/error:")
         return
+    st.session_state.pop(TESTED, None)  # an earlier test's result no longer holds
     notify(message, NOTICE)
     st.rerun()
 
