@@ -123,3 +123,11 @@ def test_a_source_without_a_station_serves_the_stations_of_the_files_it_fetched(
         " SELECT %s, 'Mast A/d.dat', %s, min(id) FROM source_file", (src, datetime(2025, 3, 3, 0, 30, tzinfo=UTC)))
     assert state(conn, mast) == ("failing", "source shared failing since 08:30: timeout")
     assert sync_health.station(conn, mast, NOW).sources == ["shared"]
+
+
+def test_a_source_renamed_on_the_command_line(conn):
+    from core import cli
+
+    source(conn, name="old name")
+    assert cli.main(["source", "edit", "old name", "--rename", "new name", "--every", "30"]) == 0
+    assert [(s["name"], s["every_minutes"]) for s in sources.list_sources(conn)] == [("new name", 30)]

@@ -111,3 +111,27 @@ def test_an_admin_adds_tests_and_disables_a_source(conn, defined, tmp_path):
     assert conn.execute("SELECT count(*) AS n FROM audit WHERE entity = 'source' AND actor = 'test-admin'"
                         ).fetchone()["n"] == 2
     assert auth.allowed("admin", source_admin.NEEDED)
+
+
+def test_an_admin_edits_with_errors_shown_then_removes(conn, defined):
+    at = show(signed_in("admin"), PAGE)
+    at.selectbox(key="source_pick").select("Folder_one").run()
+    key = f"edit_{defined['id']}"
+    at.selectbox(key=f"{key}_kind").set_value("ftp")
+    at.text_input(key=f"{key}_url").set_value("ftp://met:pw@h/x")
+    [b for b in at.button if b.label == "Save source"][0].click().run()
+    assert any("the URL holds a password" in e.value for e in at.error), [e.value for e in at.error]
+    assert sources.get_source(conn, "Folder_one")["kind"] == "folder"  # unchanged
+    at.selectbox(key=f"{key}_kind").set_value("folder")
+    at.text_input(key=f"{key}_url").set_value(defined["url"])
+    at.number_input(key=f"{key}_every").set_value(15)
+    at.text_input(key=f"{key}_name").set_value("Folder_two")  # renamed too
+    [b for b in at.button if b.label == "Save source"][0].click().run()
+    assert "Folder_two: saved" in texts(at)
+    assert sources.get_source(conn, "Folder_two")["every_minutes"] == 15
+    at.selectbox(key="source_pick").select("Folder_two").run()
+    at.checkbox(key="source_remove_sure").check().run()
+    at.button(key="source_remove").click().run()
+    assert not at.exception
+    assert "Folder_two: removed" in texts(at)
+    assert sources.list_sources(conn) == []
