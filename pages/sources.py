@@ -154,7 +154,7 @@ def _act(action, message: str) -> None:
         st.error(str(exc), icon=":material/error:")
         return
     st.session_state.pop(TESTED, None)  # an earlier test's result no longer holds
-    notify(message, NOTICE)
+    notify(webdata.escape_markdown(message), NOTICE)
     st.rerun()
 
 
@@ -216,10 +216,10 @@ def _admin_controls(src: dict[str, Any]) -> None:
 
 if chosen is not None:
     src = rows[chosen]
-    st.subheader(chosen)
+    st.subheader(webdata.escape_markdown(chosen))
     missing = credentials.resolves(src["credentials"], settings.secrets_file)
     if missing:
-        st.warning(missing, icon=":material/key:")
+        st.warning(webdata.escape_markdown(missing), icon=":material/key:")
     if src["reason"]:
         st.markdown(f":red-badge[{webdata.escape_markdown(src['reason'])}]")
     if admin:

@@ -9,7 +9,8 @@ import pytest
 
 from core import auth, source_admin, sources
 from core.errors import PermissionDenied
-from tests.ui.test_pages import show, signed_in, texts
+from tests.ui.test_pages import show, signed_in
+from tests.ui.test_pages import texts as markdown
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +39,11 @@ def defined(conn, settings, tmp_path):
     return src
 
 
+def texts(at) -> str:
+    """The page's text as shown: names are escaped in its markdown."""
+    return markdown(at).replace("\\", "")
+
+
 def widgets(at) -> list:
     return [*at.button, *at.text_input, *at.checkbox, *at.number_input]
 
@@ -53,6 +59,7 @@ def test_viewers_and_analysts_see_sources_and_runs_but_no_controls(defined, role
     at.selectbox(key="source_pick").select("Folder_one").run()
     assert not at.exception
     assert [c.key for c in at.get("plotly_chart")] == ["source_runs_chart"]
+    assert at.subheader[0].value == "Folder\\_one"  # a name is shown as typed, not as markdown
     assert at.dataframe[-1].value["status"].tolist() == ["ok", "failed"]
     assert not widgets(at)  # still none, the source chosen
     assert "no credentials called 'nobody'" in texts(at)
