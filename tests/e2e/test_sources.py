@@ -134,7 +134,8 @@ def test_an_admin_adds_trusts_tests_and_syncs_an_sftp_source(page: Page, app: Ap
         got = conn.execute("SELECT count(*) FROM source_file f JOIN station s ON s.id = f.station_id "
                            "WHERE s.name = %s AND f.origin = 'source'", (STATION,)).fetchone()[0]
     assert got == 2
-    expect(page.locator(".st-key-source_runs_chart .js-plotly-plot")).to_be_visible()
+    settle(page)  # the page reruns once the run has ended (pages.common.live)
+    expect(page.locator(".st-key-source_runs_chart .js-plotly-plot").last).to_be_visible()
 
     on_overview(page, STATION, re.compile(r"^syncing$"), SYNC_TIMEOUT)
 
@@ -144,6 +145,7 @@ def test_an_admin_adds_trusts_tests_and_syncs_an_sftp_source(page: Page, app: Ap
     click(page, "Sync now")
     expect(page.get_by_text(re.compile(rf"^{SOURCE} · last run \d\d:\d\d: failed \(authentication failed\)")
                             )).to_be_visible(timeout=SYNC_TIMEOUT)
+    settle(page)
     expect(page.locator(".st-key-source_runs_chart .js-plotly-plot .point")).not_to_have_count(0)
     page.set_viewport_size({"width": 1400, "height": 1500})  # the table, the chart and the runs
     page.get_by_role("heading", name="Sources").scroll_into_view_if_needed()
