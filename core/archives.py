@@ -183,12 +183,42 @@ def tar_skip_reason(info: tarfile.TarInfo) -> str | None:
     return skip_reason(info.name)
 
 
+def check_whole(path: Path) -> None:
+    """Raise :class:`ParseError` when the archive at ``path`` cannot be read to its end (a
+    download cut short, a damaged file), writing nothing. Encrypted contents are not
+    checked, only that the archive's end is there."""
+    with path.open("rb") as fh:
+        kind = kind_of(fh.read(HEAD))
+    try:
+        if kind == "zip":
+            with zipfile.ZipFile(path) as zf:  # a zip cut short has no central directory
+                if not any(i.flag_bits & 0x1 for i in zf.infolist()) and (bad := zf.testzip()) is not None:
+                    raise zipfile.BadZipFile(f"member {bad} is damaged")
+        elif kind == "7z":
+            try:
+                with py7zr.SevenZipFile(path):  # its header is at its end
+                    pass
+            except py7zr.exceptions.PasswordRequired:
+                pass  # an encrypted header, read whole
+        elif kind == "tar":
+            with path.open("rb") as raw, tarfile.open(fileobj=raw, mode="r|", tarinfo=_TarInfo) as tf:
+                for _ in tf:
+                    tf.members = []
+        elif kind in _SUFFIX:
+            with _decompressed(kind, path) as src:
+                while src.read(_CHUNK):
+                    pass
+    except _DAMAGED as exc:
+        raise ParseError(f"the archive cannot be read to its end: {exc}", file=path.name) from exc
+
+
 @contextmanager
 def members(path: Path, name: str, limits: Limits, tmp_dir: Path,
-            passwords: Sequence[str] = ()) -> Iterator[Unpacked]:
+            passwords: Sequence[str] | Callable[[], Sequence[str]] = ()) -> Iterator[Unpacked]:
     """Unpack ``path`` (called ``name``) into a temporary folder under ``tmp_dir``, archives
     inside it too; yield what was found. Encrypted archives are opened with one of
-    ``passwords``. Raises :class:`ParseError` (and leaves nothing behind) when the archive
+    ``passwords`` (or of those the callable returns, asked once the first encrypted
+    archive is met). Raises :class:`ParseError` (and leaves nothing behind) when the archive
     is damaged, cannot be opened or goes beyond ``limits``."""
     with tempfile.TemporaryDirectory(prefix="sm-unpack-", dir=tmp_dir) as tmp:
         found = Unpacked()
@@ -200,12 +230,14 @@ def members(path: Path, name: str, limits: Limits, tmp_dir: Path,
 
 
 class _Unpacker:
-    def __init__(self, limits: Limits, folder: Path, found: Unpacked, top: str, passwords: Sequence[str]) -> None:
+    def __init__(self, limits: Limits, folder: Path, found: Unpacked, top: str,
+                 passwords: Sequence[str] | Callable[[], Sequence[str]]) -> None:
         self.limits = limits
         self.top = top  # the received file's name, for messages
         self.folder = folder
         self.found = found
-        self.passwords = [p for p in passwords if p]
+        self.ask = passwords if callable(passwords) else lambda: passwords
+        self.passwords: list[str] | None = None  # asked for when needed
         self.next_number = 0
 
     def unpack(self, path: Path, name: str, depth: int) -> None:
@@ -277,7 +309,7 @@ class _Unpacker:
     def _7z(self, path: Path, name: str, depth: int) -> None:
         with path.open("rb") as fh:  # a file object: py7zr then reads in this thread only
             try:
-                with py7zr.SevenZipFile(fh) as sz:
+                with py7zr.SevenZipFile(fh, max_extract_size=self._budget_left()) as sz:
                     locked = sz.needs_password()
                     written = [] if locked else self._7z_members(sz, name)
             except py7zr.exceptions.PasswordRequired:  # the names are encrypted too
@@ -285,7 +317,7 @@ class _Unpacker:
 
             def attempt(password: str) -> list[tuple[str, Path]]:
                 fh.seek(0)
-                with py7zr.SevenZipFile(fh, password=password) as sz:
+                with py7zr.SevenZipFile(fh, password=password, max_extract_size=self._budget_left()) as sz:
                     return self._7z_members(sz, name)
 
             if locked:
@@ -315,9 +347,7 @@ class _Unpacker:
         if not targets:
             return []
         writers = _SevenZipWriters(self)
-        # py7zr stops once the archive's blocks decompress (targets or not) beyond this
-        sz.max_extract_size = sz.worker.max_extract_size = self.limits.max_bytes - self.found.written
-        try:
+        try:  # py7zr stops once its blocks decompress (members skipped or not) beyond max_extract_size
             sz.extract(targets=targets, factory=writers)
         except py7zr.exceptions.DecompressionBombError as exc:
             raise ParseError(self.limits.too_big(), file=self.top) from exc
@@ -327,7 +357,7 @@ class _Unpacker:
 
     def _tar(self, src: IO[bytes], name: str, depth: int) -> None:
         """The regular files of a tar read as a stream (``src`` decompressed already)."""
-        stream = _Bounded(src, self.limits.max_bytes - self.found.written, self._too_big)
+        stream = _Bounded(src, self._budget_left(), self._too_big)
         with tarfile.open(fileobj=stream, mode="r|", tarinfo=_TarInfo, encoding="utf-8", errors="replace") as tf:
             for info in tf:
                 self._count_members(1, name)
@@ -346,14 +376,22 @@ class _Unpacker:
     def _too_big(self) -> None:
         raise ParseError(self.limits.too_big(), file=self.top)
 
+    def _budget_left(self) -> int:
+        return self.limits.max_bytes - self.found.written
+
     def _check_declared(self, size: int) -> None:
-        if size > self.limits.max_bytes - self.found.written:
+        if size > self._budget_left():
             self._too_big()  # cheap early refusal; sizes are still counted
 
     def _decrypt(self, name: str, attempt: Callable[[str], _T]) -> _T:
         """``attempt(password)`` with each password in turn (the last that worked first),
         undoing what a failed attempt wrote or counted."""
         which = self._which(name)
+        if self.passwords is None:
+            try:
+                self.passwords = [p for p in self.ask() if p]
+            except ParseError as exc:
+                raise ParseError(exc.reason, file=self.top) from exc
         if not self.passwords:
             raise ParseError(which + NO_PASSWORD, file=self.top)
         for password in list(self.passwords):
