@@ -72,7 +72,7 @@ TAR_HEADER_MAX = MiB
 _SUFFIX = {"gzip": ".gz", "bzip2": ".bz2", "xz": ".xz"}
 #: Errors of damaged archives, per library (whatever py7zr's parser meets in a broken header).
 _DAMAGED = (zipfile.BadZipFile, pyzipper.BadZipFile, gzip.BadGzipFile, zlib.error, EOFError, lzma.LZMAError,
-            tarfile.TarError, py7zr.exceptions.ArchiveError, struct.error)
+            tarfile.TarError, py7zr.exceptions.ArchiveError, struct.error, UnicodeDecodeError)
 _T = TypeVar("_T")
 
 
@@ -202,8 +202,8 @@ def check_whole(path: Path) -> None:
                 pass  # an encrypted header, read whole
         elif kind == "tar":
             with path.open("rb") as raw, tarfile.open(fileobj=raw, mode="r|", tarinfo=_TarInfo) as tf:
-                for _ in tf:
-                    tf.members = []
+                while tf.next() is not None:
+                    tf.members.clear()  # not kept: an uncounted stream of entries
         elif kind in _SUFFIX:
             with _decompressed(kind, path) as src:
                 while src.read(_CHUNK):
@@ -294,7 +294,7 @@ class _Unpacker:
                 member = f"{name}/{info.filename}"
                 why = skip_reason(info.filename, info.external_attr >> 16)
                 if why:
-                    self.found.skipped.append((member, why))
+                    self._skip(member, why)
                     continue
                 if info.flag_bits & 0x1:
                     target = self._decrypt(name, lambda pw, info=info: self._write_opened(zf, info, pw))
@@ -341,7 +341,7 @@ class _Unpacker:
             else:
                 why = skip_reason(f.filename, f.posix_mode or 0)
             if why:
-                self.found.skipped.append((f"{name}/{f.filename}", why))
+                self._skip(f"{name}/{f.filename}", why)
             else:
                 targets.append(f.filename)
         if not targets:
@@ -359,15 +359,14 @@ class _Unpacker:
         """The regular files of a tar read as a stream (``src`` decompressed already)."""
         stream = _Bounded(src, self._budget_left(), self._too_big)
         with tarfile.open(fileobj=stream, mode="r|", tarinfo=_TarInfo, encoding="utf-8", errors="replace") as tf:
-            for info in tf:
+            while (info := tf.next()) is not None:
                 self._count_members(1, name)
-                tf.members = []  # a stream's entries need not be kept
                 if info.isdir():
                     continue
                 member = f"{name}/{info.name}"
                 why = tar_skip_reason(info)
                 if why:
-                    self.found.skipped.append((member, why))
+                    self._skip(member, why)
                     continue
                 member_src = tf.extractfile(info)
                 assert member_src is not None  # a regular file
@@ -436,9 +435,12 @@ class _Unpacker:
                 dst.write(chunk)
         return target
 
+    def _skip(self, member: str, why: str) -> None:
+        self.found.skipped.append((_text(member), why))
+
     def _settle(self, target: Path, member: str, depth: int) -> None:
         """A member written: unpack it if it is an archive, else it is one of the files found."""
-        member = member.encode("utf-8", "replace").decode("utf-8")  # no lone surrogates in names
+        member = _text(member)
         if is_archive(target):
             if depth + 1 > self.limits.max_depth:
                 raise ParseError(self.limits.too_deep(), file=self.top)
@@ -446,6 +448,15 @@ class _Unpacker:
             target.unlink()  # its bytes still count: the budget bounds everything written
         else:
             self.found.files.append((member, target))
+
+
+def _text(name: str) -> str:
+    """A member's name as text the database takes (a lone surrogate becomes ``?``).
+
+    >>> _text("a\\udcff.dat")
+    'a?.dat'
+    """
+    return name.encode("utf-8", "replace").decode("utf-8")
 
 
 class _SevenZipWriter(py7zr.io.Py7zIO):

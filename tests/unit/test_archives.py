@@ -388,3 +388,15 @@ def test_gzip_and_bz2_streams_of_several_members_are_read_whole(tmp_path):
                        "two.dat.xz": lzma.compress(DAY[:100]) + lzma.compress(DAY[100:])}.items():
         with archives.members(_write(tmp_path / name, data), name, Limits(MiB, 3, 100), tmp_path) as found:
             assert found.files[0][1].read_bytes() == DAY
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_an_archive_cut_short_is_not_whole(tmp_path, name):
+    whole = KINDS[name](tmp_path / name)
+    archives.check_whole(whole)
+    data = whole.read_bytes()
+    cut = _write(tmp_path / f"cut-{name}", data[: len(data) // 2 if name != "day.tar" else 700])
+    with pytest.raises(ParseError, match="the archive cannot be read to its end"):
+        archives.check_whole(cut)
+    locked = LOCKED["headers.7z"](tmp_path / "locked.7z")
+    archives.check_whole(locked)  # encrypted, and whole
