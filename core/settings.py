@@ -58,6 +58,9 @@ class Settings:
         7.0, "Charts show raw 10-minute readings when the range is at most this many days."
     )
     max_upload_mb: int = _setting(200, "Largest file accepted by the upload page (MiB).")
+    max_metadata_bytes: int = _setting(
+        10_485_760, "Largest Task 43 metadata document accepted (bytes), from the CLI or the Metadata page."
+    )
     storage_level_max: int = _setting(
         2,
         "Highest storage level to use (0 plain PostgreSQL, 1 hypertables, 2 continuous "

@@ -10,7 +10,6 @@ everything here is plain Python (pandas, plotly) and can be tested directly.
 
 from __future__ import annotations
 
-import json
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -20,7 +19,7 @@ import plotly.graph_objects as go
 import psycopg
 
 from core import db
-from core.metadata import MetadataError, compass_of
+from core.metadata import compass_of
 from core.series import Series
 
 #: Badge colour of each freshness state.
@@ -451,7 +450,8 @@ def channel_table(channels: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def read_json_upload(data: bytes, name: str) -> dict[str, Any]:
-    """An uploaded Task 43 document; unreadable JSON is a :class:`MetadataError` at ``$``.
+    """An uploaded Task 43 document, parsed as safely as the CLI's
+    (:func:`core.iea43.parse_document`); unreadable JSON is a :class:`MetadataError` at ``$``.
 
     >>> read_json_upload(b'{"version": "1.3.0-2024.03"}', "a.json")
     {'version': '1.3.0-2024.03'}
@@ -461,16 +461,9 @@ def read_json_upload(data: bytes, name: str) -> dict[str, Any]:
     ...     print(exc.errors)
     ['$: not valid JSON: Expecting value (line 1, column 13)']
     """
-    try:
-        doc = json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise MetadataError([f"$: cannot read the file: {exc}"], file=name) from exc
-    except json.JSONDecodeError as exc:
-        raise MetadataError([f"$: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"],
-                            file=name) from exc
-    if not isinstance(doc, dict):
-        raise MetadataError(["$: a Task 43 document is a JSON object"], file=name)
-    return doc
+    from core import iea43
+
+    return iea43.parse_document(data, name)
 
 
 # --- flags on the station page ---------------------------------------------------------

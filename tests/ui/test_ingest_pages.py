@@ -16,6 +16,7 @@ import core.settings
 from core import ingest
 from core.settings import Settings
 from tests.ui.test_pages import DATA, MAST, demo_files, show, signed_in, site, texts  # noqa: F401 - fixtures
+from tests.unit.test_limits import BAD_DOCUMENTS
 
 pytestmark = pytest.mark.integration
 
@@ -335,3 +336,21 @@ def test_task43_import_shows_the_summary_or_every_error(ingest_site: Settings, c
     summary = at.success[0].value
     assert summary.startswith(f"{IEA43.name}: Task 43 data model 1.0.0-2022.01") and "created " in summary
     assert len(at.dataframe[1].value) == 14  # the document's measurement points
+
+
+def test_task43_import_refuses_each_bad_document_clearly(ingest_site: Settings, conn) -> None:
+    tables = ("station", "logger", "measurement_point", "calibration", "channel", "channel_mapping", "audit")
+
+    def counts() -> list[int]:
+        return [conn.execute(f"SELECT count(*) AS n FROM {t}").fetchone()["n"] for t in tables]  # noqa: S608
+
+    before = counts()
+    at = show(signed_in("analyst"), "pages/metadata.py")
+    for name, data, first in BAD_DOCUMENTS:
+        at.get("file_uploader")[0].set_value((name, data, "application/json"))
+        [imp] = [b for b in at.button if b.label == "Import"]
+        imp.click().run()
+        assert not at.exception, (name, [e.value for e in at.exception])
+        assert [e.value for e in at.error] == [f"{name}: 1 problem in the document; nothing was imported."]
+        assert at.code[0].value.splitlines()[0] == first
+    assert counts() == before  # nothing imported, not even in part
