@@ -106,18 +106,14 @@ def check_time(value: datetime, what: str, *, path: str | None = None) -> dateti
     start 0001-01-01 00:00 is outside 1970-01-01 … 2100-01-01
     """
     aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value
-    try:
-        inside = EARLIEST <= aware <= LATEST
-    except OverflowError:  # pragma: no cover - comparison of aware datetimes does not overflow
-        inside = False
-    if not inside:
+    if not EARLIEST <= aware <= LATEST:
         raise InvalidValue(f"{what} {value.isoformat(' ', 'minutes')[:16]} is outside {EARLIEST:%Y-%m-%d} … {LATEST:%Y-%m-%d}",
                            path=path)
     return value
 
 
 def check_text(value: str, what: str, limit: int = NAME_MAX, *, path: str | None = None) -> str:
-    """``value`` if it has at most ``limit`` characters and no control characters but tab/newline.
+    """``value`` if it has at most ``limit`` characters and no control characters (but tab and line ends).
 
     >>> check_text("Ballymore Hill", "station name")
     'Ballymore Hill'
@@ -136,7 +132,7 @@ def check_text(value: str, what: str, limit: int = NAME_MAX, *, path: str | None
     return value
 
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab, new line and carriage return pass
 
 
 def check_timezone(name: Any) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import files, ingest
+from core import files, ingest, limits
 from core.errors import ConfigError, ParseError
 from core.formats import generic
 from core.formats.generic import GenericMapping
@@ -78,7 +78,7 @@ def render(row: dict[str, Any], path: Path, user: str) -> None:
     second = None if second == NONE else second
     time_format = c.text_input("Time format", start.time_format or "", key=f"{key}_fmt",
                                placeholder="ISO 8601 or guessed", help="strptime codes, e.g. %d.%m.%Y %H:%M")
-    offset = d.number_input("UTC offset (minutes)", -900, 900, start.utc_offset_minutes, step=60,
+    offset = d.number_input("UTC offset (minutes)", *limits.UTC_OFFSET_MINUTES, start.utc_offset_minutes, step=60,
                             key=f"{key}_offset", placeholder="the logger's",
                             help="Minutes ahead of UTC of the logger clock (60 for UTC+1). "
                                  "Empty: as the station's logger is set up.")

@@ -1,0 +1,72 @@
+"""Values typed on the command line that are outside what StationManager accepts: a clear
+message and exit code 2, never a traceback, nothing written."""
+
+from __future__ import annotations
+
+import pytest
+
+from core import cli, iea43
+from tests.unit.test_metadata import DEMO_DOC
+
+pytestmark = pytest.mark.integration
+
+CAL = ["calibration", "add", "--station", "Demo Mast", "--point", "Spd40mS", "--from", "2015-01-01",
+       "--to", "2016-01-01", "--logger-slope", "1", "--logger-offset", "0", "--offset", "0"]
+FLAG = ["flag", "add", "--station", "Demo Mast", "--station-wide", "--category", "other"]
+
+
+@pytest.fixture
+def demo(conn):
+    iea43.import_metadata(conn, DEMO_DOC, "ana")
+    return conn
+
+
+def rows(conn) -> dict[str, int]:
+    return {t: conn.execute(f"SELECT count(*) AS n FROM {t}").fetchone()["n"]  # noqa: S608
+            for t in ("calibration", "flag", "logger", "audit", "export")}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (CAL + ["--slope", "1e300"], "certificate slope 1e+300 is outside -1e+06 … 1e+06"),
+    (CAL + ["--slope", "nan"], "certificate slope must be a finite number, not nan"),
+    ([*CAL[:7], "0001-01-01T00:00+05:00", *CAL[8:], "--slope", "1"],
+     "valid from 0001-01-01 00:00 is outside 1970-01-01 … 2100-01-01"),
+    (CAL + ["--slope", "1", "--certificate", "c" * 300], "certificate: 300 characters, more than the 200 allowed"),
+    (FLAG + ["--start", "0001-01-01T00:00+05:00", "--end", "2017-01-01"],
+     "start 0001-01-01T00:00:00+05:00 is outside 1970-01-01 … 2100-01-01"),
+    (FLAG + ["--start", "2017-01-01", "--end", "9999-12-31"], "end 9999-12-31 00:00 is outside 1970-01-01 … 2100-01-01"),
+    (FLAG + ["--start", "2017-01-01", "--end", "2017-01-02", "--note", "\x1b[2J"], "note: contains a control character"),
+    (FLAG + ["--start", "2017-01-01", "--end", "2017-01-02", "--note", "n" * 10_001],
+     "note: 10001 characters, more than the 10000 allowed"),
+    (["logger", "set", "--station", "Demo Mast", "--serial", "s" * 201, "--timestamp-is-end", "true"],
+     "logger serial: 201 characters, more than the 200 allowed"),
+])
+def test_out_of_bounds_values_are_refused_clearly(demo, capsys, args, message):
+    before = rows(demo)
+    assert cli.main([*args, "--actor", "ana"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {message}\n"
+    assert rows(demo) == before
+
+
+@pytest.mark.parametrize("zone", ["Europe", "x" * 300, "../../etc/passwd"])
+def test_an_unknown_export_time_zone_is_refused_by_argparse(demo, capsys, zone):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["export", "--station", "Demo Mast", "--format", "csv", "--timezone", zone])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --timezone: time zone {zone!r} is unknown" in err and "Traceback" not in err
+    assert rows(demo)["export"] == 0
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"utc_offset_minutes": 99999}', "utc_offset_minutes must be a whole number between -720 and 840"),
+    ('{"missing": ' + "[" * 100_000 + "]" * 100_000 + "}", "$: nested more than 64 levels deep"),
+    ('{"utc_offset_minutes": Infinity}', "$.utc_offset_minutes: Infinity is not a number JSON allows"),
+])
+def test_mapping_set_refuses_bad_mappings(demo, capsys, tmp_path, text, message):
+    path = tmp_path / "mapping.json"
+    path.write_text(text)
+    assert cli.main(["mapping", "set", str(path), "--station", "Demo Mast"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: invalid file mapping: ") and message in err
