@@ -216,15 +216,19 @@ def _is_date(value: object) -> bool:
     return True
 
 
+class _TooEarly(ValueError):
+    pass
+
+
 def _in_range(value: date) -> None:
     """Dates from 1970 on; any date from 2100 on means "still in force"."""
     if value.year < limits.EARLIEST.year:
-        raise ValueError(f"{value.isoformat()[:10]} is before {limits.EARLIEST:%Y-%m-%d}")
+        raise _TooEarly(f"{value.isoformat()[:10]} is before {limits.EARLIEST:%Y-%m-%d}")
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
     message = error.message
-    if error.validator == "format" and error.cause is not None:
+    if error.validator == "format" and isinstance(error.cause, _TooEarly):
         message = f"{error.instance!r} is not a {error.validator_value}: {error.cause}"
     if error.validator == "enum" and isinstance(error.validator_value, list):
         allowed = [repr(v) for v in error.validator_value]
