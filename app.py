@@ -14,6 +14,7 @@ from streamlit_authenticator.utilities import LoginError
 from core import auth
 from core.settings import get_settings
 from pages.common import AFTER_SIGN_IN, current_role, current_user, show_errors, storage_level
+from pages.common import plain  # user names shown as plain text
 
 st.set_page_config(page_title="StationManager", page_icon=":material/air:", layout="wide")
 
@@ -77,7 +78,7 @@ if role is None:
     st.stop()
 
 with st.sidebar:
-    st.markdown(f"**{current_user()}** · {role}")
+    st.markdown(f"**{plain(current_user())}** · {role}")
     authenticator.logout("Log out", location="sidebar", key="logout_button")
     if not st.session_state.get("authentication_status"):
         st.session_state["_delete_auth_cookie"] = True

@@ -73,14 +73,14 @@ def test_upload_stores_files_and_follows_their_import(ingest_site: Settings, con
     shown = texts(at)
     assert badges(at) == [":blue-badge[queued]", ":blue-badge[queued]", ":gray-badge[duplicate]"]
     assert "waiting for the worker" in shown and "refreshing every 2 s" in shown
-    assert f"same content as file {again['duplicate_of']} (TestLogger\\_Hourly\\_Bad05.dat)" in shown
+    assert f"same content as file {again['duplicate_of']} (TestLogger_Hourly_Bad05.dat)" in shown
 
     for row in (day, bad):  # what the worker does
         ingest.import_file(row["id"], settings=ingest_site)
     at.run()  # the fragment's next run
     assert badges(at) == [":green-badge[imported]", ":red-badge[failed]", ":gray-badge[duplicate]"]
     shown = texts(at)
-    assert ":red[line 1\\: the environment line has 5 fields, expected 8]" in shown
+    assert ":red[line 1: the environment line has 5 fields, expected 8]" in shown
     assert "2021-06-18 00:00  \n– 2021-06-19 00:00" in shown  # daily means, UTC period starts
     assert "refreshing" not in shown
     assert file_row(conn, "TestLogger_Daily_1.dat")["station"] == "Test Logger"  # routed by serial 12342
@@ -161,7 +161,7 @@ def test_file_details_download_and_admin_requeue(ingest_site: Settings, conn) ->
     bad = file_row(conn, "TestLogger_Hourly_Bad05.dat")
     at = show(signed_in("analyst"), "pages/files.py")
     at.selectbox(key="files_pick").set_value(bad["id"]).run()
-    assert [e.value for e in at.error] == ["line 1\\: the environment line has 9 fields, expected 8"]
+    assert [e.value for e in at.error] == ["line 1: the environment line has 9 fields, expected 8"]
     [download] = at.get("download_button")
     assert download.proto.label == "Download the original"
     assert not [b for b in at.button if b.label == "Import again"]  # admins only
