@@ -70,3 +70,38 @@ def test_mapping_set_refuses_bad_mappings(demo, capsys, tmp_path, text, message)
     assert cli.main(["mapping", "set", str(path), "--station", "Demo Mast"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: invalid file mapping: ") and message in err
+
+
+# --- the database's own guard (migration 0013) ------------------------------------------------
+
+BOUNDS = (("station", "station_latitude_range"), ("station", "station_longitude_range"),
+          ("calibration", "calibration_values_bounded"))
+
+
+def test_what_stationmanager_writes_passes_the_database_bounds(demo, settings):
+    from core import ingest
+    from tests.unit.test_metadata import MM1_DOC
+
+    iea43.import_metadata(demo, MM1_DOC, "ana")
+    path = DEMO_DOC.parents[1] / "toa5" / "TestLogger_Hourly_1.dat"
+    with demo.transaction():
+        rec = ingest.receive(demo, path, station="Test Logger", origin="test", settings=settings)
+    assert ingest.import_file(rec.id, settings=settings)["status"] == "imported"
+    for table, constraint in BOUNDS:  # NOT VALID in the migration: check every row now
+        demo.execute(f"ALTER TABLE {table} VALIDATE CONSTRAINT {constraint}")  # noqa: S608
+    validated = demo.execute("SELECT conname FROM pg_constraint WHERE conname = ANY(%s) AND convalidated",
+                             ([c for _, c in BOUNDS],)).fetchall()
+    assert len(validated) == len(BOUNDS)
+
+
+@pytest.mark.parametrize(("statement", "constraint"), [
+    ("UPDATE station SET latitude = 'NaN'", "station_latitude_range"),
+    ("UPDATE station SET longitude = 181", "station_longitude_range"),
+    ("UPDATE calibration SET cal_slope = 'Infinity'", "calibration_values_bounded"),
+    ("UPDATE calibration SET logger_offset = 1e300", "calibration_values_bounded"),
+])
+def test_the_database_refuses_values_out_of_bounds_from_any_writer(demo, statement, constraint):
+    import psycopg
+
+    with pytest.raises(psycopg.errors.CheckViolation, match=constraint):
+        demo.execute(statement)
