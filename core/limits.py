@@ -257,6 +257,7 @@ def json_problems(doc: Any, *, text_max: int = TEXT_MAX) -> Iterator[str]:
 
     >>> list(json_problems({"a": [1.0, float("inf")], "b": "x" * 20}, text_max=10))
     ['$.a[1]: inf is not a number JSON allows (no NaN or Infinity)', '$.b: a text of 20 characters, more than the 10 allowed']
+
     """
     stack: list[tuple[Any, str, int]] = [(doc, "$", 0)]
     while stack:
@@ -268,6 +269,8 @@ def json_problems(doc: Any, *, text_max: int = TEXT_MAX) -> Iterator[str]:
             items = value.items() if isinstance(value, dict) else enumerate(value)
             children = [(v, _child(path, k), depth + 1) for k, v in items]
             stack.extend(reversed(children))
+        elif isinstance(value, _NotANumber) and value.text.lstrip("-").isdigit():
+            yield f"{path}: a whole number of {len(value.text.lstrip('-'))} digits is too large"
         elif isinstance(value, _NotANumber) or (isinstance(value, float) and not math.isfinite(value)):
             yield f"{path}: {value!r} is not a number JSON allows (no NaN or Infinity)"
         elif isinstance(value, str) and len(value) > text_max:

@@ -99,6 +99,12 @@ def test_the_good_documents_still_pass():
         iea43.validate(iea43.parse_document(path.read_bytes(), path.name))
 
 
+def test_a_huge_integer_is_refused_not_parsed():  # int() of 5000 digits raises ValueError in Python 3.11
+    with pytest.raises(InvalidValue) as err:
+        limits.load_json("[" + "9" * 5000 + "]")
+    assert str(err.value) == "$[0]: a whole number of 5000 digits is too large"
+
+
 def test_json_path_of_odd_keys():
     with pytest.raises(InvalidValue) as err:
         limits.load_json('{"a b": {"c": NaN}}')
