@@ -201,9 +201,9 @@ def json_depth(text: str, limit: int = JSON_DEPTH_MAX) -> int | None:
     return None
 
 
-def load_json(data: bytes | str, *, max_bytes: int | None = None) -> Any:
-    """Parse JSON from people or uploads, safely: at most ``max_bytes``, nested at most
-    :data:`JSON_DEPTH_MAX` deep, and every value checked by :func:`json_problems`.
+def load_json(data: bytes | str) -> Any:
+    """Parse JSON from people or uploads, safely: nested at most :data:`JSON_DEPTH_MAX`
+    deep, and every value checked by :func:`json_problems`.
 
     Raises :class:`InvalidValue` (path ``$`` for the document as a whole, or the path of
     the value) — never ``RecursionError``, whatever the nesting.
@@ -220,9 +220,6 @@ def load_json(data: bytes | str, *, max_bytes: int | None = None) -> Any:
     $: nested more than 64 levels deep (at line 1, column 65); not a metadata document
     $: not valid JSON: Expecting value (line 1, column 7)
     """
-    size = len(data)
-    if max_bytes is not None and size > max_bytes:
-        raise InvalidValue(f"{size:,} bytes, more than the {max_bytes:,} allowed", path="$")
     if isinstance(data, bytes):
         try:
             data = data.decode("utf-8-sig")

@@ -296,7 +296,7 @@ class GenericMapping:
     @classmethod
     def from_json(cls, text: str) -> GenericMapping:
         try:
-            data = limits.load_json(text, max_bytes=1_000_000)
+            data = limits.load_json(text)
         except InvalidValue as exc:
             raise ConfigError(f"invalid file mapping: {exc}") from exc
         if not isinstance(data, dict):

@@ -94,6 +94,13 @@ def test_a_python_dict_with_nan_or_deep_nesting_is_refused_too():
                                 "$.x" + "[0]" * 63 + ": nested more than 64 levels deep"]
 
 
+def test_a_far_open_end_with_a_utc_offset_is_still_in_force():  # it overflowed datetime before
+    doc = json.loads(DEMO_DOC.read_text())
+    doc["measurement_location"][0]["logger_main_config"][0]["date_to"] = "9999-12-31T23:00:00-05:00"
+    iea43.validate(doc)
+    assert iea43._plan(doc)[0].loggers[0]["valid_to"] is None
+
+
 def test_the_good_documents_still_pass():
     for path in DEMO_DOC.parent.glob("*iea43_wra_data_model.json"):
         iea43.validate(iea43.parse_document(path.read_bytes(), path.name))
