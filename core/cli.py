@@ -277,16 +277,6 @@ def cmd_up(args: argparse.Namespace) -> int:
 # --- flags and quality checks ---------------------------------------------------------
 
 
-def _timezone(name: str) -> str:
-    """``--timezone``: an IANA name this machine knows (argparse explains a wrong one)."""
-    from core import limits
-
-    try:
-        return limits.check_timezone(name)
-    except StationManagerError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def _when(text: str | None) -> Any:
     """An ISO date or date-time from the command line; without a zone it is UTC."""
     from datetime import UTC, datetime
@@ -536,8 +526,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Request an export, wait for a worker (or build it here when none runs), copy it out."""
     import shutil
 
-    from core import exports
+    from core import exports, limits
 
+    limits.check_timezone(args.timezone)  # before core.exports opens it: "Europe" is a folder there
     if args.include_flagged and args.exclude:
         raise StationManagerError("give --include-flagged or --exclude, not both")
     ids = None
@@ -755,7 +746,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--exclude", nargs="+", metavar="CATEGORY", choices=flags.CATEGORIES,
                    help="remove only the values flagged with these categories (default: every category)")
     s.add_argument("--averaging", default="10min", choices=("10min", "1h", "1d"))
-    s.add_argument("--timezone", default="UTC", type=_timezone, help="IANA time zone of the written time stamps")
+    s.add_argument("--timezone", default="UTC", help="IANA time zone of the written time stamps")
     s.add_argument("--layout", default="wide", choices=("wide", "long"), help="Parquet layout")
     s.add_argument("--headers", default="descriptive", choices=("descriptive", "logger"),
                    help="column headers: descriptive (Speed 80 m N Avg [m/s]) or the logger's column "

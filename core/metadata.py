@@ -463,14 +463,17 @@ def set_channel_mapping(
         problems.append(f"measurement_type: {measurement_type!r} is not one of {', '.join(MEASUREMENT_TYPES)}")
     if statistic not in STATISTICS:
         problems.append(f"statistic: {statistic!r} is not one of {', '.join(STATISTICS)}")
-    for check in (lambda: height_m is None or limits.check_range(height_m, "height (m)", *limits.HEIGHT_M),
-                  lambda: orientation_deg is None or limits.check_range(orientation_deg, "orientation",
-                                                                        *limits.ORIENTATION_DEG),
-                  lambda: limits.check_text(unit, "unit", 40)):
+    for value, what, (lo, hi) in ((height_m, "height (m)", limits.HEIGHT_M),
+                                  (orientation_deg, "orientation", limits.ORIENTATION_DEG)):
         try:
-            check()
+            if value is not None:
+                limits.check_range(value, what, lo, hi)
         except InvalidValue as exc:
             problems.append(str(exc))
+    try:
+        limits.check_text(unit, "unit")
+    except InvalidValue as exc:
+        problems.append(str(exc))
     if problems:
         raise MetadataError(problems)
     old = fetch_one(conn, "channel_by_id", channel_id=channel_id)
