@@ -116,3 +116,20 @@ def test_a_channel_mapping_out_of_bounds_is_refused(demo):
     assert err.value.errors == ["height (m) 1e+06 is outside -1000 … 9000", "orientation 400 is outside 0 … 360",
                                 "unit: contains a control character"]
     assert demo.execute("SELECT * FROM channel WHERE id = %s", (channel,)).fetchone() == before
+
+
+def test_editing_a_flag_keeps_its_period_and_note_within_bounds(demo):
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from core import flags
+    from core.flags import FlagError
+
+    flag = flags.add_flag(demo, "Demo Mast", "station", datetime(2017, 1, 1, tzinfo=UTC),
+                          datetime(2017, 1, 2, tzinfo=UTC), "other", "ok", author="ana")
+    with pytest.raises(FlagError, match="start 0001-01-01T00:00:00\\+05:00 is outside 1970-01-01"):
+        flags.update_flag(demo, flag, "ana", start=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))))
+    with pytest.raises(FlagError, match="end 2150-01-01 00:00 is outside"):
+        flags.update_flag(demo, flag, "ana", end=datetime(2150, 1, 1, tzinfo=UTC))
+    with pytest.raises(FlagError, match="note: contains a control character"):
+        flags.update_flag(demo, flag, "ana", note="\x07")
+    assert flags.get_flag(demo, flag)["note"] == "ok"
