@@ -155,7 +155,7 @@ def parse_document(data: bytes | str, name: str) -> dict:
     ...         print(exc.errors)
     ['$: not valid JSON: Expecting value (line 1, column 13)']
     ['$.a: NaN is not a number JSON allows (no NaN or Infinity)']
-    ['$: nested more than 64 levels deep (at line 1, column 65); not a metadata document']
+    ['$: nested more than 64 levels deep (at line 1, column 65)']
     ['$: a Task 43 document is a JSON object']
     """
     limit = get_settings().max_metadata_bytes

@@ -217,7 +217,7 @@ def load_json(data: bytes | str) -> Any:
     ...         print(exc)
     $.a[1]: NaN is not a number JSON allows (no NaN or Infinity)
     $.a: 1e999 is not a number JSON allows (no NaN or Infinity)
-    $: nested more than 64 levels deep (at line 1, column 65); not a metadata document
+    $: nested more than 64 levels deep (at line 1, column 65)
     $: not valid JSON: Expecting value (line 1, column 7)
     """
     if isinstance(data, bytes):
@@ -231,8 +231,7 @@ def load_json(data: bytes | str) -> Any:
     if at is not None:
         line = data.count("\n", 0, at) + 1
         col = at - (data.rfind("\n", 0, at) + 1) + 1
-        raise InvalidValue(f"nested more than {JSON_DEPTH_MAX} levels deep (at line {line}, column {col}); "
-                           "not a metadata document", path="$")
+        raise InvalidValue(f"nested more than {JSON_DEPTH_MAX} levels deep (at line {line}, column {col})", path="$")
     try:
         doc = json.loads(data, parse_constant=_NotANumber, parse_float=_float, parse_int=_int)
     except json.JSONDecodeError as exc:
