@@ -19,9 +19,9 @@ import pytest
 from markdown_it import MarkdownIt
 from streamlit.testing.v1 import AppTest
 
-from core import calibrations, demo, flags, ingest
-from core.settings import Settings
-from pages.common import plain
+from core import auth, calibrations, db, demo, flags, ingest, sessions
+from core.settings import Settings, get_settings
+from pages.common import SESSION, plain
 from tests.ui.test_pages import PAGES, ROOT, show
 
 pytestmark = pytest.mark.integration
@@ -29,7 +29,7 @@ pytestmark = pytest.mark.integration
 STATION = "![x](http://127.0.0.1:9/x.png) **bold** <b>b</b> [link](http://127.0.0.1:9/)"
 COLUMN = "<a href='http://127.0.0.1:9/c'>c</a>![y](http://127.0.0.1:9/y.png)"
 NOTE = "see www.example.org or :red[ana@example.org] <img src=http://127.0.0.1:9/n.png>\n# not a heading"
-USER = "**eve** <i>x</i> [me](http://127.0.0.1:9/u)"
+USER = "__eve__"  # user names are [a-z0-9_.-]{2,40} (core.auth): this one would be bold
 CERTIFICATE = "[cert](http://127.0.0.1:9/cert) _lab_"
 MARKDOWN = MarkdownIt("gfm-like", {"html": True, "linkify": True})
 FORBIDDEN = {"image", "link_open", "html_inline", "html_block"}
@@ -58,7 +58,14 @@ def hostile(conn, settings: Settings, tmp_path: Path) -> Settings:
 
 
 def as_hostile_user() -> AppTest:
+    """``app.py`` with admin ``USER`` signed in, as ``tests.ui.test_pages.signed_in`` does it."""
+    users_file = get_settings().users_file
+    if auth.user(auth.load(users_file), USER) is None:
+        auth.add_user(users_file, USER, "admin-password", "admin")
+    with db.connect() as conn:
+        sid = sessions.start(conn, USER, auth.password_fingerprint(auth.user(auth.load(users_file), USER)))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state[SESSION] = sid
     at.session_state["authentication_status"] = True
     at.session_state["username"] = at.session_state["name"] = USER
     at.session_state["roles"] = ["admin"]
