@@ -15,6 +15,7 @@ from streamlit_authenticator.utilities import LoginError
 from core import auth
 from pages.common import (AFTER_SIGN_IN, CHECKED, SIGNED_OUT, check_signed_in, current_role, current_user, end_session,
                           set_sign_in_cookie, show_errors, sign_in_widgets, storage_level, users_config)
+from pages.common import plain  # user names shown as plain text
 
 st.set_page_config(page_title="StationManager", page_icon=":material/air:", layout="wide")
 
@@ -84,7 +85,7 @@ if role is None:
     st.stop()
 
 with st.sidebar:
-    st.markdown(f"**{current_user()}** · {role}")
+    st.markdown(f"**{plain(current_user())}** · {role}")
     authenticator.logout("Log out", location="sidebar", key="logout_button", callback=end_session)
     if not st.session_state.get("authentication_status"):
         st.session_state["_delete_auth_cookie"] = True

@@ -545,8 +545,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Request an export, wait for a worker (or build it here when none runs), copy it out."""
     import shutil
 
-    from core import exports
+    from core import exports, limits
 
+    limits.check_timezone(args.timezone)  # before core.exports opens it: "Europe" is a folder there
     if args.include_flagged and args.exclude:
         raise StationManagerError("give --include-flagged or --exclude, not both")
     ids = None

@@ -58,6 +58,9 @@ class Settings:
         7.0, "Charts show raw 10-minute readings when the range is at most this many days."
     )
     max_upload_mb: int = _setting(200, "Largest file accepted by the upload page (MiB).")
+    max_metadata_bytes: int = _setting(
+        10_485_760, "Largest Task 43 metadata document accepted (bytes), from the CLI or the Metadata page."
+    )
     max_unpacked_mb: int | None = _setting(
         None,
         "Most MiB one received file may unpack to: every member of its archives, at every nesting "

@@ -36,7 +36,7 @@ def show_errors() -> Iterator[None]:
     try:
         yield
     except StationManagerError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(plain(str(exc)), icon=":material/error:")  # messages quote names
         st.stop()
 
 
@@ -61,7 +61,7 @@ def show_notice(key: str = "_notice") -> None:
     if time.monotonic() - at > NOTICE_SECONDS:
         del st.session_state[key]
         return
-    st.success(text, icon=":material/check_circle:")
+    st.success(plain(text), icon=":material/check_circle:")
 
 
 def live(render: Callable[[], bool], *, pending: Callable[[], bool], key: str, every: float) -> None:
@@ -304,3 +304,21 @@ def station_picker(where=None, *, title: str, empty: str = NO_STATIONS, **select
                                    **selectbox)
     st.query_params["station"] = name
     return name
+
+
+# --- names shown as plain text -----------------------------------------------------------
+
+
+def plain(text: object) -> str:
+    """``text`` shown literally by an element that renders Markdown (``st.title``, ``st.markdown``,
+    ``st.caption``, ``st.error`` …, widget labels and help, tab and expander labels, badges).
+
+    Use it for every string a user or a file provided — station, channel, point, logger and
+    file names, notes, user names, and messages that hold them — so that ``![x](http://…)``
+    or ``<b>`` in a name shows as typed instead of loading an image or a link. Not for
+    elements that show text as it is (``st.text``, ``st.code``, dataframes, select options).
+    See :func:`core.webdata.escape_markdown`.
+    """
+    from core import webdata
+
+    return webdata.escape_markdown("" if text is None else str(text))
