@@ -67,7 +67,7 @@ if role is None:
             with show_errors():
                 authenticator.login(location="main")
         except LoginError as exc:
-            st.error(str(exc))
+            st.error(plain(str(exc)))
         if st.session_state.get("authentication_status"):
             check_signed_in()  # signed in from the cookie: its session may have ended
             if not st.session_state.get("authentication_status"):
