@@ -24,19 +24,6 @@ def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     show(rows, columns)
 
 
-def target_row(t: dict[str, Any]) -> dict[str, Any]:
-    """A target as shown: its options and the NAME of its secrets, never a secret."""
-    o = t["options"] or {}
-    where = f"{o.get('host')}:{o.get('port')} ({o.get('security')}), from {o.get('from')}" if t["kind"] == "email" \
-        else "URL in the secrets file"
-    return {"name": t["name"], "kind": t["kind"], "credentials": t["credentials"], "where": where, **o}
-
-
-def subscription_row(s: dict[str, Any]) -> dict[str, Any]:
-    return {"subscriber": s["subscriber"], "email": s["email"], "targets": s["targets"],
-            "stations": s["stations"] or "all", "digest_hour": s["digest_hour"]}
-
-
 def cmd_targets(args: argparse.Namespace) -> int:
     with db.connect() as conn, db.translate(), conn.transaction():
         if args.targets_cmd == "add":
@@ -45,7 +32,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
             config.add_target(conn, args.actor, args.name, args.kind, args.credentials, **options)
         elif args.targets_cmd == "remove":
             config.remove_target(conn, args.actor, args.name)
-        rows = [target_row(t) for t in config.targets(conn)]
+        rows = [config.public_target(t) for t in config.targets(conn)]
     if args.json:
         _print_json(rows)
     else:
@@ -57,7 +44,7 @@ def cmd_subscribe(args: argparse.Namespace) -> int:
     with db.connect() as conn, db.translate(), conn.transaction():
         row = config.subscribe(conn, args.actor, args.subscriber, args.target, email=args.email,
                                stations=args.station, digest_hour=args.digest_hour, settings=get_settings())
-    out = subscription_row(row)
+    out = config.public_subscription(row)
     if args.json:
         _print_json(out)
     else:
@@ -84,8 +71,8 @@ def cmd_rule(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     with db.connect() as conn, db.translate():
-        out = {"targets": [target_row(t) for t in config.targets(conn)],
-               "subscriptions": [subscription_row(s) for s in config.subscriptions(conn)],
+        out = {"targets": [config.public_target(t) for t in config.targets(conn)],
+               "subscriptions": [config.public_subscription(s) for s in config.subscriptions(conn)],
                "rules": config.rules(conn), "states": alerts.states(conn),
                "log": alerts.messages(conn, limit=args.limit)}
     if args.json:

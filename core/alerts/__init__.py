@@ -14,7 +14,7 @@ import psycopg
 from core.alerts.evaluate import evaluate, queue_tests, states
 from core.alerts.send import deliver, messages
 
-__all__ = ["evaluate", "deliver", "messages", "queue_tests", "states", "run"]
+__all__ = ["evaluate", "deliver", "messages", "queue_tests", "states", "run", "test_by_worker"]
 
 
 def run(conn: psycopg.Connection, **kw) -> dict:
@@ -23,3 +23,17 @@ def run(conn: psycopg.Connection, **kw) -> dict:
     result = evaluate(conn, **kw)
     result["sent"] = deliver(conn, **kw)
     return result
+
+
+def test_by_worker(conn: psycopg.Connection, actor: str, *, target: str | None = None, to: str | None = None
+                   ) -> list[int]:
+    """Queue a test message to each target (or ``target``) and a worker job to send them
+    (the web app never sends); returns the messages' ids, to follow in :func:`messages`."""
+    from core import db, jobs
+
+    with conn.transaction():
+        ids = queue_tests(conn, actor, target=target, to=to)
+    app = jobs.make_app(db.database_url())
+    with app.open():
+        jobs.defer_delivery(app, ids)
+    return ids

@@ -205,6 +205,19 @@ def rules(conn: psycopg.Connection) -> list[dict]:
     return _sql.fetch_all(conn, "list_rules")
 
 
+def public_target(t: dict[str, Any]) -> dict[str, Any]:
+    """A target as shown: its options and the NAME of its secrets, never a secret."""
+    o = t["options"] or {}
+    where = f"{o.get('host')}:{o.get('port')} ({o.get('security')}), from {o.get('from')}" if t["kind"] == "email" \
+        else "URL in the secrets file"
+    return {"name": t["name"], "kind": t["kind"], "credentials": t["credentials"], "where": where, **o}
+
+
+def public_subscription(s: dict[str, Any]) -> dict[str, Any]:
+    return {"subscriber": s["subscriber"], "email": s["email"], "targets": s["targets"],
+            "stations": s["stations"] or "all", "digest_hour": s["digest_hour"]}
+
+
 # --- secrets ---------------------------------------------------------------------------------
 
 
