@@ -79,8 +79,11 @@ def send_webhook(url: str, payload: dict[str, Any], timeout: float) -> None:
     """POST ``payload`` as JSON; any answer but 2xx is a failure (redirects are not followed)."""
     try:
         r = requests.post(url, json=payload, timeout=timeout, allow_redirects=False)
-    except requests.RequestException as exc:
-        raise SendError(f"webhook: {type(exc).__name__}") from None  # the URL (and its token) stays out
+    except requests.RequestException as exc:  # its text holds the URL (and its token): left out
+        what = ("certificate not trusted" if isinstance(exc, requests.exceptions.SSLError) else
+                "timeout" if isinstance(exc, requests.Timeout) else
+                "cannot connect" if isinstance(exc, requests.ConnectionError) else type(exc).__name__)
+        raise SendError(f"webhook: {what}") from None
     if not 200 <= r.status_code < 300:
         raise SendError(f"webhook answered {r.status_code} {r.reason}: {r.text[:200].strip()}")
 
