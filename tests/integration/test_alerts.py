@@ -308,3 +308,21 @@ def test_cli_alerts_test_against_the_loopback_servers(db_url, settings, receiver
     assert len(listed["log"]) == 4
     r = run(["alerts", "unsubscribe", "ops@example.com"], env)
     assert r.returncode == 0 and json.loads(run(["alerts", "list", "--json"], env).stdout)["subscriptions"] == []
+
+
+def test_the_worker_s_periodic_task_alerts_a_late_station(conn, db_url, settings, receivers):
+    from tests.integration.test_sources import wait_until
+    from tests.integration.test_workers import start_worker, stop
+
+    box, options, hook = receivers
+    st = make_station(conn, "Kestrel Ridge", ("WS_80m_NE_Avg",))
+    newest = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=5)
+    with conn.transaction():
+        readings(conn, st["ch"]["WS_80m_NE_Avg"], newest - timedelta(days=1), newest + timedelta(minutes=10))
+    setup_targets(conn, options, settings)
+    worker = start_worker(db_url, settings.home)
+    try:
+        wait_until(lambda: len(hook.posts) == 1 and len(box.messages) == 1, 150, "the worker's alert")
+    finally:
+        stop(worker)
+    assert hook.posts[0]["text"].startswith("Kestrel Ridge is late: newest reading 5 h old")
