@@ -194,8 +194,8 @@ with tab_test:
         return any(r["status"] == "pending" for r in rows)
 
     if test_ids:
-        live_fragment(_test_result, pending=lambda: any(r["status"] == "pending" for r in _test_rows()), key="alert_test",
-             every=2)
+        live_fragment(_test_result, pending=lambda: any(r["status"] == "pending" for r in _test_rows()),
+                      key="alert_test", every=2)
 
 with tab_log:
     st.dataframe(alert_log, hide_index=True, width="stretch",

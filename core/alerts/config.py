@@ -69,7 +69,7 @@ def email_options(options: dict[str, Any]) -> dict[str, Any]:
     587
     >>> email_options({"host": "smtp.example.com", "from": "sm@example.com", "security": "none"})
     Traceback (most recent call last):
-    core.errors.ConfigError: security 'none' sends the mail in clear: only for a server on this machine (127.0.0.1); use starttls or tls
+    core.errors.ConfigError: security 'none' sends mail in clear: only to this machine (127.0.0.1); use starttls or tls
     """
     unknown = set(options) - set(EMAIL_OPTIONS)
     if unknown:
@@ -81,8 +81,8 @@ def email_options(options: dict[str, Any]) -> dict[str, Any]:
     if out["security"] not in SECURITY:
         raise ConfigError(f"security {out['security']!r}: use {', '.join(SECURITY)}")
     if out["security"] == "none" and not is_loopback(out["host"]):
-        raise ConfigError("security 'none' sends the mail in clear: only for a server on this machine "
-                          "(127.0.0.1); use starttls or tls")
+        raise ConfigError("security 'none' sends mail in clear: only to this machine (127.0.0.1); "
+                          "use starttls or tls")
     out["port"] = int(out.get("port") or {"starttls": 587, "tls": 465, "none": 25}[out["security"]])
     out["from"] = check_address(str(out.get("from") or ""))
     return out
