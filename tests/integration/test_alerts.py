@@ -17,6 +17,7 @@ from core import alerts, auth, sources
 from core.alerts import config
 from tests.integration.alert_servers import SMTP_PASSWORD, SMTP_USER, smtp_server, webhook_server
 from tests.integration.test_cli import env_for, run
+from tests.integration.test_sources import dump
 from tests.integration.test_overview import make_station, readings
 
 pytestmark = pytest.mark.integration
@@ -232,6 +233,14 @@ def test_starttls_with_a_login_from_the_secrets_file(conn, settings, tmp_path):
         assert alerts.deliver(conn, ids=ids) == {"sent": 0, "retried": 0, "failed": 1}
         (row,) = alerts.messages(conn, ids=ids)
         assert "certificate not trusted" in row["error"] and SMTP_PASSWORD not in row["error"]
+        with conn.transaction():
+            config.add_target(conn, "admin", "teams", "webhook", "teams")
+        alerts.deliver(conn, ids=alerts.queue_tests(conn, "admin", target="teams"))
+        assert len(hook.posts) == 1
+        stored = dump(conn, ["alert_target", "alert_subscription", "alert_message", "alert_event", "alert_state",
+                             "audit"])
+        assert "mailer" in stored and "teams" in stored  # the names of the secrets, not the secrets
+        assert SMTP_PASSWORD not in stored and "T0KEN" not in stored
 
 
 def test_implicit_tls(conn, settings, tmp_path):
@@ -271,6 +280,8 @@ def test_refused_configurations(conn, settings):
     secrets(settings, hook={"url": "http://hooks.example.com/x"})
     with pytest.raises(config.ConfigError, match="https"):
         config.webhook_url("hook", settings)
+    with pytest.raises(config.ConfigError, match="not one email address"):
+        config.check_address("ops@example.com; boss@example.com")
     with pytest.raises(config.ConfigError, match="no email address"):
         config.add_target(conn, "admin", "mail", "email", host="127.0.0.1", security="none", **{"from": "a@b.c"})
         config.subscribe(conn, "admin", "nobody", ["mail"], settings=settings)
@@ -326,3 +337,19 @@ def test_the_worker_s_periodic_task_alerts_a_late_station(conn, db_url, settings
     finally:
         stop(worker)
     assert hook.posts[0]["text"].startswith("Kestrel Ridge is late: newest reading 5 h old")
+
+
+def test_subscriptions_refuse_unknown_targets_stations_and_hours(conn, settings):
+    from core.errors import NotFound
+
+    with conn.transaction():
+        config.add_target(conn, "admin", "mail", "email", host="127.0.0.1", security="none", **{"from": "a@b.c"})
+    with pytest.raises(NotFound, match="no alert target called 'pager'"):
+        config.subscribe(conn, "admin", "ops@example.com", ["pager"], settings=settings)
+    with pytest.raises(NotFound, match="no station called 'Nowhere'"):
+        config.subscribe(conn, "admin", "ops@example.com", ["mail"], stations=["Nowhere"], settings=settings)
+    with pytest.raises(config.ConfigError, match="0 to 23"):
+        config.subscribe(conn, "admin", "ops@example.com", ["mail"], digest_hour=24, settings=settings)
+    with pytest.raises(config.ConfigError, match="exists already"):
+        config.add_target(conn, "admin", "mail", "email", host="127.0.0.1", security="none", **{"from": "a@b.c"})
+    assert config.subscriptions(conn) == []
