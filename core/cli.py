@@ -815,6 +815,9 @@ def build_parser() -> argparse.ArgumentParser:
     from core import cli_sources
 
     cli_sources.add_parser(sub)
+    from core import cli_alerts
+
+    cli_alerts.add_parser(sub)
     return p
 
 

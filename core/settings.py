@@ -135,6 +135,21 @@ class Settings:
         "Longest wait before each sign-in attempt from a client address with recent failures "
         "(0.25 s after the first, doubling with each failure).",
     )
+    alert_source_failures: int = _setting(
+        3, "Failed runs in a row after which a source is alerted as failing (a source may have its own)."
+    )
+    alert_time_zone: str = _setting(
+        "UTC", "Time zone of the times in alert messages and of each subscriber's digest hour."
+    )
+    alert_send_attempts: int = _setting(
+        5, "Attempts at sending one alert message before it is recorded as failed."
+    )
+    alert_retry_wait_s: float = _setting(
+        60.0, "Pause before the second attempt at sending an alert message; doubled for each further attempt."
+    )
+    alert_send_timeout_s: float = _setting(
+        20.0, "Longest wait for a mail server or a webhook on any one step of sending an alert (seconds)."
+    )
     log_level: str = _setting("INFO", "Logging level of the worker and the CLI.")
     test_database_url: str | None = _setting(
         None,
