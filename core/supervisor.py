@@ -53,10 +53,11 @@ def child_env(*, demo: bool) -> dict[str, str]:
     return env
 
 
-def worker_env(env: dict[str, str]) -> dict[str, str]:
-    """The worker's environment: it logs only warnings and errors (a failed file, say) to
-    this terminal, unless STATIONMANAGER_LOG_LEVEL says otherwise; the pages show the rest."""
-    return {**env, "STATIONMANAGER_LOG_LEVEL": os.environ.get("STATIONMANAGER_LOG_LEVEL", "WARNING")}
+def worker_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The worker's environment (``env``, default this process's): it logs only warnings and
+    errors (a failed file, say) to this terminal, unless STATIONMANAGER_LOG_LEVEL says
+    otherwise; the pages show the rest."""
+    return {**(os.environ if env is None else env), "STATIONMANAGER_LOG_LEVEL": os.environ.get("STATIONMANAGER_LOG_LEVEL", "WARNING")}
 
 
 def next_delay(previous: float | None, ran_s: float) -> float:
