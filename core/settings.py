@@ -34,7 +34,8 @@ class Settings:
 
     home: Path = _setting(
         Path(".stationmanager"),
-        "Folder for the embedded database, stored original files, exports and the user file.",
+        "Folder for the embedded database, stored original files, exports and the user file "
+        "(the demo's: .stationmanager-demo).",
     )
     database_url: str | None = _setting(
         None,
