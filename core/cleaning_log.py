@@ -52,6 +52,12 @@ cannot name ``Spd80mS`` without ``Spd80mSStd`` (prefixes), so such a flag is wri
 prefix and the export says which channels it widens to; Windographer has no whole-station line,
 so a whole-station flag is written for each current channel. Tabs and line breaks in notes
 become spaces in Windographer logs.
+
+**Spreadsheets.** No cell of an exported log starts like a formula (:mod:`core.spreadsheet`):
+a note that would is written after its category (``other: =x``), which reads back as the
+note ``=x``; a sensor (column name) that would gets a ``'`` in front, and the export warns
+that brightwind and Windographer will not match it. The import takes such a quoted sensor as
+its column only when the name with the ``'`` matches no channel; reasons are read as written.
 """
 
 from __future__ import annotations
@@ -68,7 +74,7 @@ from typing import Any
 
 import psycopg
 
-from core import db, flags
+from core import db, flags, spreadsheet
 from core.errors import StationManagerError
 
 log = logging.getLogger(__name__)
@@ -313,11 +319,17 @@ def reason_of(category: str, note: str) -> str:
     ('icing', 'Installation', 'icing: rime')
     >>> reason_of("other", "Icing"), category_of(reason_of("other", "Icing"))
     ('other: Icing', ('other', 'Icing'))
+
+    A note that a spreadsheet would read as a formula is never written bare: after its
+    category, it is text, and reads back whole (no quote to add, nor to remove on import).
+
+    >>> reason_of("other", "=HYPERLINK(A1)"), category_of(reason_of("other", "-1+1"))
+    ('other: =HYPERLINK(A1)', ('other', '-1+1'))
     """
     note = note.strip()
     if not note:
         return category
-    if category_of(note) == (category, note):
+    if category_of(note) == (category, note) and not spreadsheet.is_formula_like(note):
         return note
     return f"{category}: {note}"
 
@@ -387,6 +399,17 @@ def _matches(sensor: str, columns: dict[str, int], fmt: str) -> list[str] | None
     return [sensor] if sensor in columns else []
 
 
+def _unquoted(sensor: str) -> str | None:
+    """The column name a sensor written spreadsheet-safe stands for (None: it is not one).
+
+    >>> _unquoted("'=cmd"), _unquoted("'Spd80mN"), _unquoted("=cmd")
+    ('=cmd', None, None)
+    """
+    if sensor.startswith(spreadsheet.PREFIX) and spreadsheet.is_formula_like(sensor[1:]):
+        return sensor[1:]
+    return None
+
+
 def plan_import(conn: psycopg.Connection, station: str | int, text: str, fmt: str) -> Plan:
     """Read a cleaning log and work out the flags it gives ``station`` (nothing is written).
 
@@ -400,6 +423,8 @@ def plan_import(conn: psycopg.Connection, station: str | int, text: str, fmt: st
     unmatched: dict[str, list[int]] = {}
     for e in entries:
         cols = _matches(e.sensor, by_name, fmt)
+        if cols == [] and (bare := _unquoted(e.sensor)) is not None:
+            cols = _matches(bare, by_name, fmt)
         if cols == []:
             unmatched.setdefault(e.sensor, []).append(e.line)
             continue
@@ -494,29 +519,37 @@ def export_flags(conn: psycopg.Connection, station: str, fmt: str, *, warnings: 
     rows = flags.list_flags(conn, st["id"])
     everyone = [c["column_name"] for c in flags.fetch_all(conn, "station_channels", station_id=st["id"])]
     out = io.StringIO(newline="")
+    quoted: set[str] = set()
     if fmt == "brightwind":
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(_BRIGHTWIND_HEADER)
+        out.write(spreadsheet.text_line(_BRIGHTWIND_HEADER))
         for r in rows:
             sensors, wider = ([ALL_SENSORS], []) if r["whole_station"] else brightwind_sensors(r["columns"], everyone)
             if wider and warnings is not None:
                 warnings.append(f"flag {r['id']} also covers {', '.join(wider)} in the brightwind file "
                                 "(its sensor names are column-name prefixes)")
             for s in sensors:
-                writer.writerow((s, format_time(r["start_time"]), format_time(r["end_time"]),
-                                 reason_of(r["category"], r["note"])))
+                quoted.update([s] if spreadsheet.is_formula_like(s) else [])
+                out.write(spreadsheet.text_line((s, format_time(r["start_time"]), format_time(r["end_time"]),
+                                                 reason_of(r["category"], r["note"]))))
     else:
         interval_at = interval_lookup(conn, st["id"])
         out.write("\t".join(_WINDOGRAPHER_HEADER) + "\n")
         for r in rows:
             steps = math.ceil((r["end_time"] - r["start_time"]).total_seconds() / interval_at(r["start_time"]))
-            name = _one_line(reason_of(r["category"], r["note"]))
+            name = spreadsheet.safe_cell(_one_line(reason_of(r["category"], r["note"])))
             for col in everyone if r["whole_station"] else r["columns"]:
-                out.write("\t".join((col, name, format_time(r["start_time"]), format_time(r["end_time"]),
-                                     str(steps))) + "\n")
+                col = spreadsheet.one_line(col)  # a tab or line break would split the line
+                quoted.update([col] if spreadsheet.is_formula_like(col) else [])
+                out.write("\t".join((spreadsheet.safe_cell(col), name, format_time(r["start_time"]),
+                                     format_time(r["end_time"]), str(steps))) + "\n")
             if r["whole_station"] and warnings is not None:
                 warnings.append(f"flag {r['id']} is on the whole station: Windographer gets one line per "
                                 "current channel")
+    if quoted and warnings is not None:
+        warnings.append(f"column names {', '.join(map(repr, sorted(quoted)))} start like a spreadsheet formula: "
+                        "they are written with a ' in front so that spreadsheets show them as text; "
+                        f"{'brightwind' if fmt == 'brightwind' else 'Windographer'} will not match them to the "
+                        "columns (StationManager's import does); rename such channels to use the file there")
     return out.getvalue()
 
 

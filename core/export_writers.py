@@ -22,13 +22,13 @@ Formats:
 Column headers are either descriptive, after :func:`column_label` (``Speed 80 m N Avg
 [m/s]``), or the logger's own column names (``Spd80mN``), as brightwind, cleaning logs and
 scripts know them (:func:`name_columns`); either way they are unique regardless of case and
-never the time column's name (:func:`unique_headers`).
+never the time column's name (:func:`unique_headers`). In the text formats a header that a
+spreadsheet would read as a formula is written with a ``'`` in front, quoted
+(:func:`core.spreadsheet.text_line`); Parquet keeps it as it is.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import logging
 import re
@@ -44,6 +44,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from core.metadata import compass_of
+from core.spreadsheet import one_line, text_line
 
 log = logging.getLogger(__name__)
 
@@ -264,10 +265,8 @@ class TextWriter(Writer):
         self._schema = schema
 
     def preamble(self) -> str:
-        buf = io.StringIO()
-        csv.writer(buf, delimiter=self.delimiter, lineterminator=self.eol).writerow(
-            [self.time_header] + [c.written for c in self.columns])
-        return buf.getvalue()
+        """The header row: its text cells made safe for spreadsheets (:mod:`core.spreadsheet`)."""
+        return text_line([self.time_header] + [c.written for c in self.columns], self.delimiter, self.eol)
 
     def write(self, times_us: np.ndarray, values: np.ndarray) -> None:
         arrays = [format_times(times_us, self.tz, self.iso)] + _value_arrays(values)
@@ -298,7 +297,7 @@ class WindographerWriter(TextWriter):
     def preamble(self) -> str:
         site = self.site
         lines = list(self.header_lines[:1])
-        lines.append(f"Site = {site['name']}")
+        lines.append(f"Site = {one_line(site['name'])}")
         if site.get("latitude") is not None and site.get("longitude") is not None:
             lines.append(f"Latitude = {_degrees(site['latitude'], 'N', 'S')}")
             lines.append(f"Longitude = {_degrees(site['longitude'], 'E', 'W')}")

@@ -26,8 +26,11 @@ How a file is built, in bounded memory whatever the period:
 4. the wide block (every time step of the batch, gaps as empty rows) goes to the writer of
    :mod:`core.export_writers`.
 
-Times are UTC; naive datetimes are taken as UTC. Time steps are aligned to the clock of the
-chosen time zone (daily steps are that zone's calendar days).
+Times are UTC; naive datetimes are taken as UTC. Averaged time steps follow the clock of the
+chosen time zone (:class:`Grid`): hourly steps start at each whole local hour (also in zones
+such as Asia/Kathmandu, +05:45, and across Lord Howe Island's half-hour daylight-saving
+change) and daily steps are that zone's calendar days; a step that averages nothing (10-minute
+steps of 10-minute readings) keeps each reading's own time stamp.
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ import pandas as pd
 import psycopg
 from psycopg.types.json import Jsonb
 
-from core import db, export_writers, flags
+from core import db, export_writers, flags, spreadsheet
 from core.errors import DatabaseUnavailable, NotFound, StationManagerError
 from core.export_writers import OutColumn
 from core.settings import Settings, get_settings
@@ -65,6 +68,7 @@ STATUSES = ("queued", "running", "done", "failed", "expired")
 #: Readings fetched per batch (about 14 MB of COPY data).
 BATCH_READINGS = 400_000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIRST_S, _LAST_S = -62_135_510_400, 253_402_128_000  # 0001-01-02 and 9999-12-30, s since 1970
 _PG_EPOCH_US = 946_684_800_000_000  # 2000-01-01 in µs since 1970
 # elements of a binary array (after its 20-byte header): length, then the big-endian value
 _ARRAY_TIME = np.dtype([("n", ">i4"), ("v", ">i8")])
@@ -174,6 +178,7 @@ class Plan:
     grid: Grid
     statistics: dict[int, str] = field(default_factory=dict)
     points: dict[int, str | None] = field(default_factory=dict)  # channel -> its measurement point's name
+    native_s: int = 600  # the station's shortest logger interval
 
 
 def _check_options(req: ExportRequest) -> None:
@@ -241,13 +246,28 @@ def plan(conn: psycopg.Connection, req: ExportRequest, settings: Settings | None
     if end <= start:
         raise ExportError(f"no readings from {start:%Y-%m-%d %H:%M} UTC on: the last one is from "
                           f"{rng['last_time']:%Y-%m-%d %H:%M} UTC")
-    grid = Grid(start, end, req.averaging, req.timezone)
+    step_s = AVERAGING[req.averaging]
+    about = -(-(end - start) // timedelta(seconds=step_s))
+    if about > settings.export_max_rows * 1.1 + 50:  # far too long: not worth laying out the steps
+        _too_many_rows(f"about {about:,}", settings)
+    native = _sql.fetch_one(conn, "native_step", station_id=station["id"])
+    native_s = (native or {}).get("step_s") or 600
+    # a step that averages nothing follows the readings' own stamps, else the local clock
+    phase = None
+    if native_s >= step_s:
+        found = _sql.fetch_one(conn, "reading_phase", channel_ids=col_ids, start=start, step_s=step_s)
+        phase = int(found["phase_s"]) * 1_000_000 if found else 0
+    grid = Grid(start, end, req.averaging, req.timezone, phase_us=phase)
     if grid.n_bins > settings.export_max_rows:
-        raise ExportError(f"{grid.n_bins:,} time steps is more than STATIONMANAGER_EXPORT_MAX_ROWS "
-                          f"({settings.export_max_rows:,}); choose a shorter period or a longer averaging")
+        _too_many_rows(f"{grid.n_bins:,}", settings)
     helpers = _sd_partners(conn, station["id"], columns) if AVERAGING[req.averaging] > 600 else {}
     return Plan(req, station, columns, helpers, start, end, grid,
-                {c.channel_id: c.statistic for c in columns}, {r["id"]: r["point_name"] for r in rows})
+                {c.channel_id: c.statistic for c in columns}, {r["id"]: r["point_name"] for r in rows}, native_s)
+
+
+def _too_many_rows(count: str, settings: Settings) -> None:
+    raise ExportError(f"{count} time steps is more than STATIONMANAGER_EXPORT_MAX_ROWS "
+                      f"({settings.export_max_rows:,}); choose a shorter period or a longer averaging")
 
 
 def _sd_partners(conn: psycopg.Connection, station_id: int, columns: list[OutColumn]) -> dict[int, int]:
@@ -383,7 +403,22 @@ def worker_alive(conn: psycopg.Connection, seconds: float = 30.0) -> bool:
 
 
 class Grid:
-    """The time steps of an export: starts aligned to the clock of ``tz``.
+    """The time steps of an export, on the clock of ``tz``.
+
+    - **Daily** steps are the zone's calendar days, from one local midnight to the next (a day
+      with a daylight-saving change lasts 23 or 25 hours, 23.5 or 24.5 on Lord Howe Island; a
+      day whose midnight is skipped starts at its first instant).
+    - **Shorter** steps start at every instant at which the local clock shows a whole step
+      (hourly: every ``HH:00``) and last until the next one. So every time stamp is a whole
+      local hour, also in zones such as Asia/Kathmandu (+05:45) and across a half-hour
+      change: on Lord Howe Island the step in which the clock turns lasts 90 minutes (01:00
+      to 02:00 LHST and 02:30 to 03:00 LHDT; or 01:00 LHDT to 02:00 LHST, the repeated
+      half-hour included); where a whole hour repeats (Europe in autumn) both hours start a
+      step, told apart by their UTC offset.
+    - With ``phase_us`` (where the readings sit on the UTC grid of the step, µs), the steps
+      follow the readings instead of the clock: used when a step is the loggers' own interval
+      (nothing is averaged), so that each reading keeps its own time stamp in a zone whose
+      offset is not a whole number of steps (10-minute readings in Kathmandu, +05:45).
 
     >>> g = Grid(datetime(2025, 1, 1, 0, 5, tzinfo=UTC), datetime(2025, 1, 1, 1, 0, tzinfo=UTC), "10min", "UTC")
     >>> g.n_bins, [str(pd.Timestamp(e, unit="us")) for e in g.edges(0, 2)]
@@ -391,23 +426,52 @@ class Grid:
     >>> d = Grid(datetime(2025, 3, 29, tzinfo=UTC), datetime(2025, 3, 31, 23, tzinfo=UTC), "1d", "Europe/Dublin")
     >>> d.n_bins, [int(e // 3_600_000_000) % 24 for e in d.edges(0, 3)]   # local midnights; DST on the 30th
     (3, [0, 0, 23, 23])
+    >>> h = Grid(datetime(2025, 10, 4, 14, tzinfo=UTC), datetime(2025, 10, 4, 17, tzinfo=UTC), "1h",
+    ...          "Australia/Lord_Howe")
+    >>> [f"{_from_us(e).astimezone(h.tz):%H:%M%z}" for e in h.edges(0, h.n_bins)]   # 02:00 LHST is 02:30 LHDT
+    ['00:00+1030', '01:00+1030', '03:00+1100', '04:00+1100']
+    >>> k = Grid(datetime(2025, 6, 1, tzinfo=UTC), datetime(2025, 6, 1, 0, 30, tzinfo=UTC), "10min", "Asia/Kathmandu",
+    ...          phase_us=0)
+    >>> [f"{_from_us(e).astimezone(k.tz):%H:%M}" for e in k.edges(0, k.n_bins)]   # the readings' own times
+    ['05:45', '05:55', '06:05', '06:15']
     """
 
-    def __init__(self, start: datetime, end: datetime, averaging: str, tz: str) -> None:
+    def __init__(self, start: datetime, end: datetime, averaging: str, tz: str, phase_us: int | None = None) -> None:
         self.step_s = AVERAGING[averaging]
         self.tz = ZoneInfo(tz)
-        local = start.astimezone(self.tz)
         if self.step_s == 86400:
-            self.day0 = local.date()
+            self.day0 = start.astimezone(self.tz).date()
             last = (end - timedelta(microseconds=1)).astimezone(self.tz).date()
             self.n_bins = (last - self.day0).days + 1
-            self.origin_us = self.edges(0, 0)[0]
         else:
-            off = int(local.utcoffset().total_seconds()) * 1_000_000  # type: ignore[union-attr]
             step = self.step_s * 1_000_000
-            t0 = _to_us(start)
-            self.origin_us = (t0 + off) // step * step - off
-            self.n_bins = max(1, -(-(_to_us(end) - self.origin_us) // step))
+            t0, t1 = _to_us(start), _to_us(end)
+            margin = 86_400_000_000 + step
+            if phase_us is None:
+                segments = _offset_segments(t0 - margin, t1 + margin, self.tz)
+            else:  # steps fixed on the readings: as a zone whose offset puts its "whole steps" there
+                segments = [(t0 - margin, -phase_us)]
+            # in each span of one UTC offset, the instants whose local time is a whole step
+            self._starts = np.array([a for a, _ in segments], dtype=np.int64)
+            offsets = np.array([off for _, off in segments], dtype=np.int64)
+            ends = np.append(self._starts[1:], t1 + margin)
+            # the first t >= each span's start with (t + offset) % step == 0
+            self._first = -(-(self._starts + offsets) // step) * step - offsets
+            self._counts = np.maximum(0, -(-(ends - self._first) // step))
+            self._before = np.concatenate([[0], np.cumsum(self._counts)])
+            self._k0 = self._n_edges(t0, inclusive=True) - 1
+            self.n_bins = self._n_edges(t1, inclusive=False) - self._k0
+        self.origin_us = int(self.edges(0, 0)[0])
+
+    def _n_edges(self, t: int, inclusive: bool) -> int:
+        """How many step starts (from the first segment on) come before ``t`` (or at it)."""
+        i = int(np.searchsorted(self._starts, t, side="right")) - 1
+        gap, step = t - int(self._first[i]), self.step_s * 1_000_000
+        if gap < 0:
+            n = 0
+        else:
+            n = gap // step + 1 if inclusive else -(-gap // step)
+        return int(self._before[i]) + min(n, int(self._counts[i]))
 
     def edges(self, k0: int, k1: int) -> np.ndarray:
         """Starts of steps ``k0 .. k1`` (``k1`` included: the end of step ``k1 - 1``), µs UTC."""
@@ -415,13 +479,43 @@ class Grid:
             days = pd.date_range(pd.Timestamp(self.day0) + pd.Timedelta(days=k0), periods=k1 - k0 + 1, freq="D")
             local = days.tz_localize(self.tz, nonexistent="shift_forward", ambiguous=True)
             return local.as_unit("us").asi8.astype(np.int64)
-        step = self.step_s * 1_000_000
-        return self.origin_us + step * np.arange(k0, k1 + 1, dtype=np.int64)
+        k = np.arange(self._k0 + k0, self._k0 + k1 + 1, dtype=np.int64)
+        seg = np.searchsorted(self._before, k, side="right") - 1
+        return self._first[seg] + (k - self._before[seg]) * (self.step_s * 1_000_000)
 
     def batches(self, readings_per_step: float) -> list[tuple[int, int]]:
         """``(k0, k1)`` ranges of steps holding about :data:`BATCH_READINGS` readings each."""
         size = max(1, int(BATCH_READINGS / max(readings_per_step, 1.0)))
         return [(k, min(k + size, self.n_bins)) for k in range(0, self.n_bins, size)]
+
+
+def _offset_segments(a_us: int, b_us: int, zone: ZoneInfo) -> list[tuple[int, int]]:
+    """``(from µs, UTC offset µs)`` of each span of one offset of ``zone`` over ``[a, b)``.
+
+    Offsets are sampled every 6 hours and each change is found to the second by bisection
+    (no zone changes its offset twice within 6 hours).
+
+    >>> a, b = _to_us(datetime(2025, 4, 5, tzinfo=UTC)), _to_us(datetime(2025, 4, 6, tzinfo=UTC))
+    >>> [(str(_from_us(t)), off // 60_000_000) for t, off in _offset_segments(a, b, ZoneInfo("Australia/Lord_Howe"))]
+    [('2025-04-05 00:00:00+00:00', 660), ('2025-04-05 15:00:00+00:00', 630)]
+    """
+    def offset(sec: int) -> int:
+        sec = min(max(sec, _FIRST_S), _LAST_S)  # what datetime can hold
+        return int(datetime.fromtimestamp(sec, zone).utcoffset().total_seconds())  # type: ignore[union-attr]
+
+    a, b = a_us // 1_000_000, -(-b_us // 1_000_000)
+    samples = list(range(a, b, 6 * 3600)) + [b]
+    segments = [(a_us, offset(a) * 1_000_000)]
+    prev = samples[0]
+    for s in samples[1:]:
+        if offset(s) != offset(prev):
+            lo, hi = prev, s  # offset(lo) is the old one, offset(hi) the new one
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                lo, hi = (mid, hi) if offset(mid) == offset(prev) else (lo, mid)
+            segments.append((hi * 1_000_000, offset(hi) * 1_000_000))
+        prev = s
+    return segments
 
 
 def _to_us(t: datetime) -> int:
@@ -719,8 +813,7 @@ def _write_batches(conn: psycopg.Connection, p: Plan, writer: export_writers.Wri
         keep = [c for c in flags.CATEGORIES if c not in removed]
         for iv in flags.flag_mask(conn, fetch_ids, p.start, p.end, exclude_categories=keep):
             mask[iv.channel_id].append(iv)
-    step = _sql.fetch_one(conn, "native_step", station_id=p.station["id"])
-    native_s = min((step or {}).get("step_s") or 600, grid.step_s)
+    native_s = min(p.native_s, grid.step_s)
     batches = grid.batches(len(fetch_ids) * grid.step_s / native_s)
     start_us, end_us = _to_us(p.start), _to_us(p.end)
     how = {c.channel_id: how_to_aggregate(c.statistic, c.measurement_type) for c in p.columns}
@@ -806,6 +899,13 @@ HEADER_RULE = (
     "name) gets _2, _3...")
 
 
+#: How text files write a header that a spreadsheet would read as a formula.
+TEXT_HEADER_RULE = (
+    "In CSV and Windographer text, a header that starts with =, +, -, @, a tab or a carriage return "
+    "(and is not a number) is written as text_header: with a ' in front, quoted, so that a spreadsheet "
+    "opening the file shows it and runs no formula. Parquet and this file keep the header itself.")
+
+
 def _header_mapping(p: Plan, mappings: list[dict[str, Any]]) -> dict[str, Any]:
     """Header written ↔ logger column name ↔ descriptive header ↔ channel id, with each
     column's mapping to measurement points over time."""
@@ -819,9 +919,10 @@ def _header_mapping(p: Plan, mappings: list[dict[str, Any]]) -> dict[str, Any]:
     for c in p.columns:
         now = [{"point": p.points[c.channel_id], "statistic": c.statistic, "from": None, "to": None}] \
             if p.points.get(c.channel_id) else []
-        columns.append({"header": c.written, "column_name": c.column_name, "descriptive": c.header,
+        columns.append({"header": c.written, "text_header": spreadsheet.safe_cell(c.written),
+                        "column_name": c.column_name, "descriptive": c.header,
                         "channel_id": c.channel_id, "mapping": history.get(c.channel_id, now)})
-    return {"written": p.req.headers, "rule": HEADER_RULE, "columns": columns}
+    return {"written": p.req.headers, "rule": HEADER_RULE, "text_rule": TEXT_HEADER_RULE, "columns": columns}
 
 
 def _provenance(p: Plan, inputs: dict[str, Any], row: dict[str, Any], stats: dict[str, Any]) -> dict[str, Any]:

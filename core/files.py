@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from core import db, ingest, jobs
+from core import db, home, ingest, jobs
 from core.errors import NotFound, StationManagerError
 from core.settings import Settings, get_settings
 
@@ -62,7 +62,8 @@ def upload(
         )
     url = db.database_url(settings)
     ids, queue = [], []
-    with tempfile.TemporaryDirectory(prefix="sm-upload-") as tmp, db.connection(url) as conn:
+    tmp_dir = home.process_tmp(settings)
+    with tempfile.TemporaryDirectory(prefix="sm-upload-", dir=tmp_dir) as tmp, db.connection(url) as conn:
         for i, (name, data) in enumerate(uploads):
             path = Path(tmp) / f"{i:04d}"
             path.write_bytes(data)

@@ -21,6 +21,7 @@ import hashlib
 import itertools
 import json
 import logging
+import os
 import queue
 import shutil
 import tempfile
@@ -34,7 +35,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from core import archives, db, metadata, rollups, schema
+from core import archives, db, home, metadata, rollups, schema
 from core.errors import NotFound, ParseError
 from core.formats import Batch, Header, open_reader
 from core.formats.generic import GenericMapping
@@ -70,15 +71,20 @@ def stored_path(settings: Settings, sha256: str) -> Path:
 
 
 def store_original(settings: Settings, path: Path, sha256: str) -> Path:
-    """Copy ``path`` into the content-addressed store (once) and return where it is."""
+    """Copy ``path`` into the content-addressed store (once) and return where it is.
+
+    The copy is made in the process's temporary folder (``HOME/tmp``, swept if the process
+    dies), then moved in place: read-only for the service account and its group
+    (``0440``), in folders of ``0750``, whatever the umask.
+    """
     target = stored_path(settings, sha256)
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as tmp:
+        home.make_private_dir(target.parent)
+        with tempfile.NamedTemporaryFile(dir=home.process_tmp(settings), delete=False) as tmp:
             with path.open("rb") as src:
                 shutil.copyfileobj(src, tmp)
-        Path(tmp.name).replace(target)
-        target.chmod(0o444)
+        os.chmod(tmp.name, home.STORED_FILE_MODE)
+        os.replace(tmp.name, target)
     return target
 
 
@@ -274,7 +280,7 @@ def import_file(source_file_id: int, url: str | None = None, settings: Settings 
                 if claimed["station_id"] is None:
                     claimed["station_id"] = _route(conn, claimed, reader.header)
                 if claimed["station_id"] is not None:
-                    _import(conn, reader, claimed)
+                    _import(conn, reader, claimed, home.process_tmp(settings))
         except ParseError as exc:
             log.warning("file %s failed: %s", source_file_id, exc, extra=ctx)
             with conn.transaction():
@@ -337,11 +343,11 @@ def set_file_mapping(conn: psycopg.Connection, station: str, mapping: GenericMap
     db.audit(conn, actor, "set file mapping", "station", st["id"], mapping=json.loads(mapping.to_json()))
 
 
-def _import(conn: psycopg.Connection, reader, claimed: dict) -> None:
+def _import(conn: psycopg.Connection, reader, claimed: dict, tmp_dir: Path) -> None:
     level = schema.stored_level(conn)
     with conn.transaction():
         conn.execute("SET LOCAL statement_timeout = 0")  # a big file's COPY may take minutes
-        result = _load(conn, reader, claimed, level)
+        result = _load(conn, reader, claimed, level, tmp_dir)
         metadata.apply_file_metadata(conn, claimed["station_id"], reader.header.columns,
                                      claimed["received_by"] or "ingest")
         metadata.apply_conventions(conn, claimed["station_id"], claimed["received_by"] or "ingest")
@@ -393,20 +399,29 @@ def _route(conn: psycopg.Connection, claimed: dict, header: Header) -> int | Non
 
 
 def _unpack(conn: psycopg.Connection, claimed: dict, path: Path, settings: Settings) -> list[int]:
-    """Receive each member of an archive as a file of its own; returns those to queue."""
+    """Receive each member of an archive (archives inside it unpacked too) as a file of its
+    own; returns those to queue. Members skipped (hidden files, links…) become the archive's
+    warnings. An archive beyond the limits raises :class:`ParseError` before any member is
+    received: nothing of it is stored."""
     station = None
     if claimed["station_id"] is not None:
         station = conn.execute("SELECT name FROM station WHERE id = %s", (claimed["station_id"],)).fetchone()["name"]
     queue = []
-    with archives.members(path, claimed["original_name"]) as found, conn.transaction():
-        for member_name, member_path in found:
+    limits = archives.Limits.from_settings(settings)
+    with (archives.members(path, claimed["original_name"], limits, home.process_tmp(settings)) as found,
+          conn.transaction()):
+        for member_name, member_path in found.files:
             rec = receive(
                 conn, member_path, station=station, origin=claimed["origin"], actor=claimed["received_by"],
                 original_name=member_name, settings=settings, parent_id=claimed["id"],
             )
             if rec.status == "queued":
                 queue.append(rec.id)
-        conn.execute(db.q("source_file_unpacked"), {"id": claimed["id"], "n_files": len(found)})
+        conn.execute(db.q("source_file_unpacked"),
+                     {"id": claimed["id"], "n_files": len(found.files), "warnings": found.warnings()})
+    if found.skipped:
+        log.warning("archive %s: %s member(s) skipped", claimed["id"], len(found.skipped),
+                    extra={"file": claimed["original_name"], "file_id": claimed["id"]})
     return queue
 
 
@@ -512,9 +527,9 @@ class _Spill:
     batch by batch. Rows above ``SPILL_IN_MEMORY`` wait in a temporary file, not in memory.
     """
 
-    def __init__(self, row: np.dtype) -> None:
+    def __init__(self, row: np.dtype, tmp_dir: Path) -> None:
         self.row = row
-        self.file = tempfile.SpooledTemporaryFile(max_size=SPILL_IN_MEMORY, prefix="sm-import-")
+        self.file = tempfile.SpooledTemporaryFile(max_size=SPILL_IN_MEMORY, prefix="sm-import-", dir=tmp_dir)
         self.batches: list[tuple[int, int]] = []  # (offset, length) of each add
         self.runs: dict[int, list[tuple[int, int]]] = {}  # channel -> its (offset, length) runs
         self.size = 0
@@ -548,7 +563,7 @@ class _Spill:
         self.file.close()
 
 
-def _load(conn: psycopg.Connection, reader, claimed: dict, level: int) -> dict:
+def _load(conn: psycopg.Connection, reader, claimed: dict, level: int, tmp_dir: Path) -> dict:
     """COPY every reading of the file (in the caller's transaction); see the module doc.
 
     The whole file is read (and checked) first, its COPY rows set aside in a :class:`_Spill`;
@@ -577,8 +592,8 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int) -> dict:
     first_us: int | None = None
     last_us: int | None = None
     forward = True  # each batch starts after the previous one ends
-    readings = _Spill(_ROW)
-    blocks = {table: _Spill(rollups.ROLLUP_ROW) for table in ("reading_1h", "reading_1d")}
+    readings = _Spill(_ROW, tmp_dir)
+    blocks = {table: _Spill(rollups.ROLLUP_ROW, tmp_dir) for table in ("reading_1h", "reading_1d")}
     try:
         prepared = _prepare(itertools.chain([first], batches), clock, channel_ids, builder, claimed["id"])
         for item in _prefetch(prepared, depth=1):

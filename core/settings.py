@@ -59,6 +59,18 @@ class Settings:
         7.0, "Charts show raw 10-minute readings when the range is at most this many days."
     )
     max_upload_mb: int = _setting(200, "Largest file accepted by the upload page (MiB).")
+    max_unpacked_mb: int | None = _setting(
+        None,
+        "Most MiB one received file may unpack to: every member of its archives, at every nesting "
+        "level together, counted as they are written. Beyond it the file is refused and nothing of "
+        "it is stored. Unset: 10 × MAX_UPLOAD_MB.",
+    )
+    max_archive_depth: int = _setting(
+        3, "Deepest nesting of archives in a received file (a .zip holding .gz files is 2 levels)."
+    )
+    max_archive_members: int = _setting(
+        20_000, "Most entries the archives of one received file may hold, at every nesting level together."
+    )
     storage_level_max: int = _setting(
         2,
         "Highest storage level to use (0 plain PostgreSQL, 1 hypertables, 2 continuous "
@@ -126,6 +138,16 @@ class Settings:
     def exports_dir(self) -> Path:
         """Where export files are built and kept (see ``export_retention_days``)."""
         return self.home.resolve() / "exports"
+
+    @property
+    def max_unpacked_bytes(self) -> int:
+        """What one received file may unpack to, in bytes.
+
+        >>> Settings(max_upload_mb=5).max_unpacked_bytes // 2**20, Settings(max_unpacked_mb=7).max_unpacked_bytes // 2**20
+        (50, 7)
+        """
+        mib = self.max_unpacked_mb if self.max_unpacked_mb is not None else 10 * self.max_upload_mb
+        return mib * 1024 * 1024
 
     @property
     def inbox_dir(self) -> Path:

@@ -21,10 +21,10 @@ import threading
 
 import procrastinate
 
-from core import db, jobs, schema
+from core import db, home, jobs, schema
 from core.errors import DatabaseUnavailable, StationManagerError
 from core.logs import setup_logging
-from core.settings import get_settings
+from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,7 @@ def run(concurrency: int | None = None, *, wait: bool = True) -> None:
     url = db.database_url(settings)
     schema.upgrade(url, settings)
     settings.inbox_dir.mkdir(parents=True, exist_ok=True)
+    prepare_home(settings)
     app = jobs.make_app(url)
     name = f"{socket.gethostname()}-{os.getpid()}"
     concurrency = concurrency or settings.worker_concurrency
@@ -82,6 +83,16 @@ class _SideTaskFailure(logging.Handler):
             return
         exc = record.exc_info[1] if record.exc_info else None
         self.reason = db.first_line(exc.__cause__ or exc) if exc is not None else record.getMessage()
+
+
+def prepare_home(settings: Settings) -> None:
+    """Before taking jobs: files and folders this process writes are private to the service
+    account and its group (umask 027), the temporary folders (HOME/tmp) of processes that
+    died are removed, and a store written by an earlier version loses group write and
+    others' access (see :mod:`core.home`)."""
+    os.umask(0o027)
+    home.sweep(settings)
+    home.tighten(settings)
 
 
 def _interrupt(signum: int, _frame: object) -> None:

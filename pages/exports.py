@@ -108,7 +108,12 @@ def _request_form() -> exports.ExportRequest | None:
                 help="Flagged values become blank. Clear this to keep every value.",
             )
             averaging = st.selectbox("Averaging", tuple(AVERAGING), format_func=AVERAGING.get,
-                                     key="export_averaging")
+                                     key="export_averaging",
+                                     help="On the clock of the time zone below: hourly steps start at each "
+                                          "whole local hour, daily steps are local calendar days (23 or 25 "
+                                          "hours on a daylight-saving change day; 23.5 or 24.5 on Lord Howe "
+                                          "Island, where the hour in which the clock turns half an hour is "
+                                          "90 minutes long). 10 minutes: each reading at its own time.")
             timezone = st.selectbox("Time zone of the timestamps", TIME_ZONES, key="export_timezone",
                                     help="The period above is in UTC; the file's timestamps are "
                                          "written in this time zone. Windographer files need one without "

@@ -14,10 +14,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import files, ingest
+from core import files, home, ingest
 from core.errors import ConfigError, ParseError
 from core.formats import generic
 from core.formats.generic import GenericMapping
+from core.settings import get_settings
 from pages.common import connection, notify, show_errors
 
 SHOWN_LINES = 15
@@ -108,7 +109,8 @@ def render(row: dict[str, Any], path: Path, user: str) -> None:
 
     st.markdown("**Preview** (the first rows, read as the import will read them)")
     try:
-        header, batch = generic.preview(path, mapping, name=row["original_name"])
+        header, batch = generic.preview(path, mapping, name=row["original_name"],
+                                        tmp_dir=home.process_tmp(get_settings()))
     except ParseError as exc:
         st.error(str(exc), icon=":material/error:")
         return

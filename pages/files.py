@@ -13,7 +13,7 @@ import functools
 
 import streamlit as st
 
-from core import auth, files, stations, webdata
+from core import auth, files, inbox, stations, webdata
 from core.formats import generic
 from core.settings import get_settings
 from pages import file_mapping
@@ -72,6 +72,20 @@ if waiting:
                         _assign(ids, station)
         else:
             st.caption("An analyst can assign a station to them.")
+
+if auth.allowed(role, "analyst"):
+    with show_errors(), connection() as conn:
+        refused = inbox.refused(conn)
+    if refused:
+        with st.container(border=True, key="inbox_refused"):
+            st.subheader(f":red[:material/block:] {len(refused)} "
+                         + ("entry of the inbox is" if len(refused) == 1 else "entries of the inbox are")
+                         + " not read")
+            st.caption("Links are never followed, and hard links, pipes and the home folder are never read: "
+                       "copy the files themselves into the inbox.")
+            st.dataframe(refused, hide_index=True, column_config={
+                "path": st.column_config.TextColumn(width="large"),
+                "seen_at": st.column_config.DatetimeColumn("last seen", format="YYYY-MM-DD HH:mm")})
 
 left, right = st.columns(2)
 where = left.selectbox("Station", [ALL_STATIONS, NO_STATION, *names], key="files_station")

@@ -20,7 +20,7 @@ import pytest
 from psycopg import sql
 
 import core.settings
-from core import db, schema
+from core import db, home, schema
 from core.settings import Settings
 
 SAMPLES = Path(__file__).resolve().parent / "data"
@@ -92,6 +92,7 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
     core.settings._current = None
     yield core.settings.get_settings()
     db.close_pools()
+    home.release(core.settings.get_settings())  # this test's temporary folder and its lock
     core.settings._current = None
 
 

@@ -572,16 +572,16 @@ def header_names(lines: list[str], mapping: GenericMapping) -> list[str]:
 
 
 def preview(path: Path, mapping: GenericMapping, *, name: str | None = None, rows: int = 10,
-            head_bytes: int = 64 * 1024) -> tuple[Header, Batch | None]:
+            head_bytes: int = 64 * 1024, tmp_dir: Path | None = None) -> tuple[Header, Batch | None]:
     """The header and the first ``rows`` data rows of ``path`` read with ``mapping``, from
-    its first ``head_bytes`` only: a quick check of a mapping before the worker imports the
-    whole file. Raises :class:`~core.errors.ParseError` as the import would."""
+    its first ``head_bytes`` only (copied into ``tmp_dir``): a quick check of a mapping before
+    the worker imports the whole file. Raises :class:`~core.errors.ParseError` as the import would."""
     with path.open("rb") as fh:
         head = fh.read(head_bytes)
     end = max(head.rfind(b"\n"), head.rfind(b"\r"))
     if len(head) == head_bytes and end >= 0:
         head = head[: end + 1]  # whole lines only (a CRLF cut after its CR is a line end all the same)
-    with tempfile.TemporaryDirectory(prefix="sm-preview-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="sm-preview-", dir=tmp_dir) as tmp:
         part = Path(tmp) / "head"
         part.write_bytes(head)
         reader = GenericReader(part, name or path.name, mapping=mapping)

@@ -164,3 +164,15 @@ SELECT m.channel_id, mp.name AS point, m.statistic, m.valid_from, m.valid_to
 FROM channel_mapping m JOIN measurement_point mp ON mp.id = m.measurement_point_id
 WHERE m.channel_id = ANY(%(channel_ids)s::integer[])
 ORDER BY m.channel_id, m.valid_from NULLS FIRST, m.id;
+
+-- name: reading_phase
+-- Where the readings sit on the UTC grid of a step: the commonest offset (s, whole minutes)
+-- of the first 50 readings of each channel from %(start)s (index probes, as data_range).
+SELECT mod(mod(floor(extract(epoch FROM t.time))::bigint, %(step_s)s) + %(step_s)s, %(step_s)s) / 60 * 60
+         AS phase_s, count(*) AS n
+FROM unnest(%(channel_ids)s::integer[]) AS c(id)
+CROSS JOIN LATERAL (SELECT r.time FROM reading r WHERE r.channel_id = c.id AND r.time >= %(start)s
+                    ORDER BY r.time LIMIT 50) t
+GROUP BY 1
+ORDER BY n DESC, phase_s
+LIMIT 1;

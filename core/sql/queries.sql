@@ -366,8 +366,10 @@ SET status = 'needs station', format = %(format)s, error = %(error)s, error_line
 WHERE id = %(id)s;
 
 -- name: source_file_unpacked
+-- warnings: the members skipped (hidden files, macOS metadata, links, names leading out).
 UPDATE source_file
-SET status = 'unpacked', format = 'archive', n_rows = %(n_files)s, n_readings = 0, finished_at = clock_timestamp()
+SET status = 'unpacked', format = 'archive', n_rows = %(n_files)s, n_readings = 0, warnings = %(warnings)s,
+    finished_at = clock_timestamp()
 WHERE id = %(id)s;
 
 -- name: assign_file_station
@@ -389,7 +391,22 @@ INSERT INTO inbox_file (path, size_bytes, mtime, source_file_id)
 VALUES (%(path)s, %(size_bytes)s, %(mtime)s, %(source_file_id)s)
 ON CONFLICT (path) DO UPDATE
 SET size_bytes = EXCLUDED.size_bytes, mtime = EXCLUDED.mtime,
-    source_file_id = EXCLUDED.source_file_id, seen_at = now();
+    source_file_id = EXCLUDED.source_file_id, refused = NULL, seen_at = now();
+
+-- name: inbox_refuse
+-- An entry of the inbox that is not read (a link, a hard link, a pipe, the home folder).
+INSERT INTO inbox_file (path, size_bytes, mtime, refused)
+VALUES (%(path)s, %(size_bytes)s, %(mtime)s, %(reason)s)
+ON CONFLICT (path) DO UPDATE
+SET size_bytes = EXCLUDED.size_bytes, mtime = EXCLUDED.mtime, source_file_id = NULL,
+    refused = EXCLUDED.refused, seen_at = now();
+
+-- name: inbox_forget_refused
+-- Entries refused earlier that this scan no longer refused (gone, or now a regular file).
+DELETE FROM inbox_file WHERE refused IS NOT NULL AND NOT path = ANY(%(paths)s::text[]);
+
+-- name: inbox_refused
+SELECT path, refused AS reason, seen_at FROM inbox_file WHERE refused IS NOT NULL ORDER BY path;
 
 -- name: list_files
 SELECT f.id, f.original_name, f.format, f.status, f.n_rows, f.n_readings, f.n_changed,

@@ -306,6 +306,8 @@ def test_time_zone_of_the_stamps(mast):
     ({"format": "csv", "station": "Nowhere"}, "there is no station 'Nowhere'"),
     ({"format": "csv", "start": utc(2020, 1, 1)}, "no readings from 2020-01-01 00:00 UTC on"),
     ({"format": "parquet", "parquet_layout": "tall"}, "parquet layout 'tall' is not one of"),
+    ({"format": "csv", "start": utc(1, 1, 1), "end": utc(9999, 1, 1), "timezone": "Europe/Dublin"},
+     r"about 525,\d{3},\d{3} time steps is more than STATIONMANAGER_EXPORT_MAX_ROWS"),
 ])
 def test_bad_requests_are_refused_with_a_reason(mast, kw, message):
     req = ExportRequest(**{"station": STATION, **kw})

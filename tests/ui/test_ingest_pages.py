@@ -6,6 +6,7 @@ job (:func:`core.ingest.import_file`) itself, then reruns the page as the live f
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import core.settings
-from core import ingest
+from core import inbox, ingest
 from core.settings import Settings
 from tests.ui.test_pages import DATA, MAST, demo_files, show, signed_in, site, texts  # noqa: F401 - fixtures
 
@@ -188,6 +189,19 @@ def test_file_warnings_are_shown_in_the_table_and_the_details(ingest_site: Setti
     assert row["warnings"] == ingest.ASSUMED_START
     at.selectbox(key="files_pick").set_value(rec.id).run()
     assert [w.value.replace("\\", "") for w in at.warning] == [ingest.ASSUMED_START]
+
+
+def test_entries_the_inbox_refuses_are_listed_for_analysts(ingest_site: Settings, conn, tmp_path) -> None:
+    box = tmp_path / "inbox"
+    box.mkdir()
+    (box / "users.dat").symlink_to(ingest_site.users_file)
+    assert inbox.scan(conn, dataclasses.replace(ingest_site, inbox=box)) == []
+    at = show(signed_in("analyst"), "pages/files.py")
+    assert any("1 entry of the inbox is not read" in h.value for h in at.subheader)
+    [table] = [d.value for d in at.dataframe if "reason" in d.value.columns]
+    assert table["path"].tolist() == [str(box.resolve() / "users.dat")] and table["reason"].tolist() == [inbox.LINK]
+    at = show(signed_in("viewer"), "pages/files.py")
+    assert not [d for d in at.dataframe if "reason" in d.value.columns]
 
 
 def test_analyst_says_how_a_failed_text_file_is_laid_out_and_imports_it(ingest_site: Settings, conn,
