@@ -2,18 +2,19 @@
 
 Run it with ``stationmanager up`` (database, worker and this app) or
 ``streamlit run app.py``. Each page checks the role again itself (``require_role``):
-a page left out of the navigation can still be reached by its URL.
+a page left out of the navigation can still be reached by its URL. Every run first checks
+the signed-in user against the user file and the sign-in session in the database
+(``check_signed_in``; see docs/security.md, "Sign-in, sessions and roles").
 """
 
 from __future__ import annotations
 
 import streamlit as st
-import streamlit_authenticator as stauth
 from streamlit_authenticator.utilities import LoginError
 
 from core import auth
-from core.settings import get_settings
-from pages.common import AFTER_SIGN_IN, current_role, current_user, show_errors, storage_level
+from pages.common import (AFTER_SIGN_IN, CHECKED, SIGNED_OUT, check_signed_in, current_role, current_user, end_session,
+                          set_sign_in_cookie, show_errors, sign_in_widgets, storage_level, users_config)
 
 st.set_page_config(page_title="StationManager", page_icon=":material/air:", layout="wide")
 
@@ -40,17 +41,16 @@ def pages_for(role: str | None) -> list[st.Page]:
     ]
 
 
+# Every run: a user removed, demoted, logged out elsewhere or idle too long is seen now,
+# before the role decides the pages (pages.common.check_signed_in).
+check_signed_in()
 # Register the pages first: a rerun (the cookie component triggers one) that interrupts
 # this run before st.navigation would lose the page asked for in the URL.
 role = current_role()
 page = st.navigation(pages_for(role), position="sidebar" if role else "hidden")
 
-with show_errors():
-    config = auth.load(get_settings().users_file)
-cookie = config["cookie"]
-authenticator = stauth.Authenticate(
-    config["credentials"], cookie["name"], cookie["key"], cookie["expiry_days"], auto_hash=False
-)
+config = users_config()
+authenticator = sign_in_widgets(config)
 
 if role is None:
     if st.session_state.pop("_delete_auth_cookie", False):
@@ -60,10 +60,17 @@ if role is None:
         st.caption("Met-mast data for wind-energy analysts. Please sign in.")
         if not config["credentials"]["usernames"]:
             st.info("No users yet. Create one with `stationmanager users add NAME --role admin`.")
+        if st.session_state.get(SIGNED_OUT):
+            st.info(st.session_state[SIGNED_OUT], icon=":material/logout:")
         try:
-            authenticator.login(location="main")
+            with show_errors():
+                authenticator.login(location="main")
         except LoginError as exc:
             st.error(str(exc))
+        if st.session_state.get("authentication_status"):
+            check_signed_in()  # signed in from the cookie: its session may have ended
+            if not st.session_state.get("authentication_status"):
+                st.rerun()  # the login form, with why; a link opened before is kept
         if st.session_state.get("authentication_status"):
             # Signed in just now: draw the app without the login form, and set the
             # remember-me cookie in that run (a component dropped by st.rerun never runs).
@@ -80,12 +87,13 @@ with show_errors():  # on the page, not in the sidebar: "the database is not ans
     level, level_name = storage_level()
 with st.sidebar:
     st.markdown(f"**{current_user()}** · {role}")
-    authenticator.logout("Log out", location="sidebar", key="logout_button")
+    authenticator.logout("Log out", location="sidebar", key="logout_button", callback=end_session)
     if not st.session_state.get("authentication_status"):
         st.session_state["_delete_auth_cookie"] = True
         st.rerun()
     st.caption(f"Storage level {level}", help=level_name)
     if st.session_state.pop("_set_auth_cookie", False):
         # last in the sidebar, so it shifts no element of the page between runs
-        authenticator.cookie_controller.set_cookie()
+        set_sign_in_cookie(authenticator, config)
+st.session_state[CHECKED] = True  # the page's require_role need not check again
 page.run()

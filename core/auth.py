@@ -1,7 +1,8 @@
 """Users and roles, kept in ``HOME/users.yaml`` in streamlit-authenticator's own format.
 
 Passwords are stored only as bcrypt hashes. Roles are ordered: a role may do everything
-the roles below it may do.
+the roles below it may do. The web app reads the file on every run (:func:`load_cached`:
+read again only when it changed), so a user removed or given another role is seen at once.
 
 >>> allowed("analyst", "viewer"), allowed("viewer", "admin")
 (True, False)
@@ -9,6 +10,9 @@ the roles below it may do.
 
 from __future__ import annotations
 
+import copy
+import functools
+import hashlib
 import os
 import re
 import secrets
@@ -59,6 +63,79 @@ def load(path: Path) -> dict[str, Any]:
     if "cookie" not in config:
         raise ConfigError(f"{path} has no 'cookie' section")
     return config
+
+
+_cached: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}
+
+
+def load_cached(path: Path) -> dict[str, Any]:
+    """:func:`load`, read again only when the file changed (its inode, size or modification
+    time: :func:`save` replaces the file, so every change gives a new inode). A copy: the
+    caller may change it."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return load(path)
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    hit = _cached.get(path)
+    if hit is None or hit[0] != key:
+        hit = (key, load(path))
+        _cached[path] = hit
+    return copy.deepcopy(hit[1])
+
+
+def user(config: dict[str, Any], name: str | None) -> dict[str, Any] | None:
+    """The entry of user ``name`` in a loaded user file, or None."""
+    return config["credentials"]["usernames"].get(name) if name else None
+
+
+def verify_password(config: dict[str, Any], name: str, password: str) -> bool:
+    """Whether ``password`` is user ``name``'s, in the same time whether the user exists or not.
+
+    An unknown name is checked against a dummy hash of the same bcrypt cost, so that the
+    answer's time does not tell which names exist.
+    """
+    entry = user(config, name) or {}
+    stored = str(entry.get("password") or "")
+    if not stored:
+        stored = _dummy_hash(_cost_of(config))
+    try:
+        ok = bcrypt.checkpw(password.encode(), stored.encode())
+    except ValueError:  # not a bcrypt hash: never matches, but takes the same time
+        bcrypt.checkpw(password.encode(), _dummy_hash(_cost_of(config)).encode())
+        return False
+    return ok and bool(entry)
+
+
+def _cost_of(config: dict[str, Any]) -> int:
+    """The bcrypt cost of the users' hashes (the highest; bcrypt's default if none).
+
+    >>> _cost_of({"credentials": {"usernames": {"a": {"password": "$2b$10$" + "x" * 53}}}})
+    10
+    >>> _cost_of({"credentials": {"usernames": {}}})
+    12
+    """
+    costs = [int(m[1]) for u in config["credentials"]["usernames"].values()
+             if (m := _BCRYPT.match(str(u.get("password") or "")))]
+    return max(costs, default=12)
+
+
+_BCRYPT = re.compile(r"^\$2[aby]\$(\d\d)\$.{53}$")
+
+
+@functools.cache
+def _dummy_hash(cost: int) -> str:
+    return bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(cost)).decode()
+
+
+def password_fingerprint(entry: dict[str, Any]) -> str:
+    """A short digest of a user's stored password hash: a sign-in session started with
+    another password (changed since by ``users add``) is no longer valid.
+
+    >>> password_fingerprint({"password": "x"}) == password_fingerprint({"password": "y"})
+    False
+    """
+    return hashlib.sha256(str(entry.get("password") or "").encode()).hexdigest()[:16]
 
 
 def save(path: Path, config: dict[str, Any]) -> None:

@@ -251,7 +251,26 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 
 def cmd_users_remove(args: argparse.Namespace) -> int:
     auth.remove_user(get_settings().users_file, args.name)
-    print(f"user {args.name} removed")
+    print(f"user {args.name} removed (an open session is signed out at its next click)")
+    return 0
+
+
+def cmd_users_logout(args: argparse.Namespace) -> int:
+    from core import sessions
+
+    with db.connect() as conn, db.translate():
+        n = sessions.end_user(conn, args.name)
+    print(f"{args.name}: {n} session{'s' if n != 1 else ''} ended (signed out at the next click; "
+          "remember-me cookies no longer sign in)")
+    return 0
+
+
+def cmd_users_unlock(args: argparse.Namespace) -> int:
+    from core import signin
+
+    with db.connect() as conn, db.translate():
+        had = signin.unlock(conn, args.name)
+    print(f"{args.name}: " + ("failed sign-ins forgotten, unlocked" if had else "no failed sign-ins"))
     return 0
 
 
@@ -773,6 +792,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = up.add_parser("remove", help="remove a user")
     s.add_argument("name")
     s.set_defaults(func=cmd_users_remove)
+    s = up.add_parser("logout", help="end every session of a user, in every browser")
+    s.add_argument("name")
+    s.set_defaults(func=cmd_users_logout)
+    s = up.add_parser("unlock", help="forget a user name's failed sign-ins (lift its lock)")
+    s.add_argument("name")
+    s.set_defaults(func=cmd_users_unlock)
 
     s = sub.add_parser("demo", help="generate the demo site in the demo home (.stationmanager-demo unless "
                        "STATIONMANAGER_HOME is set) and queue its files")
@@ -790,6 +815,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--days", type=int, default=365, help="days of demo data (default 365)")
     s.set_defaults(func=cmd_up)
     _calibration_parser(sub)
+    from core import cli_sources
+
+    cli_sources.add_parser(sub)
     return p
 
 

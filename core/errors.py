@@ -6,6 +6,8 @@ prints it and exits non-zero. Database errors are translated in :func:`core.db.t
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 
 class StationManagerError(Exception):
     """Something went wrong in StationManager."""
@@ -32,6 +34,20 @@ class NotFound(StationManagerError):
 
 class PermissionDenied(StationManagerError):
     """Your role does not allow this."""
+
+
+class AccountLocked(StationManagerError):
+    """Too many failed sign-ins: this user name is locked for a while.
+
+    Said alike of every name, existing or not. ``until`` is when the lock ends (UTC).
+    """
+
+    def __init__(self, message: str | None = None, *, until: datetime | None = None) -> None:
+        self.until = until
+        if message is None and until is not None:
+            message = (f"Too many failed sign-ins: this user name is locked until "
+                       f"{until.astimezone(UTC):%Y-%m-%d %H:%M:%S} UTC.")
+        super().__init__(message)
 
 
 class ParseError(StationManagerError):

@@ -161,6 +161,43 @@ def scan_inbox(context: procrastinate.JobContext, timestamp: int) -> None:
 
 
 @blueprint.periodic(cron="* * * * *")
+@blueprint.task(name="sync_due_sources", queue="maintenance", queueing_lock="sync_due_sources", pass_context=True)
+def sync_due_sources(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Queue one sync job per source whose interval has passed (each runs on its own: a slow
+    or failing source does not hold up the others)."""
+    from core import sources
+
+    with db.connection() as conn:
+        due = sources.claim_due(conn)
+        conn.commit()
+    for row in due:
+        defer_sync(context.app, row["id"])
+
+
+def defer_sync(app: procrastinate.App, source_id: int, trigger: str = "schedule") -> bool:
+    """Queue a run of a source unless one is queued already; a queued run waits for a running
+    one of the same source (procrastinate's lock). Returns whether a job was queued."""
+    lock = f"source-{source_id}"
+    try:
+        app.configure_task("sm:sync_source", lock=lock, queueing_lock=lock).defer(
+            source_id=source_id, trigger=trigger)
+    except procrastinate.exceptions.AlreadyEnqueued:
+        log.debug("a run of source %s is queued already", source_id)
+        return False
+    return True
+
+
+@blueprint.task(name="sync_source", queue="sources", retry=_retry(), pass_context=True)
+def sync_source(context: procrastinate.JobContext, source_id: int, trigger: str = "schedule") -> None:
+    """Fetch a source's new files (``core.sources.sync``) and queue their import."""
+    from core import sources
+
+    log.info("job %s: sync source %s", context.job.id, source_id, extra={"job_id": context.job.id})
+    result = sources.sync(source_id, trigger=trigger)
+    _defer_imports(context.app, result["queue"])
+
+
+@blueprint.periodic(cron="* * * * *")
 @blueprint.task(name="retry_stalled", queue="maintenance", queueing_lock="retry_stalled", pass_context=True)
 async def retry_stalled(context: procrastinate.JobContext, timestamp: int) -> None:
     """Retry jobs whose worker died (no heartbeat): a killed worker's file is imported again.

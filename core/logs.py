@@ -8,7 +8,7 @@ import sys
 _CONTEXT = ("job_id", "file", "file_id")
 #: Housekeeping tasks that run every few seconds or minutes: procrastinate's lines saying
 #: that one started or succeeded would bury everything else (their failures still show).
-ROUTINE_TASKS = frozenset({"scan_inbox", "retry_stalled", "cleanup_exports", "prune_jobs"})
+ROUTINE_TASKS = frozenset({"scan_inbox", "sync_due_sources", "retry_stalled", "cleanup_exports", "prune_jobs"})
 
 
 class RoutineJobFilter(logging.Filter):

@@ -87,6 +87,25 @@ class Settings:
     inbox_settle_s: float = _setting(
         3.0, "A file in the inbox is read once it has not changed for this many seconds."
     )
+    source_settle_s: float = _setting(
+        60.0,
+        "A file at a source is fetched once it is this old (remote modification time) and its size "
+        "did not change since the previous listing.",
+    )
+    source_timeout_s: float = _setting(
+        60.0, "Default for a source: longest wait for its server on any one step (connect, list, read)."
+    )
+    source_max_files: int = _setting(1000, "Default for a source: most files fetched by one run.")
+    source_max_mb: int = _setting(2048, "Default for a source: a run starts no new file once it has fetched this many MiB.")
+    source_connections: int = _setting(
+        2, "Default for a source: most connections to one host at once, over all sources on that host."
+    )
+    source_retries: int = _setting(
+        3, "Attempts at a source's step that failed for a transient reason (timeout, host unreachable)."
+    )
+    source_retry_wait_s: float = _setting(
+        2.0, "Pause before the second attempt at a source's step; doubled for each further attempt."
+    )
     job_retries: int = _setting(
         3, "Times a failed job is retried when the failure is transient (database errors)."
     )
@@ -95,6 +114,24 @@ class Settings:
     )
     export_max_rows: int = _setting(
         5_000_000, "Most rows (time steps) one export may have; a longer request is refused."
+    )
+    session_idle_minutes: float = _setting(
+        60.0,
+        "A signed-in session unused (no click, no page opened) for this many minutes is signed "
+        "out, its remember-me cookie included.",
+    )
+    sign_in_max_failures: int = _setting(
+        5, "Failed sign-ins in a row after which a user name is locked (known or not)."
+    )
+    sign_in_lock_minutes: float = _setting(
+        15.0,
+        "How long a locked user name refuses every password, the right one included. Failed "
+        "sign-ins older than this are forgotten.",
+    )
+    sign_in_delay_max_s: float = _setting(
+        8.0,
+        "Longest wait before each sign-in attempt from a client address with recent failures "
+        "(0.25 s after the first, doubling with each failure).",
     )
     log_level: str = _setting("INFO", "Logging level of the worker and the CLI.")
     connect_timeout_s: float = _setting(
@@ -152,6 +189,11 @@ class Settings:
     @property
     def inbox_dir(self) -> Path:
         return (self.inbox or self.home / "inbox").resolve()
+
+    @property
+    def secrets_file(self) -> Path:
+        """The credentials of sources (TOML, mode 0600; see ``core.credentials``)."""
+        return self.home.resolve() / "secrets.toml"
 
     @property
     def users_file(self) -> Path:

@@ -1,12 +1,13 @@
-"""Admin: database versions, storage level, connections, row counts, migrations; users."""
+"""Admin: database versions, storage level, connections, row counts, migrations; users and
+their live sign-in sessions."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from core import auth, schema
+from core import auth, schema, sessions
 from core.settings import get_settings
-from pages.common import database_url, pool, require_role, show_errors
+from pages.common import connection, database_url, pool, require_role, show_errors
 
 require_role("admin")
 st.title("Admin")
@@ -53,7 +54,13 @@ rows.dataframe(
 )
 
 people.subheader("Users")
-with show_errors():
-    users = auth.users(get_settings().users_file)
+settings = get_settings()
+with show_errors(), connection() as conn:
+    users = auth.users(settings.users_file)
+    signed_in = {r["username"]: r for r in sessions.live(conn, idle_minutes=settings.session_idle_minutes)}
+for u in users:
+    live = signed_in.get(u["name"])
+    u["sessions"], u["last seen"] = (live["sessions"], live["last_seen_at"]) if live else (0, None)
 people.dataframe(users, hide_index=True, width="stretch")
-people.caption("Add or change users with `stationmanager users add NAME --role ROLE`.")
+people.caption("Add or change users with `stationmanager users add NAME --role ROLE`; "
+               "`stationmanager users logout NAME` signs a user out in every browser.")

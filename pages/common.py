@@ -11,14 +11,17 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import psycopg
 import psycopg_pool
 import streamlit as st
+import streamlit_authenticator as stauth
+from streamlit_authenticator.utilities import LoginError
 
-from core import auth, db, demo_home, schema
-from core.errors import DatabaseError, DatabaseUnavailable, StationManagerError
+from core import auth, db, demo_home, schema, sessions, signin
+from core.errors import AccountLocked, DatabaseError, DatabaseUnavailable, StationManagerError
 from core.settings import get_settings
 
 # --- errors --------------------------------------------------------------------------
@@ -84,6 +87,12 @@ def live(render: Callable[[], bool], *, pending: Callable[[], bool], key: str, e
 
 # --- who is signed in ----------------------------------------------------------------
 
+#: Session keys: the sign-in session's id (core.sessions), why the user was signed out, and
+#: "app.py checked this run" (set just before it runs the page).
+SESSION = "_sign_in_session"
+SIGNED_OUT = "_signed_out_because"
+CHECKED = "_signed_in_checked"
+
 
 def current_user() -> str | None:
     """The signed-in user name (set by streamlit-authenticator), or None."""
@@ -99,6 +108,107 @@ def current_role() -> str | None:
     return auth.role_of({"roles": st.session_state.get("roles")})
 
 
+def users_config() -> dict:
+    """The user file, read again only when it changed."""
+    with show_errors():
+        return auth.load_cached(get_settings().users_file)
+
+
+def check_signed_in() -> None:
+    """On every run, before the role decides anything: sign out a user removed from the user
+    file, given a new password, whose session was ended (log out, ``stationmanager users
+    logout``) or left idle too long; else take the role the user file gives now.
+
+    A session signed in from the remember-me cookie by streamlit-authenticator takes the
+    session id the cookie carries.
+    """
+    name = current_user()
+    if name is None:
+        return
+    settings = get_settings()
+    config = users_config()
+    entry = auth.user(config, name)
+    sid = st.session_state.get(SESSION) or _cookie_session(config, name)
+    with show_errors(), connection() as conn:
+        ended = sessions.check(conn, sid, name, entry and auth.password_fingerprint(entry),
+                               idle_minutes=settings.session_idle_minutes,
+                               max_age_days=float(config["cookie"]["expiry_days"]))
+    if ended is not None or entry is None:
+        _sign_out(sessions.ended_message(ended or "removed", settings.session_idle_minutes))
+        return
+    st.session_state[SESSION] = sid
+    st.session_state["roles"] = entry.get("roles")
+
+
+def _cookie_session(config: dict, name: str) -> str | None:
+    claims = sessions.read_token(st.context.cookies.get(config["cookie"]["name"]), config["cookie"]["key"])
+    return claims.get("sid") if claims and claims.get("username") == name else None
+
+
+def _sign_out(reason: str) -> None:
+    # as streamlit-authenticator's logout leaves the session; 'logout' stops it signing in
+    # again from the cookie this session was opened with (st.context.cookies)
+    st.session_state["logout"] = True
+    for key in ("name", "username", "authentication_status", "email", "roles"):
+        st.session_state[key] = None
+    st.session_state.pop(SESSION, None)
+    st.session_state["_delete_auth_cookie"] = True
+    st.session_state[SIGNED_OUT] = reason
+
+
+def _client() -> str:
+    # None when the browser is on this machine (and behind a reverse proxy: the proxy's)
+    return st.context.ip_address or "local"
+
+
+def sign_in_widgets(config: dict) -> stauth.Authenticate:
+    """streamlit-authenticator's login and logout widgets, with StationManager's password
+    check (core.signin: lock, client delay, equal time for unknown names) and sessions.
+
+    Its own cookie is turned off (an expiry of 0 days): it would be written without the
+    session id, without ``Secure``. :func:`set_sign_in_cookie` writes it; its cookie
+    sign-in still reads it.
+    """
+    cookie = config["cookie"]
+    widgets = stauth.Authenticate(config["credentials"], cookie["name"], cookie["key"], 0, auto_hash=False)
+
+    def check_credentials(username: str, password: str) -> bool:
+        try:
+            sid = signin.sign_in(connection, get_settings(), config, username, password, client=_client())
+        except AccountLocked as exc:
+            raise LoginError(str(exc)) from exc
+        if sid is None:
+            return False
+        st.session_state[SESSION] = sid
+        st.session_state.pop(SIGNED_OUT, None)
+        return True
+
+    widgets.authentication_controller.authentication_model.check_credentials = check_credentials
+    return widgets
+
+
+def end_session(_details: dict | None = None) -> None:
+    """The log-out button's callback: end the session in the database, so that its cookie,
+    even copied elsewhere, signs nobody in again."""
+    with show_errors(), connection() as conn:
+        sessions.end(conn, st.session_state.pop(SESSION, None), "logout")
+
+
+def set_sign_in_cookie(widgets: stauth.Authenticate, config: dict) -> None:
+    """Write the remember-me cookie: SameSite=Strict, Secure when served over TLS. It is set
+    from JavaScript (streamlit-authenticator's cookie component), so it cannot be HttpOnly."""
+    cookie = config["cookie"]
+    days = float(cookie["expiry_days"])
+    name, sid = current_user(), st.session_state.get(SESSION)
+    if not (name and sid and days > 0):
+        return
+    secure = sessions.secure_cookie(st.context.url, st.context.headers.get("X-Forwarded-Proto"),
+                                    st.get_option("server.sslCertFile"))
+    widgets.cookie_controller.cookie_model.cookie_manager.set(
+        cookie["name"], sessions.cookie_token(name, sid, cookie["key"], days),
+        expires_at=datetime.now() + timedelta(days=days), secure=secure, same_site="strict")
+
+
 #: Session key of the (page, query parameters) asked for before signing in.
 AFTER_SIGN_IN = "_after_sign_in"
 
@@ -107,8 +217,11 @@ def require_role(needed: str) -> str:
     """Refuse the page (``st.error`` + stop) unless the user has ``needed``; return the role.
 
     Every page calls this first: hiding a page from the navigation is not protection,
-    since anyone can type its URL.
+    since anyone can type its URL. A page run on its own (see below) checks who is signed in
+    itself; run by app.py, that was done at the start of the run.
     """
+    if not st.session_state.pop(CHECKED, False):
+        check_signed_in()
     role = current_role()
     if role is None:
         # app.py runs pages only for signed-in users, so this page was run on its own:

@@ -154,10 +154,11 @@ def _wait_checked(database_url: str, worker: Server) -> None:
 
 @contextlib.contextmanager
 def serve(pg_admin_url: str, template_db: str, home: Path, make_files: Callable[[Path], dict[Path, str]],
-          *, days: int = DAYS, checked: bool = False) -> Iterator[App]:
+          *, days: int = DAYS, checked: bool = False, app_env: dict[str, str] | None = None) -> Iterator[App]:
     """A database copied from the template, users of every role, the files ``make_files(home)``
-    returns (path -> station) received and queued, then a real worker and ``streamlit run``;
-    yields once the worker has imported them (and, with ``checked``, run their quality checks).
+    returns (path -> station) received and queued, then a real worker and ``streamlit run``
+    (with the ``STATIONMANAGER_*`` variables in ``app_env``); yields once the worker has
+    imported them (and, with ``checked``, run their quality checks).
     """
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
@@ -177,6 +178,7 @@ def serve(pg_admin_url: str, template_db: str, home: Path, make_files: Callable[
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("STATIONMANAGER_")}
         env.update(STATIONMANAGER_DATABASE_URL=url, STATIONMANAGER_HOME=str(home), PYTHONUNBUFFERED="1")
+        env.update(app_env or {})
         port = _free_port()
         servers.append(_start("worker", [sys.executable, "-m", "ingest_worker"], env, home / "worker.log"))
         servers.append(_start(

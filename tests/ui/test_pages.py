@@ -1,7 +1,8 @@
 """AppTest smoke test: every page for every role, on a real migrated database.
 
 AppTest cannot render streamlit-authenticator's cookie component, so the tests sign in
-by putting what the authenticator would store into ``st.session_state``, then run the
+as a password sign-in leaves things: the user in the user file, a live sign-in session in
+the database, and what the authenticator stores in ``st.session_state``; then they run the
 real ``app.py`` and switch pages as a user would.
 
 .. note::
@@ -19,9 +20,10 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import auth, demo, ingest, stations
+from core import auth, db, demo, ingest, sessions, stations
 from core.errors import DatabaseError
-from core.settings import Settings
+from core.settings import Settings, get_settings
+from pages.common import SESSION
 
 pytestmark = pytest.mark.integration
 
@@ -59,11 +61,18 @@ def site(conn, settings: Settings, demo_files: list[Path]) -> Settings:
 
 
 def signed_in(role: str, **query: str) -> AppTest:
-    """``app.py`` with a user of ``role`` signed in (as streamlit-authenticator records it)."""
+    """``app.py`` with user ``test-ROLE`` of ``role`` signed in with its password (created in
+    the test's user file if missing)."""
+    name, users_file = f"test-{role}", get_settings().users_file
+    if auth.user(auth.load(users_file), name) is None:
+        auth.add_user(users_file, name, f"{role}-password", role)
+    with db.connect() as conn:
+        sid = sessions.start(conn, name, auth.password_fingerprint(auth.user(auth.load(users_file), name)))
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.session_state[SESSION] = sid
     at.session_state["authentication_status"] = True
-    at.session_state["username"] = f"test-{role}"
-    at.session_state["name"] = f"test-{role}"
+    at.session_state["username"] = name
+    at.session_state["name"] = name
     at.session_state["roles"] = [role]
     at.session_state["logout"] = None
     for key, value in query.items():
@@ -136,7 +145,9 @@ def test_every_page_for_every_role(site: Settings, role: str, page: str) -> None
     else:
         shown = texts(at)
         assert "The schema is up to date." in shown
-        assert "ada" in str(at.dataframe[-1].value["name"].tolist())
+        users = at.dataframe[-1].value.set_index("name")
+        assert "ada" in users.index
+        assert users.loc["test-admin", "sessions"] == 1 and users.loc["ada", "sessions"] == 0
 
 
 def test_station_from_query_parameter_without_wind_channels(site: Settings) -> None:

@@ -1,0 +1,293 @@
+"""Real file servers on 127.0.0.1 for the source tests: SFTP (asyncssh), FTP and FTPS
+(pyftpdlib, with a self-signed certificate made here), HTTP with basic auth (http.server,
+a directory listing, optionally throttled), S3 (moto's server, with IAM auth on), a folder.
+
+Each :class:`Server` serves one folder (S3: one bucket) and knows how to put a file there
+with a given modification time. Everything starts in threads of the test process and stops
+within seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import datetime as dt
+import ipaddress
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+USER, PASSWORD = "met", "s3cret-Pa55-word"
+
+
+class Server:
+    """A running server: ``kind``, ``url`` and, for SFTP, its ``host_key`` line."""
+
+    def __init__(self, kind: str, url: str, root: Path | None, **extra) -> None:
+        self.kind, self.url, self.root = kind, url, root
+        self.options: dict = {}
+        self.host_key: str | None = None
+        self.__dict__.update(extra)
+
+    def put(self, rel: str, data: bytes, mtime: float | None = None) -> None:
+        """Write ``rel`` (appending is a new put) with modification time ``mtime``."""
+        assert self.root is not None
+        p = self.root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        if mtime is not None:
+            os.utime(p, (mtime, mtime))
+
+    def exists(self, rel: str) -> bool:
+        assert self.root is not None
+        return (self.root / rel).exists()
+
+
+def self_signed_cert(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (also its own CA) and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, False, False, False), True)
+        .add_extension(ski, False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), False)
+        .sign(key, hashes.SHA256())
+    )
+    certfile, keyfile = folder / "cert.pem", folder / "key.pem"
+    certfile.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    keyfile.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    return certfile, keyfile
+
+
+# --- folder -------------------------------------------------------------------------------
+
+
+@contextmanager
+def folder_server(root: Path) -> Iterator[Server]:
+    root.mkdir(parents=True, exist_ok=True)
+    yield Server("folder", str(root), root)
+
+
+# --- SFTP (asyncssh) --------------------------------------------------------------------------
+
+
+@contextmanager
+def sftp_server(root: Path) -> Iterator[Server]:
+    import asyncssh
+
+    connections: list = []
+
+    class Auth(asyncssh.SSHServer):
+        def connection_made(self, conn) -> None:
+            connections.append(conn)
+
+        def begin_auth(self, username: str) -> bool:
+            return True
+
+        def password_auth_supported(self) -> bool:
+            return True
+
+        def validate_password(self, username: str, password: str) -> bool:
+            return username == USER and password == PASSWORD
+
+    root.mkdir(parents=True, exist_ok=True)
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="test-sftp", daemon=True)
+    thread.start()
+    key = asyncssh.generate_private_key("ssh-ed25519")
+
+    async def start():
+        return await asyncssh.listen(
+            "127.0.0.1", 0, server_host_keys=[key], server_factory=Auth,
+            sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=str(root).encode()))
+
+    server = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        s = Server("sftp", f"sftp://{USER}@127.0.0.1:{port}/", root)
+        s.host_key = " ".join(key.export_public_key("openssh").decode().split()[:2])
+        yield s
+    finally:
+        async def stop():
+            server.close()
+            await server.wait_closed()
+            for conn in connections:  # the server's side of each client connection
+                conn.close()
+                await conn.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+# --- FTP and FTPS (pyftpdlib) -----------------------------------------------------------------
+
+
+@contextmanager
+def ftp_server(root: Path, *, tls: bool = False, mlsd: bool = True) -> Iterator[Server]:
+    """pyftpdlib; without ``mlsd`` it answers MLSD as vsftpd does ("500 not understood")."""
+    from pyftpdlib.authorizers import DummyAuthorizer
+    from pyftpdlib.handlers import FTPHandler, TLS_FTPHandler
+    from pyftpdlib.servers import FTPServer
+
+    root.mkdir(parents=True, exist_ok=True)
+    authorizer = DummyAuthorizer()
+    authorizer.add_user(USER, PASSWORD, str(root), perm="elradfmwMT")
+    attrs: dict = {"authorizer": authorizer, "banner": "test ftp"}
+    certfile = None
+    if tls:
+        certfile, keyfile = self_signed_cert(root.parent)
+        attrs.update(certfile=str(certfile), keyfile=str(keyfile), tls_control_required=True,
+                     tls_data_required=True)
+    base = TLS_FTPHandler if tls else FTPHandler
+    if not mlsd:
+        attrs["proto_cmds"] = {k: v for k, v in base.proto_cmds.items() if k not in ("MLSD", "MLST")}
+    handler = type("Handler", (base,), attrs)
+    server = FTPServer(("127.0.0.1", 0), handler)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            server.serve_forever(timeout=0.05, blocking=False, handle_exit=False)
+
+    thread = threading.Thread(target=serve, name="test-ftp", daemon=True)
+    thread.start()
+    port = server.socket.getsockname()[1]
+    try:
+        kind = "ftps" if tls else "ftp"
+        s = Server(kind, f"{kind}://{USER}@127.0.0.1:{port}/", root)
+        if certfile:
+            s.options = {"ca_file": str(certfile)}
+        yield s
+    finally:
+        stop.set()
+        thread.join(10)
+        server.close_all()
+
+
+# --- HTTP with basic auth (http.server) ---------------------------------------------------------
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    """A directory listing behind basic auth; counts GETs; sends throttled files slowly."""
+
+    def _allowed(self) -> bool:
+        want = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+        if self.headers.get("Authorization") == want:
+            return True
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", 'Basic realm="loggers"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+        return False
+
+    def do_GET(self) -> None:
+        if self.server.fail_next > 0:  # type: ignore[attr-defined]
+            self.server.fail_next -= 1  # type: ignore[attr-defined]
+            self.send_error(503, "busy (test)")
+            return
+        if self._allowed():
+            self.server.gets[self.path] += 1  # type: ignore[attr-defined]
+            super().do_GET()
+
+    def do_HEAD(self) -> None:
+        if self._allowed():
+            super().do_HEAD()
+
+    def copyfile(self, source, outputfile) -> None:
+        rate = self.server.throttle.get(self.path)  # type: ignore[attr-defined]
+        if not rate:
+            return super().copyfile(source, outputfile)
+        while chunk := source.read(8192):
+            outputfile.write(chunk)
+            outputfile.flush()
+            time.sleep(len(chunk) / rate)
+
+    def log_message(self, format: str, *args) -> None:
+        pass
+
+
+@contextmanager
+def http_server(root: Path) -> Iterator[Server]:
+    root.mkdir(parents=True, exist_ok=True)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, directory=str(root)))
+    httpd.daemon_threads = True
+    httpd.gets = collections.Counter()  # type: ignore[attr-defined]
+    httpd.throttle = {}  # type: ignore[attr-defined]  # URL path -> bytes/s
+    httpd.fail_next = 0  # type: ignore[attr-defined]  # answer this many GETs with 503
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        yield Server("http", f"http://127.0.0.1:{httpd.server_address[1]}/", root, httpd=httpd)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+
+
+# --- S3 (moto's server, IAM auth on) --------------------------------------------------------------
+
+
+class S3Server(Server):
+    def put(self, rel: str, data: bytes, mtime: float | None = None) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self.prefix + rel, Body=data)  # modified: now
+
+    def exists(self, rel: str) -> bool:
+        return "Contents" in self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix + rel)
+
+
+@contextmanager
+def s3_server() -> Iterator[S3Server]:
+    import boto3
+    import requests
+    from moto import settings as moto_settings
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    endpoint = "http://127.0.0.1:%d" % server.get_host_and_port()[1]
+    before = moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
+    # moto keeps its state per process, not per server: start from nothing
+    requests.post(f"{endpoint}/moto-api/reset", timeout=10).raise_for_status()
+    try:
+        root = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="root",
+                    aws_secret_access_key="root")
+        iam = boto3.client("iam", **root)
+        iam.create_user(UserName=USER)
+        iam.put_user_policy(UserName=USER, PolicyName="s3", PolicyDocument=(
+            '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}'))
+        key = iam.create_access_key(UserName=USER)["AccessKey"]
+        iam.close()
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                              aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+        requests.post(f"{endpoint}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
+        client.create_bucket(Bucket="loggers")
+        s = S3Server("s3", "s3://loggers/incoming", None, client=client, bucket="loggers",
+                     access_key=key["AccessKeyId"], secret_key=key["SecretAccessKey"])
+        s.options = {"endpoint_url": endpoint}
+        s.prefix = "incoming/"
+        yield s
+        client.close()
+    finally:
+        requests.post(f"{endpoint}/moto-api/reset-auth", data=str(before).encode(), timeout=10)
+        server.stop()
