@@ -84,14 +84,14 @@ if role is None:
             st.error("Username or password is incorrect")
     st.stop()
 
+with show_errors():  # on the page, not in the sidebar: "the database is not answering" belongs there
+    level, level_name = storage_level()
 with st.sidebar:
     st.markdown(f"**{plain(current_user())}** · {role}")
     authenticator.logout("Log out", location="sidebar", key="logout_button", callback=end_session)
     if not st.session_state.get("authentication_status"):
         st.session_state["_delete_auth_cookie"] = True
         st.rerun()
-    with show_errors():
-        level, level_name = storage_level()
     st.caption(f"Storage level {level}", help=level_name)
     if st.session_state.pop("_set_auth_cookie", False):
         # last in the sidebar, so it shifts no element of the page between runs
