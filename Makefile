@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the project with its test tools
 
-demo: $(STAMP)     ## run the app with demo data on the embedded database (Ctrl-C stops it)
+demo: $(STAMP)     ## run the app with demo data on the embedded database in .stationmanager-demo (Ctrl-C stops it)
 	$(BIN)/stationmanager up --demo
 
 browser:           ## Debian's chromium for the browser tests (Playwright's download is not used)

@@ -15,6 +15,7 @@ from streamlit_authenticator.utilities import LoginError
 from core import auth
 from pages.common import (AFTER_SIGN_IN, CHECKED, SIGNED_OUT, check_signed_in, current_role, current_user, end_session,
                           set_sign_in_cookie, show_errors, sign_in_widgets, storage_level, users_config)
+from pages.common import plain  # user names shown as plain text
 
 st.set_page_config(page_title="StationManager", page_icon=":material/air:", layout="wide")
 
@@ -67,7 +68,7 @@ if role is None:
             with show_errors():
                 authenticator.login(location="main")
         except LoginError as exc:
-            st.error(str(exc))
+            st.error(plain(str(exc)))
         if st.session_state.get("authentication_status"):
             check_signed_in()  # signed in from the cookie: its session may have ended
             if not st.session_state.get("authentication_status"):
@@ -84,14 +85,14 @@ if role is None:
             st.error("Username or password is incorrect")
     st.stop()
 
+with show_errors():  # on the page, not in the sidebar: "the database is not answering" belongs there
+    level, level_name = storage_level()
 with st.sidebar:
-    st.markdown(f"**{current_user()}** · {role}")
+    st.markdown(f"**{plain(current_user())}** · {role}")
     authenticator.logout("Log out", location="sidebar", key="logout_button", callback=end_session)
     if not st.session_state.get("authentication_status"):
         st.session_state["_delete_auth_cookie"] = True
         st.rerun()
-    with show_errors():
-        level, level_name = storage_level()
     st.caption(f"Storage level {level}", help=level_name)
     if st.session_state.pop("_set_auth_cookie", False):
         # last in the sidebar, so it shifts no element of the page between runs

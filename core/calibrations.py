@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from core import db, stations
+from core import db, limits, stations
 from core.db import SqlFile
-from core.errors import NotFound, StationManagerError
+from core.errors import InvalidValue, NotFound, StationManagerError
 from core.series import series
 from core.settings import Settings
 
@@ -229,6 +229,10 @@ def check_period(fields: dict[str, Any]) -> dict[str, Any]:
     valid to (2019-01-01 00:00 UTC) must be after valid from (2020-01-01 00:00 UTC)
     >>> error(cal_offset="abc")
     certificate offset: 'abc' is not a number
+    >>> error(cal_slope=1e300)
+    certificate slope 1e+300 is outside -1e+06 … 1e+06
+    >>> error(valid_from=datetime(1, 1, 1))
+    valid from 0001-01-01 00:00 is outside 1970-01-01 … 2100-01-01
     """
     out = dict(fields)
     out["valid_from"], out["valid_to"] = _utc(out["valid_from"], "valid from"), _utc(out["valid_to"], "valid to")
@@ -240,12 +244,23 @@ def check_period(fields: dict[str, Any]) -> dict[str, Any]:
             raise CalibrationError(f"{label}: {out[name]!r} is not a number") from None
         if not np.isfinite(out[name]):
             raise CalibrationError(f"{label} must be a finite number, not {out[name]}")
+        try:  # a reading times 1e300 overflows
+            limits.check_range(out[name], label, *limits.MAGNITUDE)
+        except InvalidValue as exc:
+            raise CalibrationError(str(exc)) from None
     if out["logger_slope"] == 0:
         raise CalibrationError("logger slope must not be 0: enter the slope the logger was programmed with "
                                "(1 if it logs the raw signal)")
     if out["cal_slope"] == 0:
         raise CalibrationError("certificate slope must not be 0: enter the slope of the calibration certificate")
     lo, hi = out["valid_from"], out["valid_to"]
+    try:
+        for t, what in ((lo, "valid from"), (hi, "valid to")):
+            if t is not None:
+                limits.check_time(t, what)
+        limits.check_text((out.get("certificate") or "").strip(), "certificate", limits.NAME_MAX)
+    except InvalidValue as exc:
+        raise CalibrationError(str(exc)) from None
     if lo is not None and hi is not None and hi <= lo:
         raise CalibrationError(f"valid to ({_show(hi)}) must be after valid from ({_show(lo)})")
     out["certificate"] = (out.get("certificate") or "").strip()

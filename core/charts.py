@@ -6,6 +6,7 @@ as UTC (:func:`core.webdata.range_from_selection`).
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -15,6 +16,7 @@ import plotly.graph_objects as go
 
 from core import webdata
 from core.series import Series
+from core.webdata import svg_text
 
 #: Band colour of each flag category (core.flags.CATEGORIES).
 CATEGORY_COLOURS = {
@@ -145,7 +147,7 @@ def heatmap(frame: pd.DataFrame, channels: Sequence[dict[str, Any]]) -> go.Figur
     rows = [r for r in heatmap_rows(channels) if r.channel_id in grid.index]
     grid = grid.loc[[r.channel_id for r in rows]]
     days = [pd.Timestamp(d).to_pydatetime() + _HALF_DAY for d in grid.columns]  # cell centres
-    names = [r.label for r in rows]
+    names = [svg_text(r.label) for r in rows]  # also the values a click reads back: clicked_cell unescapes
     fig = go.Figure(go.Heatmap(
         z=grid.to_numpy(), x=days, y=names, zmin=0, zmax=100, colorscale=RECOVERY_SCALE, xgap=1, ygap=1,
         colorbar={"title": {"text": "recovery %", "side": "right"}, "thickness": 12, "orientation": "h",
@@ -166,7 +168,7 @@ def heatmap(frame: pd.DataFrame, channels: Sequence[dict[str, Any]]) -> go.Figur
         fig.add_shape(type="line", xref="paper", x0=0, x1=1, yref="y", y0=i - 0.5, y1=i - 0.5,
                       line={"color": "#222222", "width": 2})
     for i, j in zip(starts, starts[1:] + [len(rows)]):
-        fig.add_annotation(text=groups[i], xref="paper", x=1.005, xanchor="left", yref="y", y=(i + j - 1) / 2,
+        fig.add_annotation(text=svg_text(groups[i]), xref="paper", x=1.005, xanchor="left", yref="y", y=(i + j - 1) / 2,
                            yanchor="middle", showarrow=False, font={"size": 10, "color": "#555555"})
     fig.update_layout(
         height=max(200, ROW_PX * len(rows) + 90), margin={"l": 10, "r": 150, "t": 40, "b": 10},
@@ -184,6 +186,8 @@ def clicked_cell(selection: Any) -> tuple[str, datetime] | None:
 
     >>> clicked_cell({"points": [{"x": "2025-03-02 12:00", "y": "WS_80m_NE_Avg [m/s]", "curve_number": 1}]})
     ('WS_80m_NE_Avg [m/s]', datetime.datetime(2025, 3, 2, 0, 0, tzinfo=datetime.timezone.utc))
+    >>> clicked_cell({"points": [{"x": "2025-03-02", "y": "&lt;b&gt;T&lt;/b&gt;", "curve_number": 1}]})[0]
+    '<b>T</b>'
     >>> clicked_cell({"points": []}) is None
     True
     """
@@ -191,11 +195,12 @@ def clicked_cell(selection: Any) -> tuple[str, datetime] | None:
     if not points or points[0].get("x") is None or points[0].get("y") is None:
         return None
     day = pd.Timestamp(points[0]["x"]).floor("D").tz_localize(UTC).to_pydatetime()
-    return str(points[0]["y"]), day
+    return html.unescape(str(points[0]["y"])), day  # heatmap() escaped the labels for plotly
 
 
 def ratio(frame: pd.DataFrame, label: str) -> go.Figure:
     """The ratio of two anemometers over time, with 1 marked."""
+    label = svg_text(label)
     fig = go.Figure(go.Scatter(
         x=pd.to_datetime(frame["time"], utc=True).dt.tz_localize(None), y=frame["ratio"],
         mode="lines+markers", marker={"size": 3}, line={"width": 1}, name=label,
@@ -208,6 +213,7 @@ def ratio(frame: pd.DataFrame, label: str) -> go.Figure:
 
 def scatter(frame: pd.DataFrame, x_label: str, y_label: str) -> go.Figure:
     """One channel against another, with the 1:1 line."""
+    x_label, y_label = svg_text(x_label), svg_text(y_label)
     fig = go.Figure(go.Scattergl(
         x=frame["x"], y=frame["y"], mode="markers", marker={"size": 3, "opacity": 0.5},
         name=f"{y_label} vs {x_label}",

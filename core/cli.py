@@ -275,8 +275,9 @@ def cmd_users_unlock(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from core import demo
+    from core import demo, demo_home
 
+    demo_home.use_demo_home()
     result = demo.load_demo(days=args.days, progress=lambda m: print(m, file=sys.stderr))
     print(
         f"demo: {result['queued']} files queued, {result['known']} already known, "
@@ -545,8 +546,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     """Request an export, wait for a worker (or build it here when none runs), copy it out."""
     import shutil
 
-    from core import exports
+    from core import exports, limits
 
+    limits.check_timezone(args.timezone)  # before core.exports opens it: "Europe" is a folder there
     if args.include_flagged and args.exclude:
         raise StationManagerError("give --include-flagged or --exclude, not both")
     ids = None
@@ -798,7 +800,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name")
     s.set_defaults(func=cmd_users_unlock)
 
-    s = sub.add_parser("demo", help="generate the demo site and queue its files")
+    s = sub.add_parser("demo", help="generate the demo site in the demo home (.stationmanager-demo unless "
+                       "STATIONMANAGER_HOME is set) and queue its files")
     s.add_argument("--days", type=int, default=365)
     s.add_argument("--wait", action="store_true", help="wait until a worker has imported them")
     s.add_argument("--timeout", type=float, default=3600, metavar="SECONDS",
@@ -806,7 +809,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_demo)
 
     s = sub.add_parser("up", help="run the database, a worker and the web app until Ctrl-C")
-    s.add_argument("--demo", action="store_true", help="also load the demo site and demo users")
+    s.add_argument("--demo", action="store_true",
+                   help="in the demo home (.stationmanager-demo unless STATIONMANAGER_HOME is set), "
+                   "also load the demo site and demo users")
     s.add_argument("--port", type=int, default=8501)
     s.add_argument("--days", type=int, default=365, help="days of demo data (default 365)")
     s.set_defaults(func=cmd_up)
@@ -814,6 +819,9 @@ def build_parser() -> argparse.ArgumentParser:
     from core import cli_sources
 
     cli_sources.add_parser(sub)
+    from core import cli_alerts
+
+    cli_alerts.add_parser(sub)
     return p
 
 

@@ -10,7 +10,8 @@ A source names its credentials (``credentials = "provider_x"``); the values live
 or in environment variables ``STATIONMANAGER_SECRET_<NAME>_<FIELD>``
 (``STATIONMANAGER_SECRET_PROVIDER_X_PASSWORD``), which win over the file. Fields:
 ``username``, ``password`` (for S3: the access key id and the secret key), ``key_file``
-and ``passphrase`` (an SSH private key for SFTP).
+and ``passphrase`` (an SSH private key for SFTP), and ``archive_password``: the password of
+the encrypted archives (zip, 7z) the source delivers, tried when the worker unpacks them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from core.errors import ConfigError
 
-FIELDS = ("username", "password", "key_file", "passphrase")
+FIELDS = ("username", "password", "key_file", "passphrase", "archive_password")
 ENV_PREFIX = "STATIONMANAGER_SECRET_"
 
 
@@ -38,6 +39,7 @@ class Credentials:
     password: str | None = None
     key_file: str | None = None
     passphrase: str | None = None
+    archive_password: str | None = None
 
     def __repr__(self) -> str:
         given = ", ".join(f for f in FIELDS if getattr(self, f))
@@ -45,7 +47,7 @@ class Credentials:
 
     def secrets(self) -> list[str]:
         """The values that must never be shown (for redaction)."""
-        return [v for v in (self.password, self.passphrase) if v]
+        return [v for v in (self.password, self.passphrase, self.archive_password) if v]
 
 
 def env_name(name: str, field: str) -> str:

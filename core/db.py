@@ -126,27 +126,72 @@ def connect(url: str | None = None, *, autocommit: bool = False) -> psycopg.Conn
 _pools: dict[str, psycopg_pool.ConnectionPool] = {}
 
 
-def pool(url: str | None = None, *, max_size: int | None = None) -> psycopg_pool.ConnectionPool:
-    """The process's connection pool (opened on first use, with a health check)."""
+def pool(url: str | None = None, *, max_size: int | None = None, wait_s: float = 30) -> psycopg_pool.ConnectionPool:
+    """The process's connection pool (opened on first use, with a health check).
+
+    ``wait_s`` is how long opening the pool, and each request for a connection, may wait
+    before :class:`DatabaseUnavailable` (a pool that cannot open is closed, not left
+    retrying in the background). A lost connection is replaced at once; while the server
+    is away the pool tries again with growing pauses, for at most ``RECONNECT_S`` before it
+    lets the next request try afresh (the pause could otherwise outlast the outage by a
+    minute or more).
+    """
     url = url or database_url()
     if url not in _pools:
-        size = max_size or get_settings().pool_size
+        settings = get_settings()
         p = psycopg_pool.ConnectionPool(
             url,
             min_size=1,
-            max_size=size,
-            kwargs={"row_factory": dict_row},
+            max_size=max_size or settings.pool_size,
+            kwargs={"row_factory": dict_row, "connect_timeout": connect_timeout(settings)},
             configure=configure,
             check=psycopg_pool.ConnectionPool.check_connection,
             name="stationmanager",
+            timeout=wait_s,
+            reconnect_timeout=RECONNECT_S,
             open=False,
         )
         try:
-            p.open(wait=True, timeout=30)
+            p.open(wait=True, timeout=wait_s)
         except psycopg_pool.PoolTimeout as exc:
-            raise DatabaseUnavailable(f"cannot connect to the database at {redact(url)}") from exc
+            p.close(timeout=0)
+            raise DatabaseUnavailable(
+                f"cannot connect to the database at {redact(url)}: {probe(url) or 'no connection in time'}"
+            ) from exc
         _pools[url] = p
     return _pools[url]
+
+
+#: Longest a pool keeps trying to replace a lost connection on its own (seconds).
+RECONNECT_S = 10.0
+
+
+def connect_timeout(settings: Settings | None = None) -> int:
+    """libpq's ``connect_timeout`` for new connections: whole seconds, at least 2 (libpq's
+    own lower bound).
+
+    >>> connect_timeout(Settings(connect_timeout_s=0.5)), connect_timeout(Settings(connect_timeout_s=7.4))
+    (2, 7)
+    """
+    return max(2, round((settings or get_settings()).connect_timeout_s))
+
+
+def probe(url: str, settings: Settings | None = None) -> str | None:
+    """Whether the server at ``url`` accepts a connection now: None if it does, else why not
+    (the first line of the error). Waits at most :func:`connect_timeout` seconds."""
+    try:
+        with psycopg.connect(url, connect_timeout=connect_timeout(settings)):
+            return None
+    except psycopg.Error as exc:
+        return first_line(exc)
+
+
+def discard_pool(url: str) -> None:
+    """Close the pool of ``url`` (its connections may be dead); the next :func:`pool` opens a
+    new one."""
+    p = _pools.pop(url, None)
+    if p is not None:
+        p.close(timeout=1)
 
 
 def close_pools() -> None:

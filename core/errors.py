@@ -63,3 +63,19 @@ class ParseError(StationManagerError):
         self.line = line
         where = ", ".join(p for p in (file, f"line {line}" if line else None) if p)
         super().__init__(f"{where}: {reason}" if where else reason)
+
+
+class InvalidValue(StationManagerError):
+    """A value is outside what StationManager accepts.
+
+    Carries the value's JSON path when it came from a document (``$.measurement_location[0]
+    .latitude_ddeg: latitude 95 is outside -90 … 90``), and ``problems``: every problem
+    found, each as ``"path: reason"``.
+    """
+
+    def __init__(self, reason: str, *, path: str | None = None, problems: list[str] | None = None) -> None:
+        self.reason = reason
+        self.path = path
+        message = f"{path}: {reason}" if path else reason
+        self.problems = list(problems) if problems else [message]
+        super().__init__(message)

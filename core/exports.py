@@ -193,7 +193,7 @@ def _check_options(req: ExportRequest) -> None:
         problems.append(f"parquet layout {req.parquet_layout!r} is not one of: {', '.join(PARQUET_LAYOUTS)}")
     try:
         ZoneInfo(req.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder name such as "Europe"
         problems.append(f"time zone {req.timezone!r} is unknown; use an IANA name such as UTC, "
                         "Europe/Dublin or Etc/GMT-1 (that is UTC+01:00)")
     else:

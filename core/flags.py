@@ -32,8 +32,8 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 import psycopg
 
-from core import db, qc
-from core.errors import NotFound, StationManagerError
+from core import db, limits, qc
+from core.errors import InvalidValue, NotFound, StationManagerError
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +87,23 @@ def utc(value: Any, what: str = "time") -> datetime:
         value = value.astype("datetime64[us]").item()
     if not isinstance(value, datetime):
         raise FlagError(f"{what}: {value!r} is not a date and time")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as exc:  # 0001-01-01T00:00+05:00
+        raise FlagError(f"{what} {value.isoformat()} is outside {limits.EARLIEST:%Y-%m-%d} … "
+                        f"{limits.LATEST:%Y-%m-%d}") from exc
 
 
-def _period(start: Any, end: Any) -> tuple[datetime, datetime]:
+def _period(start: Any, end: Any, *, typed: bool = True) -> tuple[datetime, datetime]:
+    """A flag's ``[start, end)`` in UTC; a ``typed`` one (by a person, a cleaning log) within
+    1970 … 2100. The checks' ranges follow the readings and are not bounded."""
     start, end = utc(start, "start"), utc(end, "end")
+    try:
+        if typed:
+            limits.check_time(start, "start")
+            limits.check_time(end, "end")
+    except InvalidValue as exc:
+        raise FlagError(str(exc)) from None
     if end <= start:
         raise FlagError(f"a flag must end after it starts: start {start:%Y-%m-%d %H:%M}, "
                         f"end {end:%Y-%m-%d %H:%M} (UTC)")
@@ -112,6 +124,15 @@ def station_row(conn: psycopg.Connection, station: int | str) -> dict[str, Any]:
 def _check_category(category: str) -> None:
     if category not in CATEGORIES:
         raise FlagError(f"category {category!r} is not one of: {', '.join(CATEGORIES)}")
+
+
+def _check_note(note: str | None) -> None:
+    """A note of at most 10 000 characters, without control characters but tab and new line."""
+    if note:
+        try:
+            limits.check_text(note, "note", limits.TEXT_MAX)
+        except InvalidValue as exc:
+            raise FlagError(str(exc)) from None
 
 
 def _channels(conn: psycopg.Connection, station: dict, channel_ids: Channels) -> tuple[list[int], bool]:
@@ -183,6 +204,7 @@ def add_flag(
         raise FlagError("a flag from a rule needs the rule's name")
     if not author.strip():
         raise FlagError("a flag needs an author")
+    _check_note(note)
     start, end = _period(start, end)
     with conn.transaction():
         st = station_row(conn, station)
@@ -256,6 +278,7 @@ def update_flag(
     old and new values; returns the flag. A deleted flag must be undeleted first."""
     if category is not None:
         _check_category(category)
+    _check_note(note)
     with conn.transaction():
         old = fetch_one(conn, "flag_for_update", id=flag_id)
         if old is None:
@@ -451,7 +474,7 @@ def store_findings(
 
     Returns counts: ``{"new", "updated", "unchanged", "removed"}``.
     """
-    s, e = _period(checked_start, checked_end)
+    s, e = _period(checked_start, checked_end, typed=False)
     findings = list(findings)
     with conn.transaction():
         conn.execute(query("lock_station_flags"), {"station_id": station_id})

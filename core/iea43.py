@@ -48,8 +48,10 @@ import jsonschema
 import psycopg
 from psycopg import sql
 
-from core import db
+from core import db, limits
+from core.errors import InvalidValue
 from core.metadata import MetadataError, fetch_all, fetch_one, query
+from core.settings import get_settings
 
 __all__ = ["ImportReport", "MetadataError", "import_metadata", "import_metadata_file", "validate"]
 
@@ -122,18 +124,54 @@ class ImportReport:
 
 
 def load_document(path_or_dict: Path | str | dict) -> tuple[dict, str]:
-    """The document and a display name; a JSON syntax error is a :class:`MetadataError`."""
+    """The document and a display name; a file that is not a safe JSON object (see
+    :func:`parse_document`) is a :class:`MetadataError`."""
     if isinstance(path_or_dict, dict):
         return path_or_dict, "<document>"
     path = Path(path_or_dict)
+    limit = get_settings().max_metadata_bytes
     try:
-        doc = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as exc:
-        raise MetadataError([f"$: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"],
-                            file=path.name) from exc
-    except (OSError, UnicodeDecodeError) as exc:
+        size = path.stat().st_size
+        if size > limit:  # refused before it is read into memory
+            raise MetadataError([_too_big(size, limit)], file=path.name)
+        data = path.read_bytes()
+    except OSError as exc:
         raise MetadataError([f"$: cannot read the file: {exc}"], file=path.name) from exc
-    return doc, path.name
+    return parse_document(data, path.name), path.name
+
+
+def parse_document(data: bytes | str, name: str) -> dict:
+    """A Task 43 document from the bytes of a file or an upload, parsed safely
+    (:func:`core.limits.load_json`): at most ``STATIONMANAGER_MAX_METADATA_BYTES``, nested
+    at most 64 deep, no ``NaN``/``Infinity``. Anything else is a :class:`MetadataError` with
+    the JSON path of each problem.
+
+    >>> parse_document(b'{"version": "1.3.0-2024.03"}', "a.json")
+    {'version': '1.3.0-2024.03'}
+    >>> for bad in (b'{"version": ', b'{"a": NaN}', b'[' * 100_000, b'[]'):
+    ...     try:
+    ...         parse_document(bad, "a.json")
+    ...     except MetadataError as exc:
+    ...         print(exc.errors)
+    ['$: not valid JSON: Expecting value (line 1, column 13)']
+    ['$.a: NaN is not a number JSON allows (no NaN or Infinity)']
+    ['$: nested more than 64 levels deep (at line 1, column 65)']
+    ['$: a Task 43 document is a JSON object']
+    """
+    limit = get_settings().max_metadata_bytes
+    if len(data) > limit:
+        raise MetadataError([_too_big(len(data), limit)], file=name)
+    try:
+        doc = limits.load_json(data)
+    except InvalidValue as exc:
+        raise MetadataError(exc.problems, file=name) from None
+    if not isinstance(doc, dict):
+        raise MetadataError(["$: a Task 43 document is a JSON object"], file=name)
+    return doc
+
+
+def _too_big(size: int, limit: int) -> str:
+    return f"$: {size:,} bytes, more than the {limit:,} allowed (STATIONMANAGER_MAX_METADATA_BYTES)"
 
 
 def schema_version_for(version: object) -> tuple[str, str | None]:
@@ -170,19 +208,31 @@ _FORMATS = jsonschema.FormatChecker(formats=())
 @_FORMATS.checks("date-time", raises=ValueError)
 def _is_date_time(value: object) -> bool:
     if isinstance(value, str):
-        datetime.fromisoformat(value)
+        _in_range(datetime.fromisoformat(value))
     return True
 
 
 @_FORMATS.checks("date", raises=ValueError)
 def _is_date(value: object) -> bool:
     if isinstance(value, str):
-        date.fromisoformat(value)
+        _in_range(date.fromisoformat(value))
     return True
+
+
+class _TooEarly(ValueError):
+    pass
+
+
+def _in_range(value: date) -> None:
+    """Dates from 1970 on; any date from 2100 on means "still in force"."""
+    if value.year < limits.EARLIEST.year:
+        raise _TooEarly(f"{value.isoformat()[:10]} is before {limits.EARLIEST:%Y-%m-%d}")
 
 
 def _describe(error: jsonschema.ValidationError) -> str:
     message = error.message
+    if error.validator == "format" and isinstance(error.cause, _TooEarly):
+        message = f"{error.instance!r} is not a {error.validator_value}: {error.cause}"
     if error.validator == "enum" and isinstance(error.validator_value, list):
         allowed = [repr(v) for v in error.validator_value]
         shown = ", ".join(allowed[:8]) + (", …" if len(allowed) > 8 else "")
@@ -198,6 +248,9 @@ def validate(doc: object) -> tuple[str, list[str]]:
     problem with its JSON path."""
     if not isinstance(doc, dict):
         raise MetadataError(["$: a Task 43 document is a JSON object"])
+    problems = list(limits.json_problems(doc))  # NaN, Infinity, huge texts, deep nesting
+    if problems:
+        raise MetadataError(problems)
     version = doc.get("version")
     schema_version, note = schema_version_for(version)
     errors = []
@@ -275,14 +328,19 @@ class _Clock:
 
 
 def _offset_minutes(config: dict) -> int:
-    hrs = config.get("offset_from_utc_hrs")
+    hrs = config.get("offset_from_utc_hrs")  # within _OFFSET_HOURS: _check_bounds came first
     return 0 if hrs is None else round(hrs * 60)
+
+
+_OFFSET_HOURS = (limits.UTC_OFFSET_MINUTES[0] / 60, limits.UTC_OFFSET_MINUTES[1] / 60)
 
 
 def _naive(text: str | None, offset: int) -> datetime | None:
     if text is None:
         return None
     dt = datetime.fromisoformat(text)
+    if dt.year >= 2100:  # still in force; 9999-12-31T23:00-05:00 would overflow below
+        return None
     if dt.tzinfo is not None:
         dt = (dt.astimezone(UTC) + timedelta(minutes=offset)).replace(tzinfo=None)
     return None if dt.year >= 2100 else dt
@@ -305,6 +363,9 @@ def _plan(doc: dict) -> list[_Location]:
     """Rows to write for each measurement location; raises MetadataError for problems the
     schema cannot express."""
     errors: list[str] = []
+    _check_bounds(doc, errors)
+    if errors:  # offsets, heights, slopes out of bounds: nothing below can be trusted
+        raise MetadataError(sorted(errors, key=_path_order))
     plans = []
     seen_locations: dict[str, str] = {}
     for i, loc in enumerate(doc["measurement_location"]):
@@ -354,6 +415,72 @@ def _plan(doc: dict) -> list[_Location]:
     if errors:
         raise MetadataError(sorted(errors, key=_path_order))
     return plans
+
+
+#: (field, what, bounds) of the numbers StationManager keeps, by where they appear
+_LOCATION_BOUNDS = (("latitude_ddeg", "latitude", limits.LATITUDE), ("longitude_ddeg", "longitude", limits.LONGITUDE))
+_CONFIG_BOUNDS = (("offset_from_utc_hrs", "UTC offset (hours)", _OFFSET_HOURS),)
+_POINT_BOUNDS = (("height_m", "height (m)", limits.HEIGHT_M),)
+_MOUNTING_BOUNDS = (("boom_orientation_deg", "boom orientation", limits.ORIENTATION_DEG),)
+_MEASUREMENT_BOUNDS = (("slope", "logger slope", limits.MAGNITUDE), ("offset", "logger offset", limits.MAGNITUDE),
+                       ("logger_stated_boom_orientation_deg", "boom orientation", limits.ORIENTATION_DEG))
+_CERTIFICATE_BOUNDS = (("slope", "certificate slope", limits.MAGNITUDE),
+                       ("offset", "certificate offset", limits.MAGNITUDE))
+
+
+def _check_bounds(doc: dict, errors: list[str]) -> None:
+    """Numbers outside what is physically possible, and names too long to be names.
+
+    >>> errors = []
+    >>> _check_bounds({"measurement_location": [{"name": "M", "latitude_ddeg": 95, "measurement_point": [],
+    ...     "logger_main_config": [{"offset_from_utc_hrs": 99999}]}]}, errors)
+    >>> errors  # doctest: +NORMALIZE_WHITESPACE
+    ['$.measurement_location[0].latitude_ddeg: latitude 95 is outside -90 … 90',
+     '$.measurement_location[0].logger_main_config[0].offset_from_utc_hrs: UTC offset (hours) 99999 is outside -12 … 14']
+    """
+    def check(obj: dict, path: str, bounds: tuple) -> None:
+        for key, what, (lo, hi) in bounds:
+            if obj.get(key) is not None:
+                try:
+                    limits.check_range(obj[key], what, lo, hi, path=f"{path}.{key}")
+                except InvalidValue as exc:
+                    errors.append(str(exc))
+
+    def name(obj: dict, key: str, path: str) -> None:
+        if isinstance(obj.get(key), str):
+            try:
+                limits.check_text(obj[key], key.replace("_", " "), path=f"{path}.{key}")
+            except InvalidValue as exc:
+                errors.append(str(exc))
+
+    def each(obj: dict, key: str, path: str) -> Iterable[tuple[dict, str]]:
+        items = obj.get(key)
+        return ((x, f"{path}.{key}[{i}]") for i, x in enumerate(items if isinstance(items, list) else [])
+                if isinstance(x, dict))
+
+    for loc, lp in each(doc, "measurement_location", "$"):
+        check(loc, lp, _LOCATION_BOUNDS)
+        name(loc, "name", lp)
+        for key in ("logger_main_config", "model_config"):
+            for c, cp in each(loc, key, lp):
+                check(c, cp, _CONFIG_BOUNDS)
+                name(c, "logger_serial_number", cp)
+                minutes = c.get("averaging_period_minutes")
+                if isinstance(minutes, int | float) and minutes > limits.AVERAGING_MINUTES[1]:
+                    errors.append(f"{cp}.averaging_period_minutes: {minutes:g} minutes is longer than a day")
+        for mp, pp in each(loc, "measurement_point", lp):
+            check(mp, pp, _POINT_BOUNDS)
+            name(mp, "name", pp)
+            for m, mpath in each(mp, "mounting_arrangement", pp):
+                check(m, mpath, _MOUNTING_BOUNDS)
+            for c, cp in each(mp, "logger_measurement_config", pp):
+                check(c, cp, _MEASUREMENT_BOUNDS)
+                for col, colp in each(c, "column_name", cp):
+                    name(col, "column_name", colp)
+            for sensor, sp in each(mp, "sensor", pp):
+                name(sensor, "serial_number", sp)
+                for cert, certp in each(sensor, "calibration", sp):
+                    check(cert, certp, _CERTIFICATE_BOUNDS)
 
 
 def _path_order(message: str) -> list:

@@ -408,7 +408,12 @@ def _unpack(conn: psycopg.Connection, claimed: dict, path: Path, settings: Setti
         station = conn.execute("SELECT name FROM station WHERE id = %s", (claimed["station_id"],)).fetchone()["name"]
     queue = []
     limits = archives.Limits.from_settings(settings)
-    with (archives.members(path, claimed["original_name"], limits, home.process_tmp(settings)) as found,
+    def passwords() -> list[str]:  # an encrypted archive: its source's archive_password
+        from core import sources
+
+        return sources.archive_passwords(conn, claimed["id"], settings)
+
+    with (archives.members(path, claimed["original_name"], limits, home.process_tmp(settings), passwords) as found,
           conn.transaction()):
         for member_name, member_path in found.files:
             rec = receive(

@@ -198,6 +198,39 @@ def sync_source(context: procrastinate.JobContext, source_id: int, trigger: str 
 
 
 @blueprint.periodic(cron="* * * * *")
+@blueprint.task(name="evaluate_alerts", queue="maintenance", queueing_lock="evaluate_alerts", pass_context=True)
+def evaluate_alerts(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Alert each change of a station's or source's state, queue the digests that are due,
+    and send the messages due (``core.alerts.run``)."""
+    from core import alerts
+
+    with db.connection() as conn:
+        conn.autocommit = True
+        try:
+            alerts.run(conn)
+        finally:
+            conn.autocommit = False
+
+
+@blueprint.task(name="deliver_alerts", queue="maintenance", pass_context=True)
+def deliver_alerts(context: procrastinate.JobContext, ids: list[int] | None = None) -> None:
+    """Send queued alert messages now (the Admin page's test button queues this)."""
+    from core import alerts
+
+    with db.connection() as conn:
+        conn.autocommit = True
+        try:
+            alerts.deliver(conn, ids=ids)
+        finally:
+            conn.autocommit = False
+
+
+def defer_delivery(app: procrastinate.App, ids: list[int]) -> None:
+    """Queue the sending of alert messages ``ids``."""
+    app.configure_task("sm:deliver_alerts", queue="maintenance").defer(ids=ids)
+
+
+@blueprint.periodic(cron="* * * * *")
 @blueprint.task(name="retry_stalled", queue="maintenance", queueing_lock="retry_stalled", pass_context=True)
 async def retry_stalled(context: procrastinate.JobContext, timestamp: int) -> None:
     """Retry jobs whose worker died (no heartbeat): a killed worker's file is imported again.

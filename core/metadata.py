@@ -23,8 +23,8 @@ from typing import Any
 
 import psycopg
 
-from core import db
-from core.errors import NotFound, StationManagerError
+from core import db, limits
+from core.errors import InvalidValue, NotFound, StationManagerError
 
 log = logging.getLogger(__name__)
 
@@ -463,6 +463,17 @@ def set_channel_mapping(
         problems.append(f"measurement_type: {measurement_type!r} is not one of {', '.join(MEASUREMENT_TYPES)}")
     if statistic not in STATISTICS:
         problems.append(f"statistic: {statistic!r} is not one of {', '.join(STATISTICS)}")
+    for value, what, (lo, hi) in ((height_m, "height (m)", limits.HEIGHT_M),
+                                  (orientation_deg, "orientation", limits.ORIENTATION_DEG)):
+        try:
+            if value is not None:
+                limits.check_range(value, what, lo, hi)
+        except InvalidValue as exc:
+            problems.append(str(exc))
+    try:
+        limits.check_text(unit, "unit")
+    except InvalidValue as exc:
+        problems.append(str(exc))
     if problems:
         raise MetadataError(problems)
     old = fetch_one(conn, "channel_by_id", channel_id=channel_id)
@@ -518,6 +529,8 @@ def set_timestamp_convention(
     logger gets one, used by its next file. Audited; files already imported keep their
     times until they are imported again.
     """
+    if serial is not None:
+        limits.check_text(serial, "logger serial")
     st = db.fetch_one(conn, "station_by_name", name=station)
     if st is None:
         raise NotFound(f"no station {station!r}")

@@ -34,7 +34,8 @@ class Settings:
 
     home: Path = _setting(
         Path(".stationmanager"),
-        "Folder for the embedded database, stored original files, exports and the user file.",
+        "Folder for the embedded database, stored original files, exports and the user file "
+        "(the demo's: .stationmanager-demo).",
     )
     database_url: str | None = _setting(
         None,
@@ -58,6 +59,9 @@ class Settings:
         7.0, "Charts show raw 10-minute readings when the range is at most this many days."
     )
     max_upload_mb: int = _setting(200, "Largest file accepted by the upload page (MiB).")
+    max_metadata_bytes: int = _setting(
+        10_485_760, "Largest Task 43 metadata document accepted (bytes), from the CLI or the Metadata page."
+    )
     max_unpacked_mb: int | None = _setting(
         None,
         "Most MiB one received file may unpack to: every member of its archives, at every nesting "
@@ -132,7 +136,33 @@ class Settings:
         "Longest wait before each sign-in attempt from a client address with recent failures "
         "(0.25 s after the first, doubling with each failure).",
     )
+    alert_source_failures: int = _setting(
+        3, "Failed runs in a row after which a source is alerted as failing (a source may have its own)."
+    )
+    alert_time_zone: str = _setting(
+        "UTC", "Time zone of the times in alert messages and of each subscriber's digest hour."
+    )
+    alert_send_attempts: int = _setting(
+        5, "Attempts at sending one alert message before it is recorded as failed."
+    )
+    alert_retry_wait_s: float = _setting(
+        60.0, "Pause before the second attempt at sending an alert message; doubled for each further attempt."
+    )
+    alert_send_timeout_s: float = _setting(
+        20.0, "Longest wait for a mail server or a webhook on any one step of sending an alert (seconds)."
+    )
     log_level: str = _setting("INFO", "Logging level of the worker and the CLI.")
+    connect_timeout_s: float = _setting(
+        5.0,
+        "Longest the web app waits for a database connection before its pages say that the database "
+        "is not answering (they retry by themselves); also the time limit of each new connection.",
+    )
+    demo: bool = _setting(
+        False,
+        "Set by `stationmanager up --demo` for its worker and web app: the demo logins are allowed. "
+        "Without it, `up` and the web app refuse a user file that still has a demo login with its "
+        "demo password.",
+    )
     test_database_url: str | None = _setting(
         None,
         "Tests only: run the test suite against this server instead of an embedded PostgreSQL.",
@@ -188,8 +218,15 @@ class Settings:
         return self.home.resolve() / "users.yaml"
 
 
+_BOOLS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+
+
 def _convert(name: str, type_: Any, raw: str) -> Any:
     kind = str(type_)
+    if kind == "bool":
+        if raw.lower() not in _BOOLS:
+            raise ConfigError(f"{PREFIX}{name.upper()}={raw!r} is not one of {', '.join(_BOOLS)}")
+        return _BOOLS[raw.lower()]
     try:
         if "int" in kind:
             return int(raw)
@@ -224,4 +261,12 @@ def get_settings() -> Settings:
     global _current
     if _current is None:
         _current = Settings.from_env()
+    return _current
+
+
+def reload() -> Settings:
+    """Read the process's settings from the environment again (after a command set one for
+    itself and the processes it starts, as ``up --demo`` does with the home)."""
+    global _current
+    _current = Settings.from_env()
     return _current

@@ -22,14 +22,11 @@ Credentials are never stored: a source names them (:mod:`core.secrets`).
 from __future__ import annotations
 
 import fnmatch
-import gzip
 import json
 import logging
 import posixpath
 import shutil
 import time
-import zipfile
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -41,7 +38,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from core import credentials, db, home, inbox, ingest, remote
-from core.errors import ConfigError, NotFound
+from core.errors import ConfigError, NotFound, ParseError
 from core.remote import RemoteError, RemoteFile
 from core.settings import Settings, get_settings
 
@@ -260,25 +257,31 @@ def settled(f: RemoteFile, previous: dict | None, now: datetime, settle_s: float
 
 
 def check_archive(path: Path) -> None:
-    """Raise ``bad archive`` when a fetched .zip or .gz cannot be read to its end (it may
+    """Raise ``bad archive`` when a fetched archive cannot be read to its end (it may
     still be uploading at the source, or be damaged there)."""
     from core import archives
 
     if not archives.is_archive(path):
         return
     try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as zf:
-                bad = zf.testzip()
-            if bad is not None:
-                raise zipfile.BadZipFile(f"member {bad} is damaged")
-        else:
-            with gzip.open(path, "rb") as fh:
-                while fh.read(1 << 20):
-                    pass
-    except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        archives.check_whole(path)
+    except ParseError as exc:
         raise RemoteError(remote.BAD_ARCHIVE, f"{remote.BAD_ARCHIVE}: {path.name} cannot be read to its end "
-                          f"({exc}); it is fetched again next run") from exc
+                          f"({exc.reason}); it is fetched again next run") from exc
+
+
+def archive_passwords(conn: psycopg.Connection, source_file_id: int, settings: Settings) -> list[str]:
+    """The ``archive_password`` of the credentials of the sources a received file came from."""
+    found = []
+    for row in _sql.fetch_all(conn, "archive_credentials", source_file_id=source_file_id):
+        try:
+            password = credentials.lookup(row["credentials"], settings.secrets_file).archive_password
+        except ConfigError as exc:
+            raise ParseError(f"the archive is encrypted and the credentials of source {row['source']} "
+                             f"cannot be read: {exc}") from exc
+        if password and password not in found:
+            found.append(password)
+    return found
 
 
 # --- a run ---------------------------------------------------------------------------------

@@ -4,9 +4,17 @@ This process holds the embedded database (when no ``STATIONMANAGER_DATABASE_URL`
 starts the worker and Streamlit as child processes, and on Ctrl-C or SIGTERM stops them
 and waits for them, then stops the embedded PostgreSQL, so nothing is left behind. A
 terminal's Ctrl-C reaches every process of the job at once (this one, the worker, the app,
-``make``); a second Ctrl-C while they stop changes nothing. With ``--demo`` it also
-creates one demo user per role and queues the demo site's files (imported in the
-background by the worker, progress printed here and shown in the app).
+``make``); a second Ctrl-C while they stop changes nothing.
+
+A child that exits on its own (killed, out of memory, the worker losing its database) is
+started again after 1 s, then 2 s, 4 s … at most 60 s while it keeps failing; a child that
+ran for a minute starts the count again. Each restart is printed. The web app keeps serving
+pages while the worker is down, and says so itself while the database is.
+
+With ``--demo`` it runs in the demo's own home (:mod:`core.demo_home`), creates one demo
+user per role and queues the demo site's files (imported in the background by the worker,
+progress printed here and shown in the app). Without it, it refuses a user file that still
+has the demo logins.
 """
 
 from __future__ import annotations
@@ -19,34 +27,87 @@ import sys
 import threading
 import time
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
-from core import auth, db, embedded, schema
-from core.settings import get_settings
+from core import db, demo_home, embedded, schema
+from core.demo_home import DEMO_USERS
+from core.settings import PREFIX, get_settings
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
-DEMO_USERS = (("viewer", "viewer-demo", "viewer"), ("analyst", "analyst-demo", "analyst"), ("admin", "admin-demo", "admin"))
+#: Restart delays of a child that keeps exiting: FIRST_DELAY_S, doubled each time, at most
+#: MAX_DELAY_S; a child that ran RESET_AFTER_S starts from FIRST_DELAY_S again.
+FIRST_DELAY_S = 1.0
+MAX_DELAY_S = 60.0
+RESET_AFTER_S = 60.0
 
 
-def ensure_demo_users() -> None:
-    path = get_settings().users_file
-    known = {u["name"] for u in auth.users(path)}
-    for name, password, role in DEMO_USERS:
-        if name not in known:
-            auth.add_user(path, name, password, role)
+def child_env(*, demo: bool) -> dict[str, str]:
+    """The children's environment: the home as an absolute path (they run in the project
+    folder, not in this process's current folder), and whether this is the demo."""
+    env = {**os.environ, PREFIX + "HOME": str(get_settings().home.resolve())}
+    if demo:
+        env[PREFIX + "DEMO"] = "1"
+    return env
 
 
-def worker_env() -> dict[str, str]:
-    """The worker's environment: it logs only warnings and errors (a failed file, say) to
-    this terminal, unless STATIONMANAGER_LOG_LEVEL says otherwise; the pages show the rest."""
-    return {**os.environ, "STATIONMANAGER_LOG_LEVEL": os.environ.get("STATIONMANAGER_LOG_LEVEL", "WARNING")}
+def worker_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The worker's environment (``env``, default this process's): it logs only warnings and
+    errors (a failed file, say) to this terminal, unless STATIONMANAGER_LOG_LEVEL says
+    otherwise; the pages show the rest."""
+    return {**(os.environ if env is None else env), "STATIONMANAGER_LOG_LEVEL": os.environ.get("STATIONMANAGER_LOG_LEVEL", "WARNING")}
 
 
-def _start(name: str, argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
-    log.info("starting %s: %s", name, " ".join(argv))
-    return subprocess.Popen(argv, cwd=ROOT, env=env)
+def next_delay(previous: float | None, ran_s: float) -> float:
+    """How long to wait before starting again a child that exited after ``ran_s`` seconds,
+    when the delay before its last start was ``previous`` (None: it never restarted).
+
+    >>> [next_delay(d, 5) for d in (None, 1, 2, 32, 60)]
+    [1.0, 2.0, 4.0, 60.0, 60.0]
+    >>> next_delay(60, ran_s=600)  # it ran a good while: start the count again
+    1.0
+    """
+    if previous is None or ran_s >= RESET_AFTER_S:
+        return FIRST_DELAY_S
+    return min(float(previous) * 2, MAX_DELAY_S)
+
+
+@dataclass
+class Child:
+    """A process this supervisor keeps running."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    delay: float | None = None  # the delay before the last restart
+    restart_at: float | None = None  # when it is due to start again
+    restarts: int = 0
+
+    def start(self) -> None:
+        log.info("starting %s: %s", self.name, " ".join(self.argv))
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=self.env)
+        self.started = time.monotonic()
+        self.restart_at = None
+
+    def watch(self, now: float) -> None:
+        """Start the child again when it has exited and its delay has passed."""
+        if self.restart_at is not None:
+            if now >= self.restart_at:
+                self.restarts += 1
+                print(f"restarting the {self.name} (restart {self.restarts})", file=sys.stderr, flush=True)
+                self.start()
+            return
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            return
+        self.delay = next_delay(self.delay, now - self.started)
+        self.restart_at = now + self.delay
+        print(f"{self.name} exited with code {self.proc.returncode} after {now - self.started:.0f} s; "
+              f"starting it again in {self.delay:g} s", file=sys.stderr, flush=True)
 
 
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> bool:
@@ -61,28 +122,30 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 120) -> bool:
     return False
 
 
-def _stop(procs: dict[str, subprocess.Popen]) -> None:
-    for name, p in procs.items():
-        if p.poll() is None:
-            log.info("stopping %s", name)
-            p.send_signal(signal.SIGTERM)
-    for name, p in procs.items():
+def _stop(children: list[Child]) -> None:
+    running = [c for c in children if c.proc is not None and c.proc.poll() is None]
+    for c in running:
+        log.info("stopping %s", c.name)
+        c.proc.send_signal(signal.SIGTERM)
+    for c in running:
         try:
-            p.wait(timeout=30)
+            c.proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            log.warning("%s did not stop in 30 s; killing it", name)
-            p.kill()
-            p.wait()
+            log.warning("%s did not stop in 30 s; killing it", c.name)
+            c.proc.kill()
+            c.proc.wait()
 
 
 def up(*, demo: bool, port: int = 8501, days: int = 365) -> int:
-    settings = get_settings()
+    settings = demo_home.use_demo_home() if demo else get_settings()
+    if demo:
+        demo_home.ensure_demo_users(settings)
+    else:
+        demo_home.refuse_demo_logins(settings)
     url = db.database_url(settings)
     result = schema.upgrade(url, settings)
     print(f"database ready: {db.redact(url)} — storage level {result['level']}", flush=True)
-    if demo:
-        ensure_demo_users()
-    procs: dict[str, subprocess.Popen] = {}
+    env = child_env(demo=demo)
     stopping = threading.Event()
 
     def on_signal(signum, _frame):  # Ctrl-C reaches the children too; we wait for them
@@ -90,33 +153,31 @@ def up(*, demo: bool, port: int = 8501, days: int = 365) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    worker = Child("worker", [sys.executable, "-m", "ingest_worker"], worker_env(env))
+    web = Child("web app", [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
+                            "--server.port", str(port), "--server.address", "127.0.0.1",
+                            "--server.headless", "true"], env)
+    children = [worker, web]
     try:
-        procs["worker"] = _start("worker", [sys.executable, "-m", "ingest_worker"], worker_env())
-        procs["web app"] = _start(
-            "web app",
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
-             "--server.port", str(port), "--server.address", "127.0.0.1", "--server.headless", "true"],
-        )
-        if _wait_http(f"http://127.0.0.1:{port}/_stcore/health", procs["web app"]):
+        for child in children:
+            child.start()
+        if _wait_http(f"http://127.0.0.1:{port}/_stcore/health", web.proc):
             print(f"\nStationManager is running at http://127.0.0.1:{port}  (Ctrl-C stops everything)", flush=True)
             if demo:
                 print("demo logins: " + ", ".join(f"{n} / {p}" for n, p, _ in DEMO_USERS), flush=True)
             if "STATIONMANAGER_LOG_LEVEL" not in os.environ:
                 print("the worker's warnings and errors show here (STATIONMANAGER_LOG_LEVEL=INFO: every import)",
                       flush=True)
-        else:
+        else:  # the port is taken, say: restarting would not help
             print("the web app did not come up; see its output above", file=sys.stderr)
             stopping.set()
         if demo and not stopping.is_set():
             threading.Thread(target=_load_demo, args=(stopping, days), daemon=True).start()
-        while not stopping.is_set():
-            for name, p in procs.items():
-                if p.poll() is not None:
-                    print(f"{name} exited with code {p.returncode}; stopping", file=sys.stderr)
-                    stopping.set()
-            stopping.wait(1)
+        while not stopping.wait(0.5):
+            for child in children:
+                child.watch(time.monotonic())
     finally:
-        _stop(procs)
+        _stop(children)
         db.close_pools()
         # every child has exited (or was killed): let go of the embedded server, which
         # stops now, even if a child died without letting go of it

@@ -199,8 +199,8 @@ class StationSync:
     def markdown(self) -> str:
         """The line the Overview and the station page show (Streamlit markdown, names escaped).
 
-        >>> print(StationSync(1, "M", "failing", "source a_b failing since 06:10: timeout").markdown)
-        :red-badge[not syncing] source a\\_b failing since 06\\:10\\: timeout
+        >>> print(StationSync(1, "M", "failing", "source *a_b* failing since 06:10: timeout").markdown)
+        :red-badge[not syncing] source \\*a_b\\* failing since 06:10: timeout
         """
         if self.syncing:
             return ":green-badge[syncing]"

@@ -10,7 +10,7 @@ everything here is plain Python (pandas, plotly) and can be tested directly.
 
 from __future__ import annotations
 
-import json
+import html
 import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -20,7 +20,7 @@ import plotly.graph_objects as go
 import psycopg
 
 from core import db
-from core.metadata import MetadataError, compass_of
+from core.metadata import compass_of
 from core.series import Series
 
 #: Badge colour of each freshness state.
@@ -194,6 +194,18 @@ def describe_range(start: datetime, end: datetime) -> str:
 # --- charts --------------------------------------------------------------------------
 
 
+def svg_text(text: str) -> str:
+    """A name shown literally in a plotly figure: plotly draws ``<a href>``, ``<b>``, ``<br>``,
+    ``<span style>`` … in trace names, axis titles, tick labels, annotations and hover
+    labels as links and styles, and decodes entities after it has read the tags, so an
+    escaped ``<`` shows as ``<``.
+
+    >>> svg_text('<a href="http://127.0.0.1:9/">x</a> & y')
+    '&lt;a href="http://127.0.0.1:9/"&gt;x&lt;/a&gt; &amp; y'
+    """
+    return html.escape(str(text), quote=False)
+
+
 def chart(series: Series, labels: dict[int, str]) -> go.Figure:
     """A line per channel of its mean; rollups also get a shaded min–max envelope.
 
@@ -203,7 +215,8 @@ def chart(series: Series, labels: dict[int, str]) -> go.Figure:
     fig = go.Figure()
     frame = series.frame
     envelope = series.resolution != "raw"
-    for i, (channel_id, label) in enumerate(labels.items()):
+    for i, (channel_id, name) in enumerate(labels.items()):
+        label = svg_text(name)
         rows = frame[frame["channel_id"] == channel_id]
         x = pd.to_datetime(rows["time"], utc=True).dt.tz_localize(None)
         colour = _PALETTE[i % len(_PALETTE)]
@@ -337,12 +350,38 @@ def format_time(t: datetime | None) -> str:
 
 
 def escape_markdown(text: str) -> str:
-    r"""Text (a file or station name) shown literally inside Streamlit markdown.
+    r"""Text (a name, a note, a message holding one) shown literally by any Streamlit element
+    that renders Markdown: titles, captions, alerts, labels, badges.
 
-    >>> print(escape_markdown("data_[1]*:red.dat"))
-    data\_\[1\]\*\:red.dat
+    Every character that could start Markdown or HTML is escaped with a backslash
+    (CommonMark's escape, which Streamlit documents for ``$`` and directives): emphasis,
+    code, links and images (``[``), HTML and autolinks (``<``), tables, LaTeX, Streamlit's
+    ``:red[…]``/``:material/…:`` directives (a ``:`` before a letter), web addresses
+    GitHub-flavoured Markdown would link (``http://``, ``www.``, ``@``), and heading or
+    list markers at the start of a line. Line breaks stay line breaks. Everything
+    else is left as it is, so ``12:00``, ``a.dat``, ``RH_2m_Avg`` (``_`` inside a word is not
+    emphasis) and ``(note)`` read as typed.
+
+    >>> print(escape_markdown("data_[1]*:red.dat _lab_ RH_2m_Avg"))
+    data\_\[1\]\*\:red.dat \_lab\_ RH_2m_Avg
+    >>> print(escape_markdown("![x](http://127.0.0.1:9/x.png) **bold** <b>b</b>"))
+    !\[x\](http\://127.0.0.1:9/x.png) \*\*bold\*\* \<b\>b\</b\>
+    >>> print(escape_markdown("# 1. see www.example.org or ana@example.org, 18:00 $x$, flag #6"))
+    \# 1. see www\.example.org or ana\@example.org, 18:00 \$x\$, flag #6
+    >>> print(escape_markdown("ok\n- item\n2) two"))
+    ok  
+    \- item  
+    2\) two
     """
-    return re.sub(r"([\\`*_\[\]<>#|~:$])", r"\\\1", text)
+    text = _MARKDOWN.sub(r"\\\1", str(text))
+    text = _WWW.sub(r"\1\\.", text)
+    lines = [_LINE_START.sub(r"\1\\\2", line) for line in text.splitlines()]
+    return "  \n".join(lines) if len(lines) > 1 else (lines[0] if lines else "")
+
+
+_MARKDOWN = re.compile(r"([\\`*~\[\]<>|$@]|:(?=[A-Za-z/])|(?<![^\W_])_|_(?![^\W_]))")  # a_b stays: no emphasis
+_WWW = re.compile(r"(\bwww)\.", re.IGNORECASE)
+_LINE_START = re.compile(r"^(\s*|\s*\d+(?=[.)](?:\s|$)))([-+=#.)])")  # "- a", "# a", "===", "1. a", "2) a"
 
 
 def duplicate_names(conn: psycopg.Connection, rows: list[dict[str, Any]]) -> dict[int, str]:
@@ -451,7 +490,8 @@ def channel_table(channels: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def read_json_upload(data: bytes, name: str) -> dict[str, Any]:
-    """An uploaded Task 43 document; unreadable JSON is a :class:`MetadataError` at ``$``.
+    """An uploaded Task 43 document, parsed as safely as the CLI's
+    (:func:`core.iea43.parse_document`); unreadable JSON is a :class:`MetadataError` at ``$``.
 
     >>> read_json_upload(b'{"version": "1.3.0-2024.03"}', "a.json")
     {'version': '1.3.0-2024.03'}
@@ -461,16 +501,9 @@ def read_json_upload(data: bytes, name: str) -> dict[str, Any]:
     ...     print(exc.errors)
     ['$: not valid JSON: Expecting value (line 1, column 13)']
     """
-    try:
-        doc = json.loads(data.decode("utf-8-sig"))
-    except UnicodeDecodeError as exc:
-        raise MetadataError([f"$: cannot read the file: {exc}"], file=name) from exc
-    except json.JSONDecodeError as exc:
-        raise MetadataError([f"$: not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"],
-                            file=name) from exc
-    if not isinstance(doc, dict):
-        raise MetadataError(["$: a Task 43 document is a JSON object"], file=name)
-    return doc
+    from core import iea43
+
+    return iea43.parse_document(data, name)
 
 
 # --- flags on the station page ---------------------------------------------------------
@@ -498,7 +531,7 @@ def flag_line(row: dict[str, Any]) -> str:
 
     >>> flag_line({"flag": 4, "category": "icing", "start (UTC)": "2025-01-01 06:00",
     ...     "end (UTC)": "2025-01-02 00:00", "channels": "WS_80m_NE_Avg", "note": "", "by": "ana"})
-    '**#4 icing** · 2025-01-01 06:00 – 2025-01-02 00:00 · WS\\\\_80m\\\\_NE\\\\_Avg · by ana'
+    '**#4 icing** · 2025-01-01 06:00 – 2025-01-02 00:00 · WS_80m_NE_Avg · by ana'
     """
     parts = [f"**#{row['flag']} {row['category']}**", f"{row['start (UTC)']} – {row['end (UTC)']}",
              escape_markdown(row["channels"])]

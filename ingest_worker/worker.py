@@ -4,6 +4,11 @@ Several workers may run at once against one database; procrastinate claims each 
 ``FOR UPDATE SKIP LOCKED`` so a job runs once. SIGTERM or SIGINT stop the worker cleanly:
 it takes no new job and lets running ones finish (a second signal aborts them; their
 transactions roll back, so nothing is half-loaded).
+
+When the database goes away, procrastinate stops the worker (its listener loses its
+connection); the worker then exits with an error (code 1) saying so, rather than as if it
+had been asked to stop, so that ``stationmanager up`` (or systemd's ``Restart=on-failure``)
+starts it again. It exits the same way when the database cannot be reached at start-up.
 """
 
 from __future__ import annotations
@@ -14,7 +19,10 @@ import signal
 import socket
 import threading
 
+import procrastinate
+
 from core import db, home, jobs, schema
+from core.errors import DatabaseUnavailable, StationManagerError
 from core.logs import setup_logging
 from core.settings import Settings, get_settings
 
@@ -42,9 +50,17 @@ def run(concurrency: int | None = None, *, wait: bool = True) -> None:
         # reached too) would kill the process without its exit handlers: the embedded
         # PostgreSQL would never learn that this process let go of it.
         signal.signal(signal.SIGTERM, _interrupt)
+    failure = _SideTaskFailure()
+    logging.getLogger("procrastinate").addHandler(failure)
     try:
         app.run_worker(concurrency=concurrency, name=name, wait=wait, install_signal_handlers=True)
+        if failure.reason is not None:
+            raise DatabaseUnavailable(f"worker {name} stopped: it lost the database ({failure.reason})")
+    except procrastinate.exceptions.ConnectorException as exc:  # a job's end could not be recorded
+        raise DatabaseUnavailable(
+            f"worker {name} stopped: it lost the database ({db.first_line(exc.__cause__ or exc)})") from exc
     finally:
+        logging.getLogger("procrastinate").removeHandler(failure)
         # clean-up is under way (the exit handlers tell the embedded server that this
         # process lets go of it): a further Ctrl-C or SIGTERM must not cut it short.
         if threading.current_thread() is threading.main_thread():
@@ -52,6 +68,21 @@ def run(concurrency: int | None = None, *, wait: bool = True) -> None:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         db.close_pools()
         log.info("worker %s stopped", name)
+
+
+class _SideTaskFailure(logging.Handler):
+    """Notes procrastinate's "side task failed, stopping worker" (its listener or heartbeat
+    lost the database): the worker then ends as if asked to stop."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.reason: str | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "action", None) != "side_task_failed":
+            return
+        exc = record.exc_info[1] if record.exc_info else None
+        self.reason = db.first_line(exc.__cause__ or exc) if exc is not None else record.getMessage()
 
 
 def prepare_home(settings: Settings) -> None:
@@ -75,4 +106,7 @@ def main() -> int:
     except KeyboardInterrupt:
         log.warning("worker interrupted; the running imports were rolled back and will be retried")
         return 130
+    except StationManagerError as exc:
+        log.error("%s", exc)
+        return 1
     return 0

@@ -13,7 +13,7 @@ import streamlit as st
 
 from core import auth, calibrations
 from core.calibrations import CalibrationError
-from pages.common import connection, current_user, require_role, show_errors, station_picker
+from pages.common import connection, current_user, plain, require_role, show_errors, station_picker
 
 role = require_role("viewer")
 may_edit = auth.allowed(role, "analyst")
@@ -28,11 +28,11 @@ EARLIEST, LATEST = datetime(1980, 1, 1), datetime(2100, 1, 1)
 
 title = st.empty()
 if notice := st.session_state.pop(NOTICE, None):
-    st.success(notice, icon=":material/check_circle:")
+    st.success(plain(notice), icon=":material/check_circle:")
 
 name = station_picker(title="Calibrations", width=360,
                       empty="No stations yet. Import a Task 43 document on the Metadata page, or upload logger files.")
-title.title(f"Calibrations · {name}")
+title.title(f"Calibrations · {plain(name)}")
 
 with show_errors(), connection() as conn:
     points = calibrations.list_points(conn, name)
@@ -53,7 +53,7 @@ else:
     st.caption("No calibration periods yet.")
 without = [p["name"] for p in points if not p["calibrations"]]
 if without:
-    st.info(f"No calibration for {', '.join(without)}: their values are exported as logged.",
+    st.info(plain(f"No calibration for {', '.join(without)}: their values are exported as logged."),
             icon=":material/info:")
 if not points:
     st.stop()
@@ -103,7 +103,7 @@ if not may_edit:
 
 base = row or (periods[-1] if periods else {})
 with st.form(f"cal_form_{point_id}_{chosen}"):
-    st.markdown("**Change this period**" if row else f"**New period for {by_point[point_id]['name']}**")
+    st.markdown("**Change this period**" if row else f"**New period for {plain(by_point[point_id]['name'])}**")
     if row and row["source"] == "iea43":
         st.caption("From a Task 43 import: importing the document again restores the document's values.")
     a, b = st.columns(2)
@@ -144,7 +144,7 @@ if try_it:
         try:
             checked = calibrations.check_period(fields)
         except CalibrationError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(plain(str(exc)), icon=":material/error:")
             st.stop()
     _preview(calibrations.CalPeriod(None, **checked, source="manual"), "the values above (not saved)")
 elif row:
@@ -156,8 +156,9 @@ if row:
             st.session_state[CONFIRM] = row["id"]
             st.rerun()
     else:
-        st.warning(f"Delete calibration {calibrations.describe(row)} of {row['point']}? Its values stay in the "
-                   "audit log; exports then pass this period's values through as logged.", icon=":material/warning:")
+        st.warning(plain(f"Delete calibration {calibrations.describe(row)} of {row['point']}? Its values stay in "
+                         "the audit log; exports then pass this period's values through as logged."),
+                   icon=":material/warning:")
         a, b = st.columns([1, 5])
         if a.button("Yes, delete", type="primary"):
             with show_errors(), connection() as conn:

@@ -20,8 +20,8 @@ import streamlit as st
 import streamlit_authenticator as stauth
 from streamlit_authenticator.utilities import LoginError
 
-from core import auth, db, schema, sessions, signin
-from core.errors import AccountLocked, StationManagerError
+from core import auth, db, demo_home, schema, sessions, signin
+from core.errors import AccountLocked, DatabaseError, DatabaseUnavailable, StationManagerError
 from core.settings import get_settings
 
 # --- errors --------------------------------------------------------------------------
@@ -36,7 +36,7 @@ def show_errors() -> Iterator[None]:
     try:
         yield
     except StationManagerError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(plain(str(exc)), icon=":material/error:")  # messages quote names
         st.stop()
 
 
@@ -61,7 +61,7 @@ def show_notice(key: str = "_notice") -> None:
     if time.monotonic() - at > NOTICE_SECONDS:
         del st.session_state[key]
         return
-    st.success(text, icon=":material/check_circle:")
+    st.success(plain(text), icon=":material/check_circle:")
 
 
 def live(render: Callable[[], bool], *, pending: Callable[[], bool], key: str, every: float) -> None:
@@ -239,22 +239,44 @@ def require_role(needed: str) -> str:
 
 # --- database ------------------------------------------------------------------------
 
+#: Seconds between two tries while the database is not answering.
+RETRY_S = 2.0
+
 
 @st.cache_resource(show_spinner=False)
 def _database_url(configured: str | None, home: str) -> str:
     # keyed on the settings that decide the URL; starts/joins the embedded server once
-    return db.database_url(get_settings())
+    with db.translate():
+        return db.database_url(get_settings())
 
 
 def database_url() -> str:
-    """URL of the StationManager database (resolved once per process)."""
+    """URL of the StationManager database (resolved once per process).
+
+    Refuses (``st.error`` + stop) while the user file still has the demo logins, unless
+    the app runs as the demo (``stationmanager up --demo``).
+    """
     settings = get_settings()
-    return _database_url(settings.database_url, str(settings.home))
+    with show_errors():
+        demo_home.refuse_demo_logins(settings)
+    where = db.redact(settings.database_url) if settings.database_url else str(settings.pgdata)
+    with _answering(where, lambda: _unresolved(settings)):
+        return _database_url(settings.database_url, str(settings.home))
+
+
+def _unresolved(settings) -> str | None:
+    """Why the database URL cannot be resolved (the embedded server cannot be reached), or None."""
+    try:
+        _database_url(settings.database_url, str(settings.home))
+    except DatabaseUnavailable as exc:
+        return str(exc)
+    return None
 
 
 @st.cache_resource(show_spinner=False, validate=lambda p: not p.closed)
 def _pool(url: str) -> psycopg_pool.ConnectionPool:
-    return db.pool(url)
+    with db.translate():
+        return db.pool(url, wait_s=get_settings().connect_timeout_s)
 
 
 def pool() -> psycopg_pool.ConnectionPool:
@@ -263,21 +285,66 @@ def pool() -> psycopg_pool.ConnectionPool:
 
 
 @contextlib.contextmanager
-def connection() -> Iterator[psycopg.Connection]:
-    """``with connection() as conn:`` — a pooled connection, database errors translated."""
-    with db.translate(), pool().connection() as conn:
+def _connect(url: str) -> Iterator[psycopg.Connection]:
+    with db.translate(), _pool(url).connection() as conn:
         yield conn
+
+
+@contextlib.contextmanager
+def connection() -> Iterator[psycopg.Connection]:
+    """``with connection() as conn:`` — a pooled connection, database errors translated.
+
+    While the database is not answering, the page says so instead, and runs again by itself
+    once it answers (see :func:`_answering`).
+    """
+    url = database_url()
+    with _answering(db.redact(url), lambda: db.probe(url), url=url), _connect(url) as conn:
+        yield conn
+
+
+@contextlib.contextmanager
+def _answering(where: str, probe: Callable[[], str | None], *, url: str | None = None) -> Iterator[None]:
+    """Let a :class:`DatabaseUnavailable` raised inside through only if the server answers
+    (``probe()`` is None: the query failed for another reason, or the pool was busy).
+    Otherwise forget the pool and the URL (they may be dead), say on the page that the
+    database at ``where`` is not answering and why, try ``probe()`` every ``RETRY_S``
+    seconds, and run the page again as soon as it answers. Every try updates the page, so
+    a click elsewhere (or closing the tab) ends the wait at once."""
+    try:
+        yield
+    except DatabaseUnavailable as exc:
+        reason = probe()
+        if reason is None:
+            if isinstance(exc.__cause__, psycopg_pool.PoolTimeout):
+                raise DatabaseError(
+                    f"the database answers, but every connection of the web app stayed busy for "
+                    f"{get_settings().connect_timeout_s:g} s; try again in a moment") from exc
+            raise
+        if url is not None:
+            db.discard_pool(url)
+        _pool.clear()
+        _database_url.clear()
+        st.error(f"The database at {where} is not answering (retrying): {reason}", icon=":material/cloud_off:")
+        status = st.empty()
+        since = time.monotonic()
+        while reason is not None:
+            status.caption(f"Tried again {time.monotonic() - since:.0f} s after the first failure: {reason}")
+            time.sleep(RETRY_S)
+            reason = probe()
+        st.rerun()
 
 
 @st.cache_data(ttl=300, show_spinner=False)
 def _storage_level(url: str) -> int | None:
-    with connection() as conn:
+    with _connect(url) as conn:
         return schema.stored_level(conn)
 
 
 def storage_level() -> tuple[int | None, str]:
     """The database's storage level and its name (cached for 5 minutes)."""
-    level = _storage_level(database_url())
+    url = database_url()
+    with _answering(db.redact(url), lambda: db.probe(url), url=url):
+        level = _storage_level(url)
     return level, schema.LEVEL_NAMES.get(level, "not migrated")
 
 
@@ -304,3 +371,21 @@ def station_picker(where=None, *, title: str, empty: str = NO_STATIONS, **select
                                    **selectbox)
     st.query_params["station"] = name
     return name
+
+
+# --- names shown as plain text -----------------------------------------------------------
+
+
+def plain(text: object) -> str:
+    """``text`` shown literally by an element that renders Markdown (``st.title``, ``st.markdown``,
+    ``st.caption``, ``st.error`` …, widget labels and help, tab and expander labels, badges).
+
+    Use it for every string a user or a file provided — station, channel, point, logger and
+    file names, notes, user names, and messages that hold them — so that ``![x](http://…)``
+    or ``<b>`` in a name shows as typed instead of loading an image or a link. Not for
+    elements that show text as it is (``st.text``, ``st.code``, dataframes, select options).
+    See :func:`core.webdata.escape_markdown`.
+    """
+    from core import webdata
+
+    return webdata.escape_markdown("" if text is None else str(text))

@@ -22,7 +22,7 @@ from core import auth, exports, flags, stations, webdata
 from core.errors import StationManagerError
 from core.settings import get_settings
 from pages import flag_exchange
-from pages.common import connection, current_user, live, require_role, show_errors, station_picker
+from pages.common import connection, current_user, live, plain, require_role, show_errors, station_picker
 
 role = require_role("viewer")
 user = current_user() or ""
@@ -143,7 +143,7 @@ def _request(req: exports.ExportRequest) -> None:
         with connection() as conn:
             row = exports.request_export(conn, req, actor=user)
     except StationManagerError as exc:
-        st.error(f"The export was not requested: {exc}", icon=":material/error:")
+        st.error(f"The export was not requested: {plain(exc)}", icon=":material/error:")
         return
     st.session_state[MINE] = row["id"]
 
@@ -164,7 +164,7 @@ def _download(row: dict[str, Any], key: str) -> None:
     try:
         path = exports.export_file(row)
     except StationManagerError as exc:
-        st.warning(str(exc), icon=":material/delete_history:")
+        st.warning(plain(exc), icon=":material/delete_history:")
         return
     size = row.get("size_bytes") or path.stat().st_size
     if size > settings.max_upload_mb * 1024 * 1024:
@@ -173,7 +173,7 @@ def _download(row: dict[str, Any], key: str) -> None:
                 f"server: `{path}`, or build it where you need it with `stationmanager export … --out PATH`.")
         return
     st.download_button(
-        f"Download {row.get('file_name') or path.name}", data=path.read_bytes,
+        f"Download {plain(row.get('file_name') or path.name)}", data=path.read_bytes,
         file_name=row.get("file_name") or path.name, mime=MIME.get(row["format"], "application/octet-stream"),
         on_click="ignore", icon=":material/download:", key=key, type="primary",
     )
@@ -185,7 +185,7 @@ def _progress(row: dict[str, Any]) -> None:
     if row["status"] == "queued":
         label += "waiting for the worker"
     else:
-        label += row.get("message") or "building"
+        label += plain(row.get("message") or "building")
     st.progress(min(max(float(row.get("progress") or 0.0), 0.0), 1.0), text=label)
 
 
@@ -203,7 +203,7 @@ def _mine(row: dict[str, Any]) -> None:
             st.success(f"{what} is ready: {counts}.", icon=":material/check_circle:")
         _download(row, key=f"export_download_mine_{row['id']}")
     elif row["status"] == "failed":
-        st.error(f"{what} failed: {row.get('error') or 'no reason recorded'}", icon=":material/error:")
+        st.error(f"{what} failed: {plain(row.get('error') or 'no reason recorded')}", icon=":material/error:")
     elif row["status"] == "expired":
         st.warning(f"{what} has expired: its file was cleaned up. Request it again.")
 

@@ -14,12 +14,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import files, home, ingest
+from core import files, home, ingest, limits
 from core.errors import ConfigError, ParseError
 from core.formats import generic
 from core.formats.generic import GenericMapping
 from core.settings import get_settings
-from pages.common import connection, notify, show_errors
+from pages.common import connection, notify, plain, show_errors
 
 SHOWN_LINES = 15
 NONE = "(none)"
@@ -48,7 +48,7 @@ def render(row: dict[str, Any], path: Path, user: str) -> None:
         saved = ingest.file_mapping(conn, row["station_id"])
     start = saved or generic.detect(lines, min_share=0.0) or generic.guess(lines)
     st.caption(
-        f"Say how the text files of {row['station']} are laid out; the worker then reads this file "
+        f"Say how the text files of {plain(row['station'])} are laid out; the worker then reads this file "
         "and the station's later text files with it. "
         + ("The mapping saved for this station is filled in." if saved else "")
     )
@@ -79,7 +79,7 @@ def render(row: dict[str, Any], path: Path, user: str) -> None:
     second = None if second == NONE else second
     time_format = c.text_input("Time format", start.time_format or "", key=f"{key}_fmt",
                                placeholder="ISO 8601 or guessed", help="strptime codes, e.g. %d.%m.%Y %H:%M")
-    offset = d.number_input("UTC offset (minutes)", -900, 900, start.utc_offset_minutes, step=60,
+    offset = d.number_input("UTC offset (minutes)", *limits.UTC_OFFSET_MINUTES, start.utc_offset_minutes, step=60,
                             key=f"{key}_offset", placeholder="the logger's",
                             help="Minutes ahead of UTC of the logger clock (60 for UTC+1). "
                                  "Empty: as the station's logger is set up.")
@@ -104,7 +104,7 @@ def render(row: dict[str, Any], path: Path, user: str) -> None:
             skip_columns=skip, encoding=encoding,
         )
     except ConfigError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(plain(exc), icon=":material/error:")
         return
 
     st.markdown("**Preview** (the first rows, read as the import will read them)")
@@ -112,7 +112,7 @@ def render(row: dict[str, Any], path: Path, user: str) -> None:
         header, batch = generic.preview(path, mapping, name=row["original_name"],
                                         tmp_dir=home.process_tmp(get_settings()))
     except ParseError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(plain(exc), icon=":material/error:")
         return
     if batch is None:
         st.warning("No data rows under the header.")
@@ -121,7 +121,7 @@ def render(row: dict[str, Any], path: Path, user: str) -> None:
         f"{c.name} [{c.unit}]" if c.unit and f"[{c.unit}]" not in c.name else c.name for c in header.columns])
     frame.insert(0, "time (as logged)", batch.times)
     st.dataframe(frame, hide_index=True)
-    if st.button(f"Save for {row['station']} and import again", type="primary", icon=":material/save:",
+    if st.button(f"Save for {plain(row['station'])} and import again", type="primary", icon=":material/save:",
                  key=f"{key}_save"):
         with show_errors():
             with connection() as conn, conn.transaction():

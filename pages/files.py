@@ -17,7 +17,7 @@ from core import auth, files, inbox, stations, webdata
 from core.formats import generic
 from core.settings import get_settings
 from pages import file_mapping
-from pages.common import connection, current_user, live, notify, require_role, show_errors, show_notice
+from pages.common import connection, current_user, live, notify, plain, require_role, show_errors, show_notice
 
 role = require_role("viewer")
 user = current_user() or ""
@@ -126,8 +126,8 @@ def _details(row: dict) -> None:
         st.caption(
             f"File {row['id']} · station {webdata.escape_markdown(row['station'] or '–')} · "
             f"format {row['format'] or '–'} · {first} – {last} UTC  \n"
-            f"Received {webdata.format_time(row['received_at'])} UTC by {row['received_by'] or '–'} "
-            f"({row['origin']}) · {row['attempts']} import attempt{'s' if row['attempts'] != 1 else ''}"
+            f"Received {webdata.format_time(row['received_at'])} UTC by {plain(row['received_by'] or '–')} "
+            f"({plain(row['origin'])}) · {row['attempts']} import attempt{'s' if row['attempts'] != 1 else ''}"
             + (f" · member of archive {row['parent_id']}" if row["parent_id"] else "")
             + f"  \nsha256 `{row['sha256']}`"
         )

@@ -13,7 +13,7 @@ import streamlit as st
 from core import auth, cleaning_log
 from core.cleaning_log import CleaningLogError
 from core.settings import get_settings
-from pages.common import connection, current_role, current_user, show_errors
+from pages.common import connection, current_role, current_user, plain, show_errors
 
 _FORMAT_NAMES = {"brightwind": "brightwind cleaning file (CSV)", "windographer": "Windographer flag log (TSV)"}
 _SUFFIX = {"brightwind": "csv", "windographer": "txt"}
@@ -24,7 +24,7 @@ def render(station_name: str) -> None:
     key = f"flag_exchange_{station_name}"
     done = st.session_state.pop(f"{key}_done", None)
     if done:
-        st.success(done, icon=":material/check_circle:")
+        st.success(plain(done), icon=":material/check_circle:")
     upload_col, download_col = st.columns([3, 2], gap="large")
     with upload_col:
         st.markdown("**Import a cleaning log**")
@@ -49,12 +49,12 @@ def _import(station_name: str, key: str) -> None:
         return
     data = upload.getvalue()
     if len(data) > limit * 1024 * 1024:
-        st.error(f"larger than {limit} MiB (STATIONMANAGER_MAX_UPLOAD_MB): {upload.name}")
+        st.error(f"larger than {limit} MiB (STATIONMANAGER_MAX_UPLOAD_MB): {plain(upload.name)}")
         return
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        st.error(f"{upload.name} is not UTF-8 text: save the cleaning log as UTF-8 and upload it again")
+        st.error(f"{plain(upload.name)} is not UTF-8 text: save the cleaning log as UTF-8 and upload it again")
         return
     guessed = cleaning_log.guess_format(text) or "brightwind"
     fmt = st.radio("Format", cleaning_log.FORMATS, index=cleaning_log.FORMATS.index(guessed), horizontal=True,
@@ -63,13 +63,13 @@ def _import(station_name: str, key: str) -> None:
         try:
             plan = cleaning_log.plan_import(conn, station_name, text, fmt)
         except CleaningLogError as exc:  # every bad line, and the rest of the page stays
-            st.error(str(CleaningLogError(exc.problems, file=upload.name)), icon=":material/error:")
+            st.error(plain(CleaningLogError(exc.problems, file=upload.name)), icon=":material/error:")
             return
     st.dataframe(_preview(plan), hide_index=True, width="stretch", column_config={
         c: st.column_config.DatetimeColumn(c, format="YYYY-MM-DD HH:mm") for c in ("start (UTC)", "end (UTC)")})
     if plan.unmatched:
-        st.warning("No channel of this station matches: " + ", ".join(
-            f"{s} (line {', '.join(map(str, lines))})" for s, lines in plan.unmatched.items()))
+        st.warning(plain("No channel of this station matches: " + ", ".join(
+            f"{s} (line {', '.join(map(str, lines))})" for s, lines in plan.unmatched.items())))
     st.caption(f"{len(plan.new)} new flag{'s' if len(plan.new) != 1 else ''}, "
                f"{len(plan.unchanged)} already on the station.")
     if st.button(f"Import {len(plan.new)} flag{'s' if len(plan.new) != 1 else ''}", key=f"{key}_import",
@@ -103,5 +103,5 @@ def _downloads(station_name: str, key: str) -> None:
             mime="text/csv" if fmt == "brightwind" else "text/plain", key=f"{key}_download_{fmt}",
             icon=":material/download:")
         for w in warnings:
-            st.caption(w)
+            st.caption(plain(w))
     st.caption("The station's live flags; times in UTC.")

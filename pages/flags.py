@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from core import auth, cleaning_log, flags, qc, stations, webdata
-from pages.common import connection, current_role, current_user, require_role, show_errors, station_picker
+from pages.common import connection, current_role, current_user, plain, require_role, show_errors, station_picker
 from pages.flag_exchange import render as render_exchange
 
 require_role("viewer")
@@ -27,7 +27,7 @@ TIMES["channels"] = st.column_config.TextColumn("channels", width="medium")
 
 title, pick = st.columns([3, 1], vertical_alignment="bottom")
 name = station_picker(pick, title="Flags")
-title.title(f"Flags · {name}")
+title.title(f"Flags · {plain(name)}")
 
 with show_errors(), connection() as conn:
     station = stations.station(conn, name)
@@ -36,7 +36,7 @@ sid = station["id"]
 by_column = {c["column_name"]: c["id"] for c in sorted(channels, key=lambda c: c["column_name"])}
 
 for kind, text in st.session_state.pop("flags_messages", []):
-    (st.success if kind == "success" else st.error)(text)
+    (st.success if kind == "success" else st.error)(plain(text))
 
 
 def _done(*messages: str) -> None:

@@ -10,7 +10,7 @@ import streamlit as st
 
 from core import auth, iea43, metadata, stations, webdata
 from core.metadata import MEASUREMENT_TYPES, STATISTICS, MetadataError
-from pages.common import connection, current_user, require_role, show_errors
+from pages.common import connection, current_user, plain, require_role, show_errors
 
 role = require_role("viewer")
 may_edit = auth.allowed(role, "analyst")
@@ -41,7 +41,7 @@ def _task43_import() -> None:
                                                user, name=doc.name)
         except MetadataError as exc:
             n = len(exc.errors)
-            st.error(f"{exc.file or doc.name}: {n} problem{'s' if n != 1 else ''} in the document; "
+            st.error(f"{plain(exc.file or doc.name)}: {n} problem{'s' if n != 1 else ''} in the document; "
                      "nothing was imported.", icon=":material/error:")
             st.code("\n".join(exc.errors), language=None, wrap_lines=True, height=min(40 + 24 * n, 480))
             return
@@ -53,7 +53,7 @@ def _task43_import() -> None:
 
 title = st.empty()
 if notice := st.session_state.pop(NOTICE, None):
-    st.success(notice.replace("\n", "  \n"), icon=":material/check_circle:")
+    st.success(plain(notice), icon=":material/check_circle:")  # plain keeps its lines
 
 with show_errors(), connection() as conn:
     names = webdata.station_names(conn)
@@ -67,7 +67,7 @@ if not names:
 wanted = st.query_params.get("station")
 name = st.selectbox("Station", names, index=names.index(wanted) if wanted in names else 0, width=360)
 st.query_params["station"] = name
-title.title(f"Metadata · {name}")
+title.title(f"Metadata · {plain(name)}")
 
 with show_errors(), connection() as conn:
     meta = metadata.station_metadata(conn, stations.station(conn, name)["id"])
@@ -79,9 +79,9 @@ a, b, c, d = st.columns(4)
 a.metric("Latitude", f"{station['latitude']:.5f}°" if station["latitude"] is not None else "–")
 b.metric("Longitude", f"{station['longitude']:.5f}°" if station["longitude"] is not None else "–")
 c.metric("Elevation", f"{station['elevation_m']:g} m" if station["elevation_m"] is not None else "–")
-d.metric("Kind", station["kind"] or "–")
+d.metric("Kind", plain(station["kind"] or "–"))
 if station["notes"]:
-    st.caption(station["notes"])
+    st.caption(plain(station["notes"]))
 
 st.subheader("Loggers")
 if loggers:
@@ -102,7 +102,7 @@ unmapped = [c["column_name"] for c in channels if not c["mapped"]]
 if unmapped:
     st.warning(
         f"{len(unmapped)} of {len(channels)} channels are not mapped to a measurement point: "
-        + ", ".join(f"`{c}`" for c in unmapped[:20]) + (" …" if len(unmapped) > 20 else "")
+        + ", ".join(plain(c) for c in unmapped[:20]) + (" …" if len(unmapped) > 20 else "")
         + (". Correct them below or import a Task 43 document." if may_edit else "."),
         icon=":material/link_off:",
     )

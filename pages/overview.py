@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 import streamlit as st
 
 from core import stations, sync_health, webdata
-from pages.common import connection, require_role, show_errors, storage_level
+from pages.common import connection, plain, require_role, show_errors, storage_level
 
 #: Badge colour of each status of :func:`core.stations.status`.
 STATUS_COLOURS = {"silent": "red", "faulty": "violet", "late": "orange", "ok": "green", "empty": "gray"}
@@ -66,7 +66,7 @@ def _percent(value: float | None) -> str:
 
 def card(row: dict, sync: sync_health.StationSync | None = None) -> None:
     """One station: link, status, sync, last reading, recovery, files, findings."""
-    st.page_link("pages/station.py", label=row["name"], icon=":material/show_chart:",
+    st.page_link("pages/station.py", label=plain(row["name"]), icon=":material/show_chart:",
                  query_params={"station": row["name"]})
     state = row["status"]
     st.badge(f"{state} · {webdata.format_age(row['age_hours'])} ago" if row["age_hours"] is not None else state,

@@ -15,10 +15,10 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import auth, credentials, exports, remote, source_admin, sources, sync_health, webdata
+from core import auth, credentials, exports, remote, source_admin, sources, sync_health
 from core.errors import StationManagerError
 from core.settings import get_settings
-from pages.common import connection, current_user, live, notify, require_role, show_errors, show_notice
+from pages.common import connection, current_user, live, notify, plain, require_role, show_errors, show_notice
 
 NOTICE = "_sources_notice"
 TESTED = "_sources_tested"
@@ -42,7 +42,7 @@ def _credentials() -> dict[str, str]:
     try:
         return credentials.names(settings.secrets_file)
     except StationManagerError as exc:
-        st.error(str(exc), icon=":material/key:")
+        st.error(plain(str(exc)), icon=":material/key:")
         return {}
 
 
@@ -70,11 +70,10 @@ def _overview() -> bool:
     st.dataframe(_table(rows, now), hide_index=True, width="stretch", key="sources_table")
     picked = next((r for r in rows if r["name"] == st.session_state.get("source_pick")), None)
     if picked is not None:
-        st.markdown(f"**{webdata.escape_markdown(picked['name'])}** · "
-                    f"{webdata.escape_markdown(sync_health.last_run_text(picked, now))}")
+        st.markdown(f"**{plain(picked['name'])}** · {plain(sync_health.last_run_text(picked, now))}")
     busy = [r["name"] for r in rows if r["pending"]]
     if busy:
-        st.caption(f":material/autorenew: Running or queued: {webdata.escape_markdown(', '.join(busy))}; "
+        st.caption(f":material/autorenew: Running or queued: {plain(', '.join(busy))}; "
                    "this refreshes every 2 s.")
         with show_errors(), connection() as conn:
             alive = exports.worker_alive(conn)
@@ -88,8 +87,8 @@ live(_overview, pending=lambda: any(r["pending"] for r in _health()), key="sourc
 
 names = _credentials()
 with st.expander("Credentials names", icon=":material/key:"):
-    st.caption(f"Sections of {settings.secrets_file} (mode 0600) and STATIONMANAGER_SECRET_<NAME>_USERNAME / "
-               "_PASSWORD variables. Values are never shown.")
+    st.caption(f"Sections of {plain(settings.secrets_file)} (mode 0600) and `STATIONMANAGER_SECRET_<NAME>_USERNAME` "
+               "/ `_PASSWORD` variables. Values are never shown.")
     if names:
         st.dataframe(pd.DataFrame({"name": list(names), "from": list(names.values())}), hide_index=True)
     else:
@@ -151,10 +150,10 @@ def _act(action, message: str) -> None:
         with connection() as conn:
             action(conn)
     except StationManagerError as exc:
-        st.error(str(exc), icon=":material/error:")
+        st.error(plain(str(exc)), icon=":material/error:")
         return
     st.session_state.pop(TESTED, None)  # an earlier test's result no longer holds
-    notify(webdata.escape_markdown(message), NOTICE)
+    notify(message, NOTICE)  # shown as plain text (show_notice)
     st.rerun()
 
 
@@ -166,7 +165,7 @@ def _tested(name: str) -> None:
     if r["ok"]:
         st.success(f"Connected: {r['files']} file(s) match of {r['listed']} listed.", icon=":material/lan:")
     else:
-        st.error(f"Test failed ({r['error_class']}): {r['error']}", icon=":material/error:")
+        st.error(plain(f"Test failed ({r['error_class']}): {r['error']}"), icon=":material/error:")
 
 
 def _host_key(src: dict[str, Any]) -> None:
@@ -190,7 +189,7 @@ def _admin_controls(src: dict[str, Any]) -> None:
             with connection() as conn:
                 st.session_state[TESTED] = (name, source_admin.check(conn, role, name, settings))
         except StationManagerError as exc:
-            st.error(str(exc), icon=":material/error:")
+            st.error(plain(str(exc)), icon=":material/error:")
         else:
             st.rerun()  # an offered host key now waits below
     if sync.button("Sync now", key="source_sync", icon=":material/sync:", help="Queue a run for the worker"):
@@ -209,19 +208,19 @@ def _admin_controls(src: dict[str, Any]) -> None:
             _act(lambda conn: source_admin.edit(conn, current_user(), role, name, form), f"{form['name']}: saved")
     with st.expander("Remove", icon=":material/delete:"):
         st.caption("Forgets the source and its runs; the files it brought stay.")
-        if st.checkbox(f"Yes, remove {name}", key="source_remove_sure") and st.button("Remove", key="source_remove"):
+        if st.checkbox(f"Yes, remove {plain(name)}", key="source_remove_sure") and st.button("Remove", key="source_remove"):
             st.session_state.pop("source_pick", None)
             _act(lambda conn: source_admin.remove(conn, current_user(), role, name), f"{name}: removed")
 
 
 if chosen is not None:
     src = rows[chosen]
-    st.subheader(webdata.escape_markdown(chosen))
+    st.subheader(plain(chosen))
     missing = credentials.resolves(src["credentials"], settings.secrets_file)
     if missing:
-        st.warning(webdata.escape_markdown(missing), icon=":material/key:")
+        st.warning(plain(missing), icon=":material/key:")
     if src["reason"]:
-        st.markdown(f":red-badge[{webdata.escape_markdown(src['reason'])}]")
+        st.markdown(f":red-badge[{plain(src['reason'])}]")
     if admin:
         _admin_controls(src)
     with show_errors(), connection() as conn:

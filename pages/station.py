@@ -9,7 +9,7 @@ import streamlit as st
 
 from core import auth, charts, flags, health, records, series, stations, sync_health, webdata
 from core.settings import get_settings
-from pages.common import connection, current_user, require_role, show_errors, station_picker
+from pages.common import connection, current_user, plain, require_role, show_errors, station_picker
 
 role = require_role("viewer")
 analyst = auth.allowed(role, "analyst")
@@ -17,7 +17,7 @@ analyst = auth.allowed(role, "analyst")
 title = st.empty()
 pick_station, pick_channels, pick_dates = st.columns([1.2, 3, 1.5])
 name = station_picker(pick_station, title="Stations")
-title.title(name)
+title.title(plain(name))
 
 with show_errors(), connection() as conn:
     station = stations.station(conn, name)

@@ -39,7 +39,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from core.errors import ConfigError
+from core import limits
+from core.errors import ConfigError, InvalidValue
 from core.formats import Batch, Column, Header, Reader
 from core.formats.delimited import MISSING, Layout, TableReader
 
@@ -255,7 +256,7 @@ class GenericMapping:
         if isinstance(self.timestamp, tuple):
             self.timestamp = list(self.timestamp)
         problems = []
-        if not isinstance(self.header_row, int) or self.header_row < 0:
+        if not isinstance(self.header_row, int) or isinstance(self.header_row, bool) or self.header_row < 0:
             problems.append("header_row must be a whole number ≥ 0")
         units_row = self.units_row
         if units_row is not None and (not isinstance(units_row, int) or units_row <= self.header_row):
@@ -273,10 +274,12 @@ class GenericMapping:
             problems.append("decimal must be '.' or ','")
         elif self.decimal == "," and self.delimiter == ",":
             problems.append("a decimal comma needs another delimiter")
-        if self.utc_offset_minutes is not None and (
-            not isinstance(self.utc_offset_minutes, int) or not -900 <= self.utc_offset_minutes <= 900
-        ):
-            problems.append("utc_offset_minutes must be a whole number between -900 and 900")
+        if self.utc_offset_minutes is not None:
+            try:
+                limits.check_utc_offset_minutes(self.utc_offset_minutes)
+            except InvalidValue:
+                lo, hi = limits.UTC_OFFSET_MINUTES
+                problems.append(f"utc_offset_minutes must be a whole number between {lo} and {hi}")
         for name in ("missing", "skip_columns"):
             value = getattr(self, name)
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -293,9 +296,9 @@ class GenericMapping:
     @classmethod
     def from_json(cls, text: str) -> GenericMapping:
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"invalid file mapping: not JSON ({exc})") from exc
+            data = limits.load_json(text)
+        except InvalidValue as exc:
+            raise ConfigError(f"invalid file mapping: {exc}") from exc
         if not isinstance(data, dict):
             raise ConfigError("invalid file mapping: expected a JSON object")
         unknown = set(data) - {f.name for f in fields(cls)}

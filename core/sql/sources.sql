@@ -118,3 +118,11 @@ WHERE rf.source_id = %(source_id)s AND f.status = 'queued'
       SELECT 1 FROM procrastinate_jobs j
       WHERE j.task_name = 'sm:import_file' AND (j.args->>'source_file_id')::bigint = f.id
         AND j.status IN ('todo', 'doing'));
+
+-- name: archive_credentials
+-- The credentials names of the sources a received file was fetched from (for its archive password).
+SELECT DISTINCT s.name AS source, s.credentials
+FROM source_remote_file rf
+JOIN source s ON s.id = rf.source_id
+WHERE rf.source_file_id = %(source_file_id)s AND s.credentials IS NOT NULL
+ORDER BY s.name;

@@ -297,6 +297,7 @@ def test_time_zone_of_the_stamps(mast):
     ({"format": "xlsx"}, "format 'xlsx' is not one of"),
     ({"format": "csv", "averaging": "5min"}, "averaging '5min' is not one of"),
     ({"format": "csv", "timezone": "Mars/Olympus"}, "time zone 'Mars/Olympus' is unknown"),
+    ({"format": "csv", "timezone": "Europe"}, "time zone 'Europe' is unknown"),  # a folder of zones
     ({"format": "windographer", "timezone": "Europe/Dublin"}, "has daylight saving time"),
     ({"format": "csv", "exclude_categories": ("rain",)}, "flag category 'rain' is not one of"),
     ({"format": "csv", "start": utc(2016, 2, 1), "end": utc(2016, 1, 1)}, "the end must come after the start"),

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import pytest
 
-from core import demo, iea43, metadata
+from core import cli, demo, iea43, metadata
 from core.errors import NotFound
 from core.ingest import ensure_station
 from core.metadata import MetadataError, parse_column_name
+from tests.unit.test_limits import BAD_DOCUMENTS
 from tests.unit.test_metadata import DEMO_DATA_COLUMNS, DEMO_DOC, MM1_DOC
 
 pytestmark = pytest.mark.integration
@@ -274,3 +278,29 @@ def test_station_metadata_for_the_metadata_page(conn):
     assert [m["column_name"] for m in page["channel_mappings"]].count("Spd40mS") == 2
     with pytest.raises(NotFound):
         metadata.station_metadata(conn, 999_999)
+
+
+# --- bad documents through the CLI -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "data", "first"), BAD_DOCUMENTS, ids=[b[0] for b in BAD_DOCUMENTS])
+def test_cli_refuses_each_bad_document_clearly_and_imports_nothing(name, data, first, conn, tmp_path, capsys):
+    path = tmp_path / name
+    path.write_bytes(data)
+    assert cli.main(["import-metadata", str(path)]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and "Traceback" not in out.err
+    assert out.err.startswith(f"error: {name}: ") and f"  - {first}\n" in out.err
+    assert all(count(conn, t) == 0 for t in (*TABLES, "audit"))
+
+
+def test_the_program_refuses_a_deeply_nested_document_without_a_traceback(db_url, tmp_path):
+    name, data, first = BAD_DOCUMENTS[0]
+    path = tmp_path / name
+    path.write_bytes(data)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STATIONMANAGER_")}
+    env.update(STATIONMANAGER_DATABASE_URL=db_url, STATIONMANAGER_HOME=str(tmp_path / "home"))
+    proc = subprocess.run([sys.executable, "-m", "core.cli", "import-metadata", str(path)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr == f"error: {name}: 1 problem in the metadata:\n  - {first}\n"

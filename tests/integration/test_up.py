@@ -1,6 +1,7 @@
 """``stationmanager up --demo`` (what ``make demo`` runs) on a machine with nothing set up:
-it starts its own embedded PostgreSQL, a worker and the web app, imports the demo site,
-and on Ctrl-C stops all of them."""
+it starts its own embedded PostgreSQL in the demo's own home, a worker and the web app,
+imports the demo site, and on Ctrl-C stops all of them. ``stationmanager up`` refuses a
+home that still has the demo logins, and starts a killed worker or web app again."""
 
 from __future__ import annotations
 
@@ -45,18 +46,28 @@ def _wait_for(lines: list[str], text: str, proc: subprocess.Popen, timeout: floa
     deadline = time.monotonic() + timeout
     while not any(text in line for line in lines):
         if proc.poll() is not None or time.monotonic() > deadline:
-            pytest.fail(f"no {text!r} from `stationmanager up --demo`:\n" + "".join(lines[-60:]))
+            pytest.fail(f"no {text!r} from `stationmanager up`:\n" + "".join(lines[-60:]))
         time.sleep(0.5)
 
 
-def test_up_demo_serves_the_app_imports_the_demo_and_stops_everything(home: Path) -> None:
+def _env(home: Path | None) -> dict[str, str]:
+    """The environment of a machine with nothing set, but ``STATIONMANAGER_HOME=home``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STATIONMANAGER_")}
-    env.update(STATIONMANAGER_HOME=str(home), PYTHONUNBUFFERED="1")
+    env.update(PYTHONUNBUFFERED="1")
+    if home is not None:
+        env.update(STATIONMANAGER_HOME=str(home))
+    return env
+
+
+def test_up_demo_serves_the_app_imports_the_demo_and_stops_everything(home: Path) -> None:
+    home.mkdir()
+    env = _env(None)  # as `make demo` runs: the demo makes its own home in the current folder
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "core.cli", "up", "--demo", "--days", "2", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    real_home, home = home / ".stationmanager", home / ".stationmanager-demo"
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
     reader.start()
@@ -83,6 +94,7 @@ def test_up_demo_serves_the_app_imports_the_demo_and_stops_everything(home: Path
     assert "Starting job" not in output and "INFO core.ingest" not in output, output[-3000:]
     time.sleep(2)
     assert not (home / "pgdata" / "postmaster.pid").exists(), "the embedded PostgreSQL is still running"
+    assert not real_home.exists(), "the demo wrote into the real home"
 
 
 # --- Ctrl-C the way a terminal sends it: SIGINT to every process of the foreground group ---
@@ -196,3 +208,114 @@ def test_a_signal_to_the_whole_process_group_stops_the_embedded_postgresql(
     assert not leftover, f"postgres processes on {pgdata} are still running: {leftover}"
     assert not (pgdata / "postmaster.pid").exists()
     assert code in (0, 130, 2, -signal.SIGINT, -signal.SIGTERM), output[-3000:]
+
+
+# --- no demo logins in a real home ------------------------------------------------------
+
+
+def test_up_refuses_a_home_that_still_has_the_demo_logins(home: Path) -> None:
+    from core import auth
+    from core.settings import Settings
+
+    users = Settings(home=home).users_file
+    auth.add_user(users, "admin", "admin-demo", "admin")  # left behind by an older `make demo`
+    auth.add_user(users, "ada", "a-real-password", "admin")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "up", "--port", str(_free_port())], cwd=ROOT, env=_env(home),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGINT)
+        output, _ = proc.communicate(timeout=90)
+        pytest.fail(f"`stationmanager up` started with the demo logins in its home:\n{output[-3000:]}")
+    assert proc.returncode == 2, output
+    assert "still has the demo logins admin" in output and "stationmanager users remove admin" in output, output
+    assert not (home / "pgdata").exists(), "it started the database before refusing"
+
+
+# --- staying up --------------------------------------------------------------------------
+
+
+def _child(parent: int, marker: str) -> int | None:
+    """The pid of the child process of ``parent`` whose command line has ``marker``."""
+    import psutil
+
+    for child in psutil.Process(parent).children(recursive=True):
+        try:
+            if any(marker in part for part in child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                return child.pid
+        except psutil.NoSuchProcess:
+            continue
+    return None
+
+
+def _new_child(parent: int, marker: str, old: int, proc: subprocess.Popen, lines: list[str]) -> int:
+    deadline = time.monotonic() + TIMEOUT_S
+    while (pid := _child(parent, marker)) in (None, old):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"no new {marker} process:\n" + "".join(lines[-60:]))
+        time.sleep(0.5)
+    return pid
+
+
+def _healthy(port: int, timeout: float = TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=5) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
+
+
+def test_up_starts_a_killed_worker_and_web_app_again_and_keeps_serving(home: Path) -> None:
+    env = _env(home)
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+    try:
+        _wait_for(lines, f"StationManager is running at http://127.0.0.1:{port}", proc)
+        worker = _child(proc.pid, "ingest_worker")
+        assert worker is not None
+        os.kill(worker, signal.SIGKILL)
+        _wait_for(lines, "worker exited with code -9", proc)
+        _healthy(port, timeout=10)  # the web app did not go down with it
+        _wait_for(lines, "restarting the worker (restart 1)", proc)
+        _new_child(proc.pid, "ingest_worker", worker, proc, lines)
+        # the new worker imports a file queued now
+        res = subprocess.run(
+            [sys.executable, "-m", "core.cli", "ingest", str(ROOT / "tests/data/toa5/TestLogger_Hourly_1.dat"),
+             "--station", "Mast A", "--wait", "--timeout", "240", "--json"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        )
+        assert res.returncode == 0 and '"imported"' in res.stdout, res.stdout + res.stderr + "".join(lines[-40:])
+
+        web = _child(proc.pid, "streamlit")
+        assert web is not None
+        os.kill(web, signal.SIGKILL)
+        _wait_for(lines, "web app exited with code -9", proc)
+        _wait_for(lines, "restarting the web app (restart 1)", proc)
+        _new_child(proc.pid, "streamlit", web, proc, lines)
+        _healthy(port)
+        assert proc.poll() is None, "".join(lines[-60:])
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
+        try:
+            code = proc.wait(timeout=90)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+        reader.join(timeout=10)
+        proc.stdout.close()
+    assert code in (0, 130), "".join(lines[-60:])

@@ -139,3 +139,14 @@ def test_delete_asks_for_confirmation(mast: Settings, conn) -> None:
 def test_no_stations_says_where_to_start(conn, settings: Settings) -> None:
     at = show(signed_in("viewer"), PAGE)
     assert "No stations yet" in texts(at)
+
+
+def test_a_slope_too_large_to_be_real_is_refused(mast: Settings, conn) -> None:
+    at = show(signed_in("analyst", station=MAST), PAGE)
+    choose(at, "Spd40mS", "#")
+    before = conn.execute("SELECT cal_slope FROM calibration ORDER BY id").fetchall()
+    at.number_input[2].set_value(1e300)
+    at.button[0].click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["certificate slope 1e+300 is outside -1e+06 … 1e+06"]
+    assert conn.execute("SELECT cal_slope FROM calibration ORDER BY id").fetchall() == before

@@ -221,7 +221,7 @@ def test_import_and_export_section(mast, conn) -> None:
     at.file_uploader[0].set_value(("bad.csv", b"Sensor,Start,Stop\nSpd,2016-03-09 06:20,later\n", "text/csv"))
     at.run()
     assert [e.value for e in at.error] == [
-        "bad.csv: 1 bad line in the cleaning log, nothing imported (correct it and import the file again):\n"
+        "bad.csv: 1 bad line in the cleaning log, nothing imported (correct it and import the file again):  \n"
         "line 2: Stop 'later' is not a date and time like 2016-01-09 15:30"]
     downloads = at.get("download_button")
     assert len(downloads) == 2

@@ -17,6 +17,7 @@ import core.settings
 from core import inbox, ingest
 from core.settings import Settings
 from tests.ui.test_pages import DATA, MAST, demo_files, show, signed_in, site, texts  # noqa: F401 - fixtures
+from tests.unit.test_limits import BAD_DOCUMENTS
 
 pytestmark = pytest.mark.integration
 
@@ -73,14 +74,14 @@ def test_upload_stores_files_and_follows_their_import(ingest_site: Settings, con
     shown = texts(at)
     assert badges(at) == [":blue-badge[queued]", ":blue-badge[queued]", ":gray-badge[duplicate]"]
     assert "waiting for the worker" in shown and "refreshing every 2 s" in shown
-    assert f"same content as file {again['duplicate_of']} (TestLogger\\_Hourly\\_Bad05.dat)" in shown
+    assert f"same content as file {again['duplicate_of']} (TestLogger_Hourly_Bad05.dat)" in shown
 
     for row in (day, bad):  # what the worker does
         ingest.import_file(row["id"], settings=ingest_site)
     at.run()  # the fragment's next run
     assert badges(at) == [":green-badge[imported]", ":red-badge[failed]", ":gray-badge[duplicate]"]
     shown = texts(at)
-    assert ":red[line 1\\: the environment line has 5 fields, expected 8]" in shown
+    assert ":red[line 1: the environment line has 5 fields, expected 8]" in shown
     assert "2021-06-18 00:00  \n– 2021-06-19 00:00" in shown  # daily means, UTC period starts
     assert "refreshing" not in shown
     assert file_row(conn, "TestLogger_Daily_1.dat")["station"] == "Test Logger"  # routed by serial 12342
@@ -161,7 +162,7 @@ def test_file_details_download_and_admin_requeue(ingest_site: Settings, conn) ->
     bad = file_row(conn, "TestLogger_Hourly_Bad05.dat")
     at = show(signed_in("analyst"), "pages/files.py")
     at.selectbox(key="files_pick").set_value(bad["id"]).run()
-    assert [e.value for e in at.error] == ["line 1\\: the environment line has 9 fields, expected 8"]
+    assert [e.value for e in at.error] == ["line 1: the environment line has 9 fields, expected 8"]
     [download] = at.get("download_button")
     assert download.proto.label == "Download the original"
     assert not [b for b in at.button if b.label == "Import again"]  # admins only
@@ -349,3 +350,21 @@ def test_task43_import_shows_the_summary_or_every_error(ingest_site: Settings, c
     summary = at.success[0].value
     assert summary.startswith(f"{IEA43.name}: Task 43 data model 1.0.0-2022.01") and "created " in summary
     assert len(at.dataframe[1].value) == 14  # the document's measurement points
+
+
+def test_task43_import_refuses_each_bad_document_clearly(ingest_site: Settings, conn) -> None:
+    tables = ("station", "logger", "measurement_point", "calibration", "channel", "channel_mapping", "audit")
+
+    def counts() -> list[int]:
+        return [conn.execute(f"SELECT count(*) AS n FROM {t}").fetchone()["n"] for t in tables]  # noqa: S608
+
+    before = counts()
+    at = show(signed_in("analyst"), "pages/metadata.py")
+    for name, data, first in BAD_DOCUMENTS:
+        at.get("file_uploader")[0].set_value((name, data, "application/json"))
+        [imp] = [b for b in at.button if b.label == "Import"]
+        imp.click().run()
+        assert not at.exception, (name, [e.value for e in at.exception])
+        assert [e.value for e in at.error] == [f"{name}: 1 problem in the document; nothing was imported."]
+        assert at.code[0].value.splitlines()[0] == first
+    assert counts() == before  # nothing imported, not even in part

@@ -248,7 +248,7 @@ def test_generic_below_free_text_with_semicolons_and_decimal_comma(tmp_path):
     ("text", "message"),
     [
         ("[1]", "expected a JSON object"),
-        ("{", "not JSON"),
+        ("{", "not valid JSON"),
         ('{"header_row": 0, "colour": "red"}', "unknown keys colour"),
         ('{"decimal": ",", "delimiter": ","}', "a decimal comma needs another delimiter"),
         ('{"timestamp": ["Date"]}', "timestamp must be"),
