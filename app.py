@@ -26,6 +26,7 @@ PAGES = (
     ("pages/flags.py", "Flags", ":material/flag:", "viewer"),
     ("pages/upload.py", "Upload", ":material/upload:", "analyst"),
     ("pages/files.py", "Files", ":material/folder_open:", "viewer"),
+    ("pages/sources.py", "Sources", ":material/cloud_sync:", "viewer"),
     ("pages/metadata.py", "Metadata", ":material/sensors:", "viewer"),
     ("pages/calibrations.py", "Calibrations", ":material/tune:", "viewer"),
     ("pages/exports.py", "Exports", ":material/file_export:", "viewer"),

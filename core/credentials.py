@@ -56,7 +56,11 @@ def env_name(name: str, field: str) -> str:
     >>> env_name("provider-x", "password")
     'STATIONMANAGER_SECRET_PROVIDER_X_PASSWORD'
     """
-    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", name).upper() + "_" + field.upper()
+    return ENV_PREFIX + _env_key(name) + "_" + field.upper()
+
+
+def _env_key(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]", "_", name).upper()
 
 
 def read_file(path: Path) -> dict[str, dict]:
@@ -103,3 +107,32 @@ def redact(text: str, secrets: list[str]) -> str:
     for s in sorted(secrets, key=len, reverse=True):
         text = text.replace(s, "***")
     return re.sub(r"(://[^:/@\s]+:)[^@\s]+@", r"\1***@", text)
+
+
+def names(path: Path, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The credentials names that exist, and where: ``{name: "secrets file" | "environment"}``
+    (never a value). A name set by environment variables is shown as the variables spell it.
+    Raises :class:`ConfigError` when the file is unsafe or unreadable.
+
+    >>> names(Path("/nonexistent"), {"STATIONMANAGER_SECRET_PROVIDER_X_PASSWORD": "p", "HOME": "/"})
+    {'PROVIDER_X': 'environment'}
+    """
+    environ = os.environ if environ is None else environ
+    out = {name: "secrets file" for name in read_file(path)}
+    in_file = {_env_key(n) for n in out}
+    for key in environ:
+        m = re.fullmatch(ENV_PREFIX + r"(.+)_(" + "|".join(f.upper() for f in FIELDS) + ")", key)
+        if m and m[1] not in in_file:
+            out.setdefault(m[1], "environment")
+    return dict(sorted(out.items()))
+
+
+def resolves(name: str | None, path: Path, environ: Mapping[str, str] | None = None) -> str | None:
+    """Why credentials ``name`` cannot be used (None when they can, or none are named)."""
+    if not name:
+        return None
+    try:
+        lookup(name, path, environ)
+    except ConfigError as exc:
+        return str(exc)
+    return None

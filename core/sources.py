@@ -133,7 +133,7 @@ def add_source(conn: psycopg.Connection, actor: str, **fields: Any) -> dict:
     return get_source(conn, f["name"])
 
 
-def edit_source(conn: psycopg.Connection, name: str, actor: str, **changes: Any) -> dict:
+def edit_source(conn: psycopg.Connection, name: str, actor: str, /, **changes: Any) -> dict:
     """Change some fields of a source (audited); a new URL must have its host key trusted again."""
     old = get_source(conn, name)
     f = {k: old.get(k) for k in EDITABLE}

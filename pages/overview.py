@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 
 import streamlit as st
 
-from core import stations, webdata
+from core import stations, sync_health, webdata
 from pages.common import connection, plain, require_role, show_errors, storage_level
 
 #: Badge colour of each status of :func:`core.stations.status`.
@@ -64,13 +64,15 @@ def _percent(value: float | None) -> str:
     return "–" if value is None else f"{value:.1f} %"
 
 
-def card(row: dict) -> None:
-    """One station: link, status, last reading, recovery, files, findings."""
+def card(row: dict, sync: sync_health.StationSync | None = None) -> None:
+    """One station: link, status, sync, last reading, recovery, files, findings."""
     st.page_link("pages/station.py", label=plain(row["name"]), icon=":material/show_chart:",
                  query_params={"station": row["name"]})
     state = row["status"]
     st.badge(f"{state} · {webdata.format_age(row['age_hours'])} ago" if row["age_hours"] is not None else state,
              color=STATUS_COLOURS[state])
+    if sync is not None:  # whether its files arrive, else the likely reason (core.sync_health)
+        st.caption(sync.markdown)
     last = row["last_reading"]
     interval = f"{(row['interval_s'] or stations.DEFAULT_INTERVAL_S) / 60:g} min"
     st.caption(f"Last reading {last:%Y-%m-%d %H:%M} UTC · logger every {interval}" if last else "No readings yet")
@@ -91,7 +93,9 @@ def card(row: dict) -> None:
 def overview() -> None:
     """The cards, worst first; live (every minute) when looking at today."""
     with show_errors(), connection() as conn:
-        rows = stations.overview(conn, now=stations.as_of(day, today))
+        now = stations.as_of(day, today)
+        rows = stations.overview(conn, now=now)
+        syncs = sync_health.stations(conn, now=now)
     if not rows:
         st.info("No stations yet. Import logger files with `stationmanager ingest FILE --station NAME`.")
         return
@@ -100,7 +104,7 @@ def overview() -> None:
     for i in range(0, len(rows), 3):
         for col, row in zip(st.columns(3), rows[i:i + 3]):
             with col.container(border=True):
-                card(row)
+                card(row, syncs.get(row["id"]))
 
 
 import_queue()

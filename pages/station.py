@@ -7,7 +7,7 @@ from datetime import datetime
 
 import streamlit as st
 
-from core import auth, charts, flags, health, records, series, stations, webdata
+from core import auth, charts, flags, health, records, series, stations, sync_health, webdata
 from core.settings import get_settings
 from pages.common import connection, current_user, plain, require_role, show_errors, station_picker
 
@@ -23,6 +23,9 @@ with show_errors(), connection() as conn:
     station = stations.station(conn, name)
     channels = stations.channels(conn, station["id"])
     first, last = stations.time_range(conn, station["id"])
+    sync = sync_health.station(conn, station["id"])
+if sync is not None:
+    st.caption(sync.markdown)
 if not channels or first is None or last is None:
     st.info("No readings for this station yet.")
     st.stop()

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "toa5"
 MAST = "Ballymore Hill"
 PAGES = ("pages/overview.py", "pages/station.py", "pages/flags.py", "pages/upload.py", "pages/files.py",
-         "pages/metadata.py", "pages/calibrations.py", "pages/exports.py", "pages/admin.py")
+         "pages/sources.py", "pages/metadata.py", "pages/calibrations.py", "pages/exports.py", "pages/admin.py")
 #: The role each page needs, when more than viewer.
 NEEDED = {"pages/upload.py": "analyst", "pages/admin.py": "admin"}
 
@@ -138,6 +138,10 @@ def test_every_page_for_every_role(site: Settings, role: str, page: str) -> None
         assert [s.value for s in at.subheader][:4] == ["Station", "Loggers", "Measurement points", "Channels"]
         editing = [b.label for b in at.button] == ["Save mapping", "Import"]
         assert editing == (role != "viewer")
+    elif page == "pages/sources.py":  # test_sources_page goes further
+        admin = role == "admin"
+        assert [i.value for i in at.info] == ["No sources yet." + (" Add one below." if admin else " An admin adds them.")]
+        assert ("Add source" in [b.label for b in at.button]) == admin
     elif page in ("pages/flags.py", "pages/calibrations.py", "pages/exports.py"):
         # their own tests (test_flags_page, test_calibrations_page, test_exports_page) go further
         assert at.selectbox[0].value == MAST  # the station picker, first station alphabetically
