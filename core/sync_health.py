@@ -1,7 +1,8 @@
 """Sync health: is each station's data arriving, and if not, the most likely reason.
 
-For each **source**: its last finished run, how many runs in a row have failed (failed or
-interrupted since its last ok or partial run) and since when, and when its next run is
+For each **source**: its last finished run, how many runs in a row have failed (since its last
+ok or partial run; an ``interrupted`` run, cut short by a stopped worker, does not count, as
+for alerts) and since when, and when its next run is
 due. For each **station**: the newest file received from any way in (source, inbox,
 upload, CLI) and its newest reading, against its logger's interval.
 

@@ -2,9 +2,10 @@
 -- Everything is as of %(now)s: runs started, files received and readings at or after it do not count.
 
 -- name: source_health
--- Each source with its last finished run, its trailing streak of failed runs (failed or
--- interrupted since its last ok or partial run) and the stations it serves: its own, and
--- those of the files it has fetched.
+-- Each source with its last finished run, its trailing streak of failed runs (since its last
+-- ok or partial run; a run cut short by a stopped worker, ``interrupted``, says nothing of
+-- the source, as for alerts) and the stations it serves: its own, and those of the files
+-- it has fetched.
 SELECT s.id, s.name, s.kind, s.url, s.credentials, s.station_id, st.name AS station, s.every_minutes,
        s.enabled, s.blocked, s.pending_host_key, s.host_key, s.queued_at, s.created_at,
        last.id AS last_run_id, last.status AS last_status, last.started_at AS last_run_at,
@@ -39,7 +40,7 @@ LEFT JOIN LATERAL (
     SELECT count(*) AS n, min(r.started_at) AS since,
            (array_agg(r.error_class ORDER BY r.id DESC))[1] AS error_class
     FROM source_run r
-    WHERE r.source_id = s.id AND r.status IN ('failed', 'interrupted') AND r.started_at < %(now)s
+    WHERE r.source_id = s.id AND r.status = 'failed' AND r.started_at < %(now)s
       AND r.id > coalesce((SELECT max(ok.id) FROM source_run ok
                            WHERE ok.source_id = s.id AND ok.status IN ('ok', 'partial')
                              AND ok.started_at < %(now)s), 0)

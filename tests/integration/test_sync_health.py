@@ -64,12 +64,16 @@ def test_a_failing_source_beats_old_readings_and_says_since_when_and_why(conn, m
     run(conn, src, datetime(2025, 3, 3, 8, 10, tzinfo=UTC), "failed", "authentication failed")
     assert state(conn, mast) == ("failing", "source provider failing since 06:10: authentication failed")
     row = {r["name"]: r for r in sync_health.sources(conn, NOW)}["provider"]
-    assert (row["failed_runs"], row["failing_since"]) == (3, datetime(2025, 3, 3, 6, 10, tzinfo=UTC))
+    # a run cut short by a stopped worker says nothing of the source (as for alerts)
+    assert (row["failed_runs"], row["failing_since"]) == (2, datetime(2025, 3, 3, 6, 10, tzinfo=UTC))
     # as of before the failures began, the same source was fine
     assert state(conn, mast, datetime(2025, 3, 3, 6, 0, tzinfo=UTC))[0] == "no file"
     # an ok run ends the streak
     run(conn, src, datetime(2025, 3, 3, 8, 40, tzinfo=UTC))
     assert state(conn, mast) == ("no file", "no file from the logger since 00:30")
+    # a killed worker's interrupted run after it does not make the source failing
+    run(conn, src, datetime(2025, 3, 3, 8, 50, tzinfo=UTC), "interrupted")
+    assert state(conn, mast, NOW + timedelta(minutes=1)) == ("no file", "no file from the logger since 00:30")
 
 
 def test_a_failing_source_is_named_even_when_readings_are_fresh(conn, mast):
