@@ -51,8 +51,8 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.ingest import (  # noqa: E402
-    STATION, Server, environment_lines, generate_file, log, machine, mb, migrated_template, n_rows, run_worker,
-    tree_rss, worker_env, write_doc,
+    STATION, Server, _interrupt, environment_lines, generate_file, log, machine, mb, migrated_template, n_rows,
+    run_worker, tree_rss, worker_env, write_doc,
 )
 from core import db, jobs, sources  # noqa: E402
 from core.settings import Settings  # noqa: E402
@@ -416,8 +416,7 @@ def render(ctx: dict[str, Any], res: dict[str, Any]) -> str:
             f"### First sync of {ctx['days']:,} day files against one file",
             "",
             f"One mast, {ctx['channels']} channels, {fs['rows']:,} 10-minute rows = {n / 1e6:.2f} M readings: "
-            f"{ctx['days']:,} day files of {mb(fs['size'] / ctx['days'] * 2**20 / 2**20)} "
-            f"({fs['size'] / ctx['days'] / 1024:.0f} KiB each, {mb(fs['size'])} in all) in year folders, or one file "
+            f"{ctx['days']:,} day files ({fs['size'] / ctx['days'] / 1024:.0f} KiB each, {mb(fs['size'])} in all) in year folders, or one file "
             f"of {mb(fs['big_size'])}. Each on a fresh database, a real worker (concurrency "
             f"{ctx['concurrency']}).",
             "",
@@ -445,10 +444,6 @@ def render(ctx: dict[str, Any], res: dict[str, Any]) -> str:
 
 
 # --- main --------------------------------------------------------------------------------
-
-
-def _interrupt(signum, frame):  # SIGTERM (and SIGINT in the background): clean up first
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
