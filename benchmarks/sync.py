@@ -52,7 +52,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from benchmarks.ingest import (  # noqa: E402
     STATION, Server, _interrupt, environment_lines, generate_file, log, machine, mb, migrated_template, n_rows,
-    run_worker, tree_rss, worker_env, write_doc,
+    remove_home, run_worker, tree_rss, worker_env, write_doc,
 )
 from core import db, jobs, sources  # noqa: E402
 from core.settings import Settings  # noqa: E402
@@ -471,13 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, steps, command, home)
     finally:
         if not args.keep:
-            from core import embedded
-
-            srv = embedded._servers.pop(home.resolve() / "pgdata", None)
-            if srv is not None:
-                with contextlib.suppress(Exception):
-                    srv.cleanup()
-            shutil.rmtree(home, ignore_errors=True)
+            remove_home(home)
 
 
 def _run(args, steps: set[str], command: str, home: Path) -> int:
