@@ -871,16 +871,20 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, steps, command, path, gen_s, cached, rows, n_readings, home)
     finally:
         if not args.keep:
-            import shutil
+            remove_home(home)
 
-            from core import embedded
 
-            # stop the embedded server (if any) now, then remove its files
-            srv = embedded._servers.pop(home.resolve() / "pgdata", None)
-            if srv is not None:
-                with contextlib.suppress(Exception):
-                    srv.cleanup()
-            shutil.rmtree(home, ignore_errors=True)
+def remove_home(home: Path) -> None:
+    """Stop the embedded server of a temporary home (if any) now, then remove its files."""
+    import shutil
+
+    from core import embedded
+
+    srv = embedded._servers.pop(home.resolve() / "pgdata", None)
+    if srv is not None:
+        with contextlib.suppress(Exception):
+            srv.cleanup()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 def _run(args, steps, command, path, gen_s, cached, rows, n_readings, home) -> int:

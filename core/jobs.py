@@ -117,9 +117,10 @@ def _reason(exc: BaseException, job: procrastinate.jobs.Job, retrying: bool) -> 
 
 
 def _defer_imports(app: procrastinate.App, ids: Iterable[int]) -> None:
-    task = app.configure_task("sm:import_file")
-    for i in ids:
-        task.defer(source_file_id=i)
+    """One import job per file, queued in one statement (a first sync queues thousands)."""
+    kwargs = [{"source_file_id": i} for i in ids]
+    if kwargs:
+        app.configure_task("sm:import_file").batch_defer(*kwargs)
 
 
 def defer_qc(app: procrastinate.App, station_id: int, start: datetime, end: datetime) -> None:
