@@ -15,6 +15,10 @@ delivers hours behind). A later run extends the same site: every past record is 
 so only the new days' files are new. :data:`FAULTS` is the set for a year beginning on
 2025-01-01, the default of :func:`generate` (tests).
 
+While ``up --demo`` runs, the demo logger (:func:`run_logger`) writes each new record of
+Ballymore Hill into ``HOME/demo-logger``, fetched by the folder source of
+:func:`demo_sources`; the other demo source, Curlew Point's telemetry, is refused.
+
 One file is written per station and day. Timestamps mark the END of each
 10-minute averaging period (logger clock = UTC), so the file of day D covers
 ``D 00:10:00`` .. ``D+1 00:00:00``. A record stamped ``t`` covers
