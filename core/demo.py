@@ -15,6 +15,10 @@ delivers hours behind). A later run extends the same site: every past record is 
 so only the new days' files are new. :data:`FAULTS` is the set for a year beginning on
 2025-01-01, the default of :func:`generate` (tests).
 
+While ``up --demo`` runs, the demo logger (:func:`run_logger`) writes each new record of
+Ballymore Hill into ``HOME/demo-logger``, fetched by the folder source of
+:func:`demo_sources`; the other demo source, Curlew Point's telemetry, is refused.
+
 One file is written per station and day. Timestamps mark the END of each
 10-minute averaging period (logger clock = UTC), so the file of day D covers
 ``D 00:10:00`` .. ``D+1 00:00:00``. A record stamped ``t`` covers
@@ -413,6 +417,20 @@ def _floor_step(t: datetime) -> datetime:
     return t.replace(minute=t.minute - t.minute % 10, second=0, microsecond=0)
 
 
+def _timeline(origin: date, end: datetime) -> np.ndarray:
+    """The stamps of every record from ``origin`` 00:10 to ``end`` (a 10-minute step)."""
+    n = int((end - _day_start(origin)) / timedelta(minutes=10))
+    return np.datetime64(origin, "m") + (np.arange(n) + 1) * _STEP
+
+
+def _station_table(st: DemoStation, ts: np.ndarray, seed: int, fault_list: tuple[Fault, ...]
+                   ) -> tuple[bytes, bytes, np.ndarray]:
+    """(header, body, row byte offsets) of a station's records stamped ``ts``, faults applied."""
+    data = _simulate(st, ts, seed, fault_list)
+    _apply_faults(st, ts, data, np.random.default_rng([seed, st.seed_offset, 99]), fault_list)
+    return _render(st, ts, data)
+
+
 def generate(out_dir: Path, *, start: date | None = None, days: int = 365, end: datetime | None = None,
              origin: date | None = None, year_start: date | None = None, seed: int = 7,
              progress: Callable[[int, int], None] | None = None) -> list[Path]:
@@ -449,9 +467,8 @@ def generate(out_dir: Path, *, start: date | None = None, days: int = 365, end: 
     origin = min(origin or start, start)
     year_start = year_start or date(2025, 1, 1)
     fault_list = faults(year_start, end)
-    t0 = _day_start(origin)
-    n = int((end - t0) / timedelta(minutes=10))
-    ts = np.datetime64(origin, "m") + (np.arange(n) + 1) * _STEP
+    ts = _timeline(origin, end)
+    n = ts.size
     first_day = (start - origin).days
     n_days = -(-n // ROWS_PER_DAY)
 
@@ -484,9 +501,7 @@ def generate(out_dir: Path, *, start: date | None = None, days: int = 365, end: 
             continue
         # a station installed later (Curlew Point) is simulated from its first day on
         first = int(np.argmax(present)) // ROWS_PER_DAY * ROWS_PER_DAY
-        data = _simulate(st, ts[first:], seed, fault_list)
-        _apply_faults(st, ts[first:], data, np.random.default_rng([seed, st.seed_offset, 99]), fault_list)
-        header, body, offsets = _render(st, ts[first:], data)
+        header, body, offsets = _station_table(st, ts[first:], seed, fault_list)
         folder = Path(out_dir) / st.slug
         folder.mkdir(parents=True, exist_ok=True)
         for d, (lo, hi) in day_list:
@@ -603,3 +618,82 @@ def wait_for_import(file_ids: list[int], stop: threading.Event,
             if done >= len(file_ids):
                 return
             stop.wait(every_s)
+
+
+# --- the demo's sources: a live logger, and one that fails ------------------------------
+
+#: The station whose logger keeps writing while ``up --demo`` runs, the folder under HOME it
+#: writes into, and the folder source that fetches from there.
+LIVE_STATION = "Ballymore Hill"
+LOGGER_FOLDER = "demo-logger"
+LIVE_SOURCE = "Ballymore Hill logger"
+#: A telemetry server that refuses connections (nothing listens on port 1): its runs fail at once
+#: with ``host unreachable``, and the Overview says so for Curlew Point.
+FAILING_SOURCE = "Curlew Point telemetry"
+FAILING_URL = "sftp://127.0.0.1:1/curlew-point"
+
+
+def demo_sources(home_dir: Path) -> list[dict]:
+    """The definitions of the demo's two sources in the home ``home_dir``."""
+    return [
+        {"name": LIVE_SOURCE, "kind": "folder", "url": str(home_dir / LOGGER_FOLDER), "station": LIVE_STATION,
+         "include": ["*.dat"], "every_minutes": 2},
+        {"name": FAILING_SOURCE, "kind": "sftp", "url": FAILING_URL, "station": "Curlew Point",
+         "every_minutes": 15, "timeout_s": 5},
+    ]
+
+
+def ensure_demo_sources() -> list[str]:
+    """Define the demo's sources in the current home unless they exist (an admin's changes to
+    them stay); returns the names of those added."""
+    from core import db, sources
+    from core.settings import get_settings
+
+    home_dir = get_settings().home.resolve()
+    (home_dir / LOGGER_FOLDER).mkdir(parents=True, exist_ok=True)
+    added = []
+    with db.connect() as conn, db.translate():
+        for fields in demo_sources(home_dir):
+            with conn.transaction():
+                if sources.get_source(conn, fields["name"], missing_ok=True) is None:
+                    sources.add_source(conn, "demo", **fields)
+                    added.append(fields["name"])
+    return added
+
+
+def write_logger_file(folder: Path, origin: date, since: datetime, end: datetime, seed: int = 7) -> Path | None:
+    """Write the records of :data:`LIVE_STATION` stamped after ``since`` up to ``end`` (10-minute
+    steps) as one TOA5 file ``<slug>_Met10min_YYYYMMDD_HHMM.dat`` (the last stamp) in ``folder``,
+    as its logger would. The records are those of :func:`generate` for the demo site that
+    begins on ``origin`` (same RECORD numbers, same values), so they continue its files. None
+    when there is no record in that span."""
+    since, end = _floor_step(since), _floor_step(end)
+    if end <= since:
+        return None
+    st = next(s for s in STATIONS if s.name == LIVE_STATION)  # logs all year: no gap to leave out
+    ts = _timeline(origin, end)
+    header, body, offsets = _station_table(st, ts, seed, faults(origin, end))
+    lo = int(np.searchsorted(ts, _np(since), side="right"))
+    path = Path(folder) / f"{st.slug}_{st.table}_{end:%Y%m%d_%H%M}.dat"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")  # a source never fetches a .tmp file
+    tmp.write_bytes(header + body[offsets[lo]:])
+    os.replace(tmp, path)
+    return path
+
+
+def run_logger(folder: Path, origin: date, since: datetime, stop: threading.Event, every_s: float = 20.0,
+               clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    """The demo logger: until ``stop`` is set, write each new 10-minute record after ``since``
+    into ``folder`` (:func:`write_logger_file`) as soon as its period has ended."""
+    last = _floor_step(since)
+    while not stop.is_set():
+        step = _floor_step(clock())
+        if step > last:
+            try:
+                path = write_logger_file(folder, origin, last, step)
+                logger.info("demo logger: wrote %s", path)
+                last = step
+            except OSError:  # a full disk, say: try again next time
+                logger.exception("demo logger: could not write into %s", folder)
+        stop.wait(every_s)

@@ -13,7 +13,8 @@ pages while the worker is down, and says so itself while the database is.
 
 With ``--demo`` it runs in the demo's own home (:mod:`core.demo_home`), creates one demo
 user per role and queues the demo site's files (imported in the background by the worker,
-progress printed here and shown in the app). Without it, it refuses a user file that still
+progress printed here and shown in the app), adds the demo's sources and runs its live
+logger (:func:`core.demo.run_logger`, a thread of this process). Without it, it refuses a user file that still
 has the demo logins.
 """
 
@@ -191,6 +192,13 @@ def _load_demo(stopping: threading.Event, days: int) -> None:
 
     try:
         result = demo.load_demo(days=days, progress=lambda msg: print(msg, flush=True), stop=stopping)
+        added = demo.ensure_demo_sources()
+        if added:
+            print(f"demo: sources added: {', '.join(added)}", flush=True)
+        folder = get_settings().home.resolve() / demo.LOGGER_FOLDER
+        print(f"demo: the {demo.LIVE_STATION} logger writes a file every 10 minutes into {folder}", flush=True)
+        threading.Thread(target=demo.run_logger, args=(folder, result["start"], result["end"], stopping),
+                         name="demo logger", daemon=True).start()
         if result["queued"]:
             demo.wait_for_import(result["file_ids"], stopping, report=lambda msg: print(msg, flush=True))
     except Exception:  # report, keep the app running

@@ -6,6 +6,7 @@ home that still has the demo logins, and starts a killed worker or web app again
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -79,6 +80,14 @@ def test_up_demo_serves_the_app_imports_the_demo_and_stops_everything(home: Path
         _wait_for(lines, "demo: 4 files queued for import", proc)  # a file per day and station
         _wait_for(lines, "demo import: 4/4 files done", proc)
         assert (home / "pgdata" / "postmaster.pid").exists()  # its own embedded PostgreSQL
+        # its sources: the live logger's folder in the demo home, and a failing telemetry server
+        assert "demo: sources added: Ballymore Hill logger, Curlew Point telemetry" in "".join(lines)
+        listed = subprocess.run([sys.executable, "-m", "core.cli", "source", "list", "--json"], cwd=ROOT,
+                                env=_env(home), capture_output=True, text=True, timeout=120)
+        assert listed.returncode == 0, listed.stderr
+        found = {s["name"]: (s["kind"], s["url"], s["station"]) for s in json.loads(listed.stdout)}
+        assert found == {"Ballymore Hill logger": ("folder", str(home.resolve() / "demo-logger"), "Ballymore Hill"),
+                         "Curlew Point telemetry": ("sftp", "sftp://127.0.0.1:1/curlew-point", "Curlew Point")}
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         try:

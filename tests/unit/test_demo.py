@@ -6,6 +6,7 @@ import ast
 import csv
 import io
 import re
+import threading
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -333,3 +334,42 @@ def test_a_later_run_keeps_every_earlier_record_and_adds_the_new_ones(tmp_path: 
             assert new.startswith(old) and len(new) > len(old)
         else:
             assert new == old, p.name
+
+
+def test_the_demo_logger_writes_the_next_records_of_the_demo_site(tmp_path: Path) -> None:
+    origin = date(2026, 3, 3)
+    site = generate(tmp_path / "site", start=origin, origin=origin, year_start=origin, end=END)
+    later = generate(tmp_path / "later", start=origin, origin=origin, year_start=origin,
+                     end=END + timedelta(minutes=30))
+    path = demo.write_logger_file(tmp_path / "logger", origin, since=END, end=END + timedelta(minutes=30))
+    assert path is not None and path.name == "ballymore-hill_Met10min_20260304_1600.dat"
+    records = path.read_bytes().split(b"\r\n")[4:-1]
+    # the same header as the site's files, and the three records after the site's last one,
+    # exactly as a later run of the generator writes them (RECORD numbers too)
+    day = [p for p in site if p.name == "ballymore-hill_Met10min_20260304.dat"][0]
+    assert path.read_bytes().split(b"\r\n")[:4] == day.read_bytes().split(b"\r\n")[:4]
+    grown = [p for p in later if p.name == day.name][0].read_bytes().split(b"\r\n")[4:-1]
+    assert records == grown[-3:] and day.read_bytes().split(b"\r\n")[4:-1] == grown[:-3]
+    assert [r.split(b",")[0] for r in records] == [b'"2026-03-04 15:40:00"', b'"2026-03-04 15:50:00"',
+                                                    b'"2026-03-04 16:00:00"']
+    assert demo.write_logger_file(tmp_path / "logger", origin, since=END, end=END) is None  # nothing new
+    assert not list((tmp_path / "logger").glob("*.tmp"))
+
+
+def test_the_demo_logger_writes_each_new_step_once_until_stopped(tmp_path: Path) -> None:
+    origin, stop = date(2026, 3, 3), threading.Event()
+    # 15:37 (15:30 ended), 15:39 (nothing new), 15:41 (15:40 ended)
+    times = iter([END, END + timedelta(minutes=2), END + timedelta(minutes=4)])
+
+    def clock() -> datetime:
+        try:
+            return next(times)
+        except StopIteration:
+            stop.set()
+            return END + timedelta(minutes=4)
+
+    demo.run_logger(tmp_path, origin, since=END - timedelta(minutes=20), stop=stop, every_s=0, clock=clock)
+    files = sorted(tmp_path.glob("*.dat"))
+    assert [p.name for p in files] == ["ballymore-hill_Met10min_20260304_1530.dat",
+                                       "ballymore-hill_Met10min_20260304_1540.dat"]
+    assert [len(p.read_bytes().split(b"\r\n")[4:-1]) for p in files] == [2, 1]
