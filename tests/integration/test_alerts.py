@@ -43,8 +43,9 @@ def receivers(tmp_path, settings):
 
 def station(conn, name: str) -> dict:
     st = make_station(conn, name, ("WS_80m_NE_Avg",))
-    with conn.transaction():
-        readings(conn, st["ch"]["WS_80m_NE_Avg"], LAST - timedelta(days=2), LAST + timedelta(minutes=10))
+    # not in a transaction: at storage level 2 the rollups are refreshed by TimescaleDB's
+    # refresh_continuous_aggregate(), which cannot run inside one
+    readings(conn, st["ch"]["WS_80m_NE_Avg"], LAST - timedelta(days=2), LAST + timedelta(minutes=10))
     return st
 
 
@@ -328,8 +329,7 @@ def test_the_worker_s_periodic_task_alerts_a_late_station(conn, db_url, settings
     box, options, hook = receivers
     st = make_station(conn, "Kestrel Ridge", ("WS_80m_NE_Avg",))
     newest = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=5)
-    with conn.transaction():
-        readings(conn, st["ch"]["WS_80m_NE_Avg"], newest - timedelta(days=1), newest + timedelta(minutes=10))
+    readings(conn, st["ch"]["WS_80m_NE_Avg"], newest - timedelta(days=1), newest + timedelta(minutes=10))
     setup_targets(conn, options, settings)
     worker = start_worker(db_url, settings.home)
     try:
