@@ -291,3 +291,17 @@ def s3_server() -> Iterator[S3Server]:
     finally:
         requests.post(f"{endpoint}/moto-api/reset-auth", data=str(before).encode(), timeout=10)
         server.stop()
+
+
+def start(kind: str, root: Path):
+    """The server of ``kind`` (a source kind, or "ftp without MLSD") serving ``root`` (S3:
+    its own bucket), as a context manager."""
+    if kind == "folder":
+        return folder_server(root)
+    if kind == "sftp":
+        return sftp_server(root)
+    if kind.startswith("ftp"):
+        return ftp_server(root, tls=kind == "ftps", mlsd="MLSD" not in kind)
+    if kind == "http":
+        return http_server(root)
+    return s3_server()

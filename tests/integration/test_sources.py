@@ -37,19 +37,7 @@ def days(tmp_path_factory) -> list[bytes]:
 
 @pytest.fixture(params=KINDS)
 def server(request, tmp_path):
-    kind = request.param
-    root = tmp_path / "remote"
-    if kind == "folder":
-        cm = servers.folder_server(root)
-    elif kind == "sftp":
-        cm = servers.sftp_server(root)
-    elif kind.startswith("ftp"):
-        cm = servers.ftp_server(root, tls=kind == "ftps", mlsd="MLSD" not in kind)
-    elif kind == "http":
-        cm = servers.http_server(root)
-    else:
-        cm = servers.s3_server()
-    with cm as s:
+    with servers.start(request.param, tmp_path / "remote") as s:
         yield s
 
 
