@@ -105,11 +105,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 def cmd_test(args: argparse.Namespace) -> int:
     with db.connect() as conn, db.translate():
         src = sources.get_source(conn, args.name)
-        result = sources.check_source(src)
-        key = result.pop("offered_key", None)
-        if key and result["error_class"] == remote.HOST_KEY_UNKNOWN:
-            with conn.transaction():
-                sources.note_offered_key(conn, src, key)
+        result = sources.keep_offered_key(conn, src, sources.check_source(src))
     if args.json:
         _print_json(result)
     elif result["ok"]:

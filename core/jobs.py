@@ -198,6 +198,20 @@ def sync_source(context: procrastinate.JobContext, source_id: int, trigger: str 
     _defer_imports(context.app, result["queue"])
 
 
+@blueprint.task(name="test_source", queue="sources", pass_context=True)
+def check_source(context: procrastinate.JobContext, source_id: int, actor: str) -> None:
+    """Connect to a source and list it, for the Sources page's "Test" (``core.sources.check_for``)."""
+    from core import sources
+
+    log.info("job %s: test source %s", context.job.id, source_id, extra={"job_id": context.job.id})
+    sources.check_for(source_id, actor, context.job.id)
+
+
+def defer_test(app: procrastinate.App, source_id: int, actor: str) -> int:
+    """Queue a test of a source; returns the job's id (its result is found by it)."""
+    return app.configure_task("sm:test_source", queue="sources").defer(source_id=source_id, actor=actor)
+
+
 @blueprint.periodic(cron="* * * * *")
 @blueprint.task(name="evaluate_alerts", queue="maintenance", queueing_lock="evaluate_alerts", pass_context=True)
 def evaluate_alerts(context: procrastinate.JobContext, timestamp: int) -> None:

@@ -3,7 +3,8 @@
 test it, queue a run for the worker, accept an SFTP host key. Every one needs ``admin``.
 
 The web process never fetches: "sync now" queues the run (:func:`core.jobs.defer_sync`).
-"Test" connects and lists (nothing is downloaded), within the source's timeout.
+"Test" is queued too (:func:`queue_test`): the worker connects and lists (nothing is
+downloaded), and the page shows its result when it arrives (:func:`test_result`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import psycopg
 
 from core import auth, db, jobs, remote, sources
 from core.errors import ConfigError, StationManagerError
-from core.settings import Settings, get_settings
 
 NEEDED = "admin"
 
@@ -74,17 +74,24 @@ def remove(conn: psycopg.Connection, user: str, role: str | None, name: str) -> 
         sources.remove_source(conn, name, user)
 
 
-def check(conn: psycopg.Connection, role: str | None, name: str, settings: Settings | None = None) -> dict:
-    """Connect and list (:func:`core.sources.check_source`); an unknown SFTP host key is kept
-    for an admin to accept."""
+def queue_test(conn: psycopg.Connection, user: str, role: str | None, name: str) -> int:
+    """Queue a test of the source for the worker (connect and list, nothing is downloaded;
+    an offered SFTP host key is kept for an admin to accept). Returns the job's id, which
+    :func:`test_result` takes."""
     auth.require(role, NEEDED)
     src = sources.get_source(conn, name)
-    result = sources.check_source(src, settings or get_settings())
-    key = result.pop("offered_key", None)
-    if key and result["error_class"] in (remote.HOST_KEY_UNKNOWN, remote.HOST_KEY_CHANGED):
-        with conn.transaction():
-            sources.note_offered_key(conn, src, key)
-    return result
+    app = jobs.make_app(db.database_url())
+    with app.open():
+        return jobs.defer_test(app, src["id"], user)
+
+
+def test_result(conn: psycopg.Connection, role: str | None, name: str, job_id: int) -> dict | None:
+    """The result of the test queued as ``job_id`` (``{"ok", "files", "listed", "error_class",
+    "error"}``), or None while it waits for the worker or runs. A job that ended without a
+    result (the worker was stopped, the job cancelled) is a failed test that says so."""
+    auth.require(role, NEEDED)
+    src = sources.get_source(conn, name)
+    return sources.check_result(conn, src["id"], job_id)
 
 
 def queue_sync(conn: psycopg.Connection, user: str, role: str | None, name: str) -> bool:

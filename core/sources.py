@@ -549,6 +549,48 @@ def check_source(src: dict, settings: Settings | None = None) -> dict:
     return {"ok": True, "files": n, "listed": len(listing), "error_class": None, "error": None}
 
 
+def keep_offered_key(conn: psycopg.Connection, src: dict, result: dict) -> dict:
+    """Keep the SFTP host key a :func:`check_source` was offered for an admin to accept;
+    returns ``result`` without it."""
+    key = result.pop("offered_key", None)
+    if key and result["error_class"] in (remote.HOST_KEY_UNKNOWN, remote.HOST_KEY_CHANGED):
+        with conn.transaction():
+            note_offered_key(conn, src, key)
+    return result
+
+
+def check_for(source_id: int, actor: str, job_id: int, settings: Settings | None = None) -> dict:
+    """The worker's test of a source (:func:`check_source`; no database connection is held
+    meanwhile), its result recorded in the audit log (action ``test``, with ``job_id``),
+    where the Sources page reads it."""
+    with db.connection() as conn:
+        src = _sql.fetch_one(conn, "source_by_id", id=source_id)
+    if src is None:
+        result = {"ok": False, "files": None, "error_class": remote.CONFIG,
+                  "error": "the source was removed before its test ran"}
+    else:
+        result = check_source(src, settings)
+    with db.connection() as conn:
+        if src is not None:
+            keep_offered_key(conn, src, result)
+        with conn.transaction():
+            db.audit(conn, actor, "test", "source", source_id, job_id=job_id, **result)
+    return result
+
+
+def check_result(conn: psycopg.Connection, source_id: int, job_id: int) -> dict | None:
+    """What :func:`check_for` recorded for job ``job_id``; None while the job waits or runs.
+    A job that ended without a result (its worker was stopped, it was cancelled) is a failed
+    test that says so."""
+    row = _sql.fetch_one(conn, "test_result", source_id=source_id, job_id=job_id)
+    if row["result"] is not None:
+        return row["result"]
+    if row["job_status"] in ("todo", "doing"):
+        return None
+    return {"ok": False, "files": None, "error_class": "interrupted",
+            "error": f"the test's job {job_id} ended ({row['job_status'] or 'gone'}) without a result; test again"}
+
+
 def public_row(row: dict) -> dict:
     """A source as shown by the CLI (and later the app): no secrets exist in it to hide."""
     out = {k: row.get(k) for k in ("id", "name", "kind", "url", "credentials", "station", "include", "exclude",

@@ -1,5 +1,5 @@
 """Sources: where logger files wait, each one's runs and sync health; admins define, test,
-run (queued to the worker) and trust them.
+run and test (both queued to the worker) and trust them.
 
 Everyone signed in sees every source (its URL never holds a password), its last run and the
 chart of its runs. Only admins see the controls, and ``core.source_admin`` checks the role
@@ -157,15 +157,34 @@ def _act(action, message: str) -> None:
     st.rerun()
 
 
+def _test_result(name: str, job_id: int) -> dict | None:
+    with show_errors(), connection() as conn:
+        return source_admin.test_result(conn, role, name, job_id)
+
+
 def _tested(name: str) -> None:
-    result = st.session_state.get(TESTED)
-    if not result or result[0] != name:
+    """The result of the test queued for ``name``, drawn live until the worker reports it."""
+    queued = st.session_state.get(TESTED)
+    if not queued or queued[0] != name:
         return
-    r = result[1]
-    if r["ok"]:
-        st.success(f"Connected: {r['files']} file(s) match of {r['listed']} listed.", icon=":material/lan:")
-    else:
-        st.error(plain(f"Test failed ({r['error_class']}): {r['error']}"), icon=":material/error:")
+
+    def render() -> bool:
+        r = _test_result(name, queued[1])
+        if r is None:
+            st.info("Testing: waiting for the worker…", icon=":material/hourglass_top:")
+            with show_errors(), connection() as conn:
+                alive = exports.worker_alive(conn)
+            if not alive:
+                st.warning("No worker is running, so the test waits: start one with `stationmanager worker` "
+                           "(or `stationmanager up`).", icon=":material/warning:")
+            return True
+        if r["ok"]:
+            st.success(f"Connected: {r['files']} file(s) match of {r['listed']} listed.", icon=":material/lan:")
+        else:
+            st.error(plain(f"Test failed ({r['error_class']}): {r['error']}"), icon=":material/error:")
+        return False
+
+    live(render, pending=lambda: _test_result(name, queued[1]) is None, key="source_test_live", every=2)
 
 
 def _host_key(src: dict[str, Any]) -> None:
@@ -184,14 +203,13 @@ def _host_key(src: dict[str, Any]) -> None:
 def _admin_controls(src: dict[str, Any]) -> None:
     name = src["name"]
     test, sync, toggle, _ = st.columns([1, 1, 1, 3])
-    if test.button("Test", key="source_test", icon=":material/lan:", help="Connect and list, nothing else"):
+    if test.button("Test", key="source_test", icon=":material/lan:",
+                   help="The worker connects and lists, nothing else"):
         try:
             with connection() as conn:
-                st.session_state[TESTED] = (name, source_admin.check(conn, role, name, settings))
+                st.session_state[TESTED] = (name, source_admin.queue_test(conn, current_user(), role, name))
         except StationManagerError as exc:
             st.error(plain(str(exc)), icon=":material/error:")
-        else:
-            st.rerun()  # an offered host key now waits below
     if sync.button("Sync now", key="source_sync", icon=":material/sync:", help="Queue a run for the worker"):
         _act(lambda conn: source_admin.queue_sync(conn, current_user(), role, name), f"{name}: run queued")
     label = "Disable" if src["enabled"] else "Enable"

@@ -126,3 +126,12 @@ FROM source_remote_file rf
 JOIN source s ON s.id = rf.source_id
 WHERE rf.source_file_id = %(source_file_id)s AND s.credentials IS NOT NULL
 ORDER BY s.name;
+
+-- name: test_result
+-- A source's test queued as job %(job_id)s (core.source_admin.queue_test): its result, once
+-- the worker recorded it in the audit log, and the job's status while it waits or runs.
+SELECT (SELECT a.details FROM audit a
+         WHERE a.entity = 'source' AND a.entity_id = %(source_id)s AND a.action = 'test'
+           AND a.details->>'job_id' = %(job_id)s::text
+         ORDER BY a.id DESC LIMIT 1) AS result,
+       (SELECT j.status::text FROM procrastinate_jobs j WHERE j.id = %(job_id)s) AS job_status;

@@ -1,6 +1,6 @@
 """Sources in a real Chromium, against a real SFTP server on 127.0.0.1 and a real worker: an
-admin adds an SFTP source on the Sources page, accepts its host key, tests it, syncs it,
-and sees its station's sync state on the Overview go from "not syncing" to "syncing", then
+admin adds an SFTP source on the Sources page, accepts its host key, tests it (in the worker),
+syncs it, and sees its station's sync state on the Overview go from "not syncing" to "syncing", then
 to the source's error after a wrong password. A viewer sees the sources but no control,
 and the core refuses the viewer's call. Saves ``docs/screenshots/sources.png``.
 """
@@ -116,15 +116,19 @@ def test_an_admin_adds_trusts_tests_and_syncs_an_sftp_source(page: Page, app: Ap
 
     go(page, "Sources", "Sources")
     choose(page, "Source", SOURCE)
-    click(page, "Test")
-    expect(page.get_by_text("Test failed (host key unknown)")).to_be_visible(timeout=LONG)
+    click(page, "Test")  # queued: the worker connects, the page shows its result when it arrives
+    expect(page.get_by_text("Test failed (host key unknown)")).to_be_visible(timeout=SYNC_TIMEOUT)
     fp = remote.fingerprint(sftp.host_key)
     expect(page.get_by_text(f"ssh-ed25519 {fp}")).to_be_visible()
     page.get_by_role("button", name="Accept host key").click()
     expect(page.get_by_text(f"{SOURCE}: host key {fp} accepted")).to_be_visible(timeout=LONG)
     settle(page)
     click(page, "Test")
-    expect(page.get_by_text("Connected: 2 file(s) match of 2 listed.")).to_be_visible(timeout=LONG)
+    expect(page.get_by_text("Connected: 2 file(s) match of 2 listed.")).to_be_visible(timeout=SYNC_TIMEOUT)
+    with psycopg.connect(app.database_url) as conn:  # both tests ran in the worker, which recorded them
+        tested = conn.execute("SELECT details->>'error_class', details ? 'job_id' FROM audit "
+                              "WHERE entity = 'source' AND action = 'test' ORDER BY id").fetchall()
+    assert tested == [("host key unknown", True), (None, True)]
 
     click(page, "Sync now")
     expect(page.get_by_text(f"{SOURCE}: run queued")).to_be_visible(timeout=LONG)

@@ -22,18 +22,36 @@ from contextlib import contextmanager
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import quote
 
 USER, PASSWORD = "met", "s3cret-Pa55-word"
 
 
 class Server:
-    """A running server: ``kind``, ``url`` and, for SFTP, its ``host_key`` line."""
+    """A running server: ``kind``, ``url`` and, for SFTP, its ``host_key`` line.
+
+    Servers that can (SFTP, FTP, HTTP) count the downloads of each file (:meth:`fetched`)
+    and send the files made slow by :meth:`slow` at that many bytes a second.
+    """
 
     def __init__(self, kind: str, url: str, root: Path | None, **extra) -> None:
         self.kind, self.url, self.root = kind, url, root
         self.options: dict = {}
         self.host_key: str | None = None
+        self.throttle: dict[str, float] = {}  # path relative to the root -> bytes/s
+        self.fetches: collections.Counter[str] = collections.Counter()  # path -> downloads started
         self.__dict__.update(extra)
+
+    def slow(self, rel: str, rate: float | None) -> None:
+        """Send ``rel`` at ``rate`` bytes/s from now on (None: at full speed)."""
+        if rate is None:
+            self.throttle.pop(rel, None)
+        else:
+            self.throttle[rel] = rate
+
+    def fetched(self, rel: str) -> int:
+        """How many downloads of ``rel`` began."""
+        return self.fetches[rel]
 
     def put(self, rel: str, data: bytes, mtime: float | None = None) -> None:
         """Write ``rel`` (appending is a new put) with modification time ``mtime``."""
@@ -109,21 +127,61 @@ def sftp_server(root: Path) -> Iterator[Server]:
         def validate_password(self, username: str, password: str) -> bool:
             return username == USER and password == PASSWORD
 
+    class Files(asyncssh.SFTPServer):
+        """Counts the files opened for reading; reads a slow file's blocks one at a time."""
+
+        def __init__(self, chan, chroot: bytes) -> None:
+            super().__init__(chan, chroot=chroot)
+            self.files: dict[int, tuple] = {}  # id -> (file, path relative to the root)
+            sessions.append(self)
+
+        def open(self, path: bytes, pflags: int, attrs):
+            f = super().open(path, pflags, attrs)
+            rel = path.decode().lstrip("/")
+            if pflags & asyncssh.FXF_READ:
+                s.fetches[rel] += 1
+            self.files[id(f)] = (f, rel)
+            return f
+
+        def close(self, file_obj) -> None:
+            self.files.pop(id(file_obj), None)
+            super().close(file_obj)
+
+        def exit(self) -> None:
+            self.close_all()
+            super().exit()
+
+        def close_all(self) -> None:
+            for f, _ in self.files.values():
+                f.close()
+            self.files.clear()
+
+        async def read(self, file_obj, offset: int, size: int) -> bytes:
+            rate = s.throttle.get(self.files.get(id(file_obj), (None, ""))[1])
+            if not rate:
+                return super().read(file_obj, offset, size)
+            async with slow_reads:  # the client asks for many blocks at once: one at a time
+                data = super().read(file_obj, offset, size)
+                await asyncio.sleep(len(data) / rate)
+                return data
+
     root.mkdir(parents=True, exist_ok=True)
+    s = Server("sftp", "", root)
+    sessions: list[Files] = []
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="test-sftp", daemon=True)
     thread.start()
     key = asyncssh.generate_private_key("ssh-ed25519")
 
     async def start():
-        return await asyncssh.listen(
+        return asyncio.Lock(), await asyncssh.listen(
             "127.0.0.1", 0, server_host_keys=[key], server_factory=Auth,
-            sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=str(root).encode()))
+            sftp_factory=lambda chan: Files(chan, chroot=str(root).encode()))
 
-    server = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
+    slow_reads, server = asyncio.run_coroutine_threadsafe(start(), loop).result(30)
     port = server.sockets[0].getsockname()[1]
     try:
-        s = Server("sftp", f"sftp://{USER}@127.0.0.1:{port}/", root)
+        s.url = f"sftp://{USER}@127.0.0.1:{port}/"
         s.host_key = " ".join(key.export_public_key("openssh").decode().split()[:2])
         yield s
     finally:
@@ -133,6 +191,8 @@ def sftp_server(root: Path) -> Iterator[Server]:
             for conn in connections:  # the server's side of each client connection
                 conn.close()
                 await conn.wait_closed()
+            for session in sessions:  # a killed client's session may not be cleaned up yet
+                session.close_all()
 
         asyncio.run_coroutine_threadsafe(stop(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
@@ -162,7 +222,33 @@ def ftp_server(root: Path, *, tls: bool = False, mlsd: bool = True) -> Iterator[
     base = TLS_FTPHandler if tls else FTPHandler
     if not mlsd:
         attrs["proto_cmds"] = {k: v for k, v in base.proto_cmds.items() if k not in ("MLSD", "MLST")}
-    handler = type("Handler", (base,), attrs)
+    s = Server("ftps" if tls else "ftp", "", root)
+
+    def rel(path: str) -> str:
+        return Path(path).relative_to(root).as_posix()
+
+    class Counting(base):  # type: ignore[misc,valid-type]
+        def ftp_RETR(self, file: str):
+            s.fetches[rel(file)] += 1
+            return super().ftp_RETR(file)
+
+    class SlowData(base.dtp_handler):  # type: ignore[misc,name-defined]
+        """Sends a slow file in small blocks, pausing after each (the server is the test's
+        alone: a pause of its one thread slows nothing else that matters)."""
+
+        def use_sendfile(self) -> bool:
+            return False
+
+        def send(self, data) -> int:
+            rate = s.throttle.get(rel(self.file_obj.name)) if self.file_obj is not None else None
+            if not rate:
+                return super().send(data)
+            sent = super().send(data[:4096])
+            time.sleep(sent / rate)
+            return sent
+
+    attrs["dtp_handler"] = SlowData
+    handler = type("Handler", (Counting,), attrs)
     server = FTPServer(("127.0.0.1", 0), handler)
     stop = threading.Event()
 
@@ -174,8 +260,7 @@ def ftp_server(root: Path, *, tls: bool = False, mlsd: bool = True) -> Iterator[
     thread.start()
     port = server.socket.getsockname()[1]
     try:
-        kind = "ftps" if tls else "ftp"
-        s = Server(kind, f"{kind}://{USER}@127.0.0.1:{port}/", root)
+        s.url = f"{s.kind}://{USER}@127.0.0.1:{port}/"
         if certfile:
             s.options = {"ca_file": str(certfile)}
         yield s
@@ -227,6 +312,20 @@ class _Handler(SimpleHTTPRequestHandler):
         pass
 
 
+class HttpServer(Server):
+    """Counts and throttles by URL path (``httpd.gets``, ``httpd.throttle``)."""
+
+    def slow(self, rel: str, rate: float | None) -> None:
+        path = "/" + quote(rel)
+        if rate is None:
+            self.httpd.throttle.pop(path, None)
+        else:
+            self.httpd.throttle[path] = rate
+
+    def fetched(self, rel: str) -> int:
+        return self.httpd.gets["/" + quote(rel)]
+
+
 @contextmanager
 def http_server(root: Path) -> Iterator[Server]:
     root.mkdir(parents=True, exist_ok=True)
@@ -238,7 +337,7 @@ def http_server(root: Path) -> Iterator[Server]:
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
     thread.start()
     try:
-        yield Server("http", f"http://127.0.0.1:{httpd.server_address[1]}/", root, httpd=httpd)
+        yield HttpServer("http", f"http://127.0.0.1:{httpd.server_address[1]}/", root, httpd=httpd)
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -256,14 +355,56 @@ class S3Server(Server):
         return "Contents" in self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix + rel)
 
 
+class _CountingS3:
+    """WSGI middleware before moto: counts the GETs of each object of the server's bucket
+    and prefix, and sends a slow object's body in small blocks, pausing after each (each
+    request has its own thread)."""
+
+    def __init__(self, app, server: S3Server) -> None:
+        self.app, self.server = app, server
+
+    def __call__(self, environ, start_response):
+        body = self.app(environ, start_response)
+        head = f"/{self.server.bucket}/{self.server.prefix}"
+        path = environ.get("PATH_INFO", "")
+        if environ["REQUEST_METHOD"] != "GET" or not path.startswith(head) or path == head:
+            return body
+        rel = path[len(head):]
+        self.server.fetches[rel] += 1
+        rate = self.server.throttle.get(rel)
+        return self._slowly(body, rate) if rate else body
+
+    @staticmethod
+    def _slowly(body, rate: float):
+        try:
+            for chunk in body:
+                for i in range(0, len(chunk), 4096):
+                    yield chunk[i:i + 4096]
+                    time.sleep(len(chunk[i:i + 4096]) / rate)
+        finally:
+            if hasattr(body, "close"):
+                body.close()
+
+
 @contextmanager
 def s3_server() -> Iterator[S3Server]:
     import boto3
     import requests
     from moto import settings as moto_settings
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
     from moto.server import ThreadedMotoServer
+    from werkzeug.serving import make_server
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    s = S3Server("s3", "s3://loggers/incoming", None, bucket="loggers", prefix="incoming/")
+
+    class Moto(ThreadedMotoServer):
+        def _server_entry(self) -> None:  # ThreadedMotoServer's, with the middleware
+            app = _CountingS3(DomainDispatcherApplication(create_backend_app), s)
+            self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    server = Moto(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     endpoint = "http://127.0.0.1:%d" % server.get_host_and_port()[1]
     before = moto_settings.INITIAL_NO_AUTH_ACTION_COUNT
@@ -282,12 +423,24 @@ def s3_server() -> Iterator[S3Server]:
                               aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
         requests.post(f"{endpoint}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
         client.create_bucket(Bucket="loggers")
-        s = S3Server("s3", "s3://loggers/incoming", None, client=client, bucket="loggers",
-                     access_key=key["AccessKeyId"], secret_key=key["SecretAccessKey"])
+        s.client, s.access_key, s.secret_key = client, key["AccessKeyId"], key["SecretAccessKey"]
         s.options = {"endpoint_url": endpoint}
-        s.prefix = "incoming/"
         yield s
         client.close()
     finally:
         requests.post(f"{endpoint}/moto-api/reset-auth", data=str(before).encode(), timeout=10)
         server.stop()
+
+
+def start(kind: str, root: Path):
+    """The server of ``kind`` (a source kind, or "ftp without MLSD") serving ``root`` (S3:
+    its own bucket), as a context manager."""
+    if kind == "folder":
+        return folder_server(root)
+    if kind == "sftp":
+        return sftp_server(root)
+    if kind.startswith("ftp"):
+        return ftp_server(root, tls=kind == "ftps", mlsd="MLSD" not in kind)
+    if kind == "http":
+        return http_server(root)
+    return s3_server()

@@ -8,13 +8,15 @@ it is ok, 5 hours after it is late.
 from __future__ import annotations
 
 import dataclasses
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core import alerts, auth, sources
+from core import alerts, auth, remote, sources, sync_health
 from core.alerts import config
+from tests.integration import servers
 from tests.integration.alert_servers import SMTP_PASSWORD, SMTP_USER, smtp_server, webhook_server
 from tests.integration.test_cli import env_for, run
 from tests.integration.test_sources import dump
@@ -178,6 +180,49 @@ def test_a_source_failing_n_runs_sends_one_alert_and_one_recovery(conn, settings
     assert len(hook.posts) == 2
     assert hook.posts[1]["text"].startswith("Source provider-x recovered: last run ok at ")
     assert len(box.messages) == 2
+
+
+@pytest.mark.parametrize("kind", ["sftp", "ftp", "s3", "http"])
+def test_a_wrong_password_alerts_once_and_its_fix_recovers_once(kind, conn, settings, receivers, tmp_path):
+    """Against a real server: N runs refused for a wrong password make one alert per target;
+    the password fixed, one successful run makes one "recovered" per target."""
+    box, options, hook = receivers
+    setup_targets(conn, options, settings)
+    s = dataclasses.replace(settings, alert_source_failures=3, source_retry_wait_s=0.05, source_retries=2)
+    with servers.start(kind, tmp_path / "remote") as server:
+        user = server.access_key if kind == "s3" else servers.USER
+        good = server.secret_key if kind == "s3" else servers.PASSWORD
+
+        def login(password: str) -> None:
+            secrets(settings, teams={"url": hook.url}, logins={"username": user, "password": password})
+
+        login("not-" + good)
+        with conn.transaction():
+            row = sources.add_source(conn, "admin", name="provider-x", kind=kind, url=server.url,
+                                     options=server.options, credentials="logins", station="Mast W")
+            if server.host_key:
+                sources.trust_host_key(conn, "provider-x", "admin", server.host_key)
+        for run_no in range(1, 5):
+            run = sources.sync("provider-x", settings=s)
+            assert (run["status"], run["error_class"]) == ("failed", remote.AUTH), run
+            tick(conn, datetime.now(UTC), s)
+            assert (len(box.messages), len(hook.posts)) == ((0, 0) if run_no < 3 else (1, 1)), run_no
+        assert {r["error_class"] for r in sources.runs(conn, "provider-x")} == {remote.AUTH}
+        assert "not-" + good not in dump(conn, ["source_run", "alert_event", "alert_message"])
+        health = sync_health.station(conn, row["station_id"], datetime.now(UTC))
+        assert health.state == "failing"
+        assert re.fullmatch(r"source provider-x failing since \d\d:\d\d: authentication failed",
+                            health.reason), health.reason
+        assert box.messages[0]["subject"] == "[StationManager] Source provider-x failing"
+        assert hook.posts[0]["text"].endswith("(3 runs): authentication failed"), hook.posts[0]["text"]
+        assert tick(conn, datetime.now(UTC), s)["messages"] == 0  # evaluated again: nothing more
+
+        login(good)  # fixed
+        assert sources.sync("provider-x", settings=s)["status"] == "ok"
+        tick(conn, datetime.now(UTC), s)
+        tick(conn, datetime.now(UTC), s)
+    assert [m["subject"] for m in box.messages][1:] == ["[StationManager] Source provider-x recovered"]
+    assert len(hook.posts) == 2 and hook.posts[1]["text"].startswith("Source provider-x recovered: last run ok at ")
 
 
 def test_a_source_s_own_rule_wins_over_the_setting(conn, settings, receivers, tmp_path):

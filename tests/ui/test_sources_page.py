@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core import auth, source_admin, sources
+from core import auth, jobs, source_admin, sources
 from core.errors import PermissionDenied
 from tests.ui.test_pages import show, signed_in
 from tests.ui.test_pages import texts as markdown
@@ -71,7 +71,8 @@ def test_the_core_refuses_what_the_page_hides(conn, defined):
     for call in (lambda: source_admin.add(conn, "vera", "viewer", {"name": "x", "kind": "folder", "url": "/x"}),
                  lambda: source_admin.remove(conn, "anna", "analyst", "Folder_one"),
                  lambda: source_admin.queue_sync(conn, "vera", "viewer", "Folder_one"),
-                 lambda: source_admin.check(conn, "analyst", "Folder_one"),
+                 lambda: source_admin.queue_test(conn, "anna", "analyst", "Folder_one"),
+                 lambda: source_admin.test_result(conn, "analyst", "Folder_one", 1),
                  lambda: source_admin.accept_host_key(conn, "vera", "viewer", "Folder_one", "SHA256:x")):
         with pytest.raises(PermissionDenied, match="this needs the admin role"):
             call()
@@ -104,7 +105,14 @@ def test_the_add_form_says_what_is_wrong(defined, values, error):
     assert len(at.dataframe[0].value) == 1  # nothing added
 
 
-def test_an_admin_adds_tests_and_disables_a_source(conn, defined, tmp_path):
+def run_queued_jobs(db_url: str) -> None:
+    """A real worker, in this process, runs the queued source jobs and stops."""
+    app = jobs.make_app(db_url)
+    with app.open():
+        app.run_worker(queues=["sources"], wait=False, install_signal_handlers=False)
+
+
+def test_an_admin_adds_tests_and_disables_a_source(conn, db_url, defined, tmp_path):
     at = show(signed_in("admin"), PAGE)
     assert "provider_x" in at.dataframe[1].value["name"].tolist()  # credentials names, never values
     at = submit(fill(at, name="Second", kind="folder", url=str(tmp_path / "loggers"), station="Mast F"))
@@ -112,12 +120,16 @@ def test_an_admin_adds_tests_and_disables_a_source(conn, defined, tmp_path):
     assert sorted(at.dataframe[0].value["source"]) == ["Folder_one", "Second"]
     at.selectbox(key="source_pick").select("Second").run()
     at.button(key="source_test").click().run()
+    assert "Testing: waiting for the worker…" in texts(at)  # queued: the app connects to nothing
+    assert "Connected" not in texts(at)
+    run_queued_jobs(db_url)
+    at.run()
     assert "Connected: 2 file(s) match of 2 listed." in texts(at)
     at.button(key="source_toggle").click().run()
     assert "Second: disabled" in texts(at)
     assert sources.get_source(conn, "Second")["enabled"] is False
     assert conn.execute("SELECT count(*) AS n FROM audit WHERE entity = 'source' AND actor = 'test-admin'"
-                        ).fetchone()["n"] == 2
+                        ).fetchone()["n"] == 3  # added, tested, disabled
     assert auth.allowed("admin", source_admin.NEEDED)
 
 

@@ -4,7 +4,7 @@ from core import jobs
 
 TASKS = {"sm:import_file", "sm:run_qc", "sm:scan_inbox", "sm:retry_stalled", "sm:prune_jobs",
          "sm:build_export", "sm:cleanup_exports", "sm:refresh_pending_rollups", "sm:sync_due_sources",
-         "sm:sync_source", "sm:evaluate_alerts", "sm:deliver_alerts"}
+         "sm:sync_source", "sm:test_source", "sm:evaluate_alerts", "sm:deliver_alerts"}
 
 
 def test_every_app_has_the_tasks_under_their_own_names() -> None:
