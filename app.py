@@ -14,8 +14,7 @@ from streamlit_authenticator.utilities import LoginError
 
 from core import auth
 from pages.common import (AFTER_SIGN_IN, CHECKED, SIGNED_OUT, check_signed_in, current_role, current_user, end_session,
-                          set_sign_in_cookie, show_errors, sign_in_widgets, storage_level, users_config)
-from pages.common import plain  # user names shown as plain text
+                          plain, set_sign_in_cookie, show_errors, sign_in_widgets, storage_level, users_config)
 
 st.set_page_config(page_title="StationManager", page_icon=":material/air:", layout="wide")
 
