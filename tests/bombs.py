@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import stat
 import struct
 import tarfile
@@ -62,14 +63,18 @@ def many_members(path: Path, n: int) -> Path:
 
 
 def tree_size(folder: Path) -> int:
-    """Bytes of the regular files under ``folder`` (0 when it is gone)."""
+    """Bytes of the regular files under ``folder`` (0 when it is gone). Folders removed while
+    it walks (the unpacker cleaning up) are passed over: ``os.walk`` ignores their errors,
+    where ``Path.rglob`` raised FileNotFoundError from the middle of its walk."""
     total = 0
-    for p in folder.rglob("*") if folder.exists() else ():
-        try:
-            if p.is_file() and not p.is_symlink():
-                total += p.stat().st_size
-        except FileNotFoundError:
-            continue
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(root, name))
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                total += st.st_size
     return total
 
 
