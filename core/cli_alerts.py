@@ -9,19 +9,8 @@ from typing import Any
 
 from core import alerts, db
 from core.alerts import config
+from core.cli import _print_json, _table  # core.cli imports this module lazily: no cycle
 from core.settings import get_settings
-
-
-def _print_json(obj: Any) -> None:
-    from core.cli import _print_json as show
-
-    show(obj)
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    from core.cli import _table as show
-
-    show(rows, columns)
 
 
 def cmd_targets(args: argparse.Namespace) -> int:

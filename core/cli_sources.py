@@ -10,19 +10,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core import db, remote, sources
+from core.cli import _print_json, _table  # core.cli imports this module lazily: no cycle
 from core.errors import StationManagerError
-
-
-def _print_json(obj: Any) -> None:
-    from core.cli import _print_json as show
-
-    show(obj)
-
-
-def _table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    from core.cli import _table as show
-
-    show(rows, columns)
 
 
 def _fields(args: argparse.Namespace) -> dict[str, Any]:
