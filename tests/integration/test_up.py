@@ -306,7 +306,7 @@ def test_up_starts_a_killed_worker_and_web_app_again_and_keeps_serving(home: Pat
     env = _env(home)
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
+        [sys.executable, "-m", "core.cli", "up", "--port", str(port), "--api-port", str(_free_port())], cwd=ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     lines: list[str] = []
