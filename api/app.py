@@ -30,6 +30,7 @@ from core import signed_links
 from core.errors import (
     DatabaseError,
     DatabaseUnavailable,
+    InvalidValue,
     NotFound,
     PermissionDenied,
     StationManagerError,
@@ -73,6 +74,8 @@ def status_of(exc: StationManagerError) -> int:
         return 403
     if isinstance(exc, NotFound):
         return 404
+    if isinstance(exc, InvalidValue):
+        return 422
     if isinstance(exc, DatabaseUnavailable):
         return 503
     if isinstance(exc, DatabaseError):

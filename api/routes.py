@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
@@ -29,8 +29,9 @@ from api.models import (
     Sync,
     checked_time,
 )
-from core import db, exports, files, flags, home, stations, sync_health
-from core.errors import NotFound
+from core import db, exports, files, flags, home, stations, sync_health, tidy
+from core.errors import InvalidValue, NotFound
+from core.export_writers import slug as export_slug
 from core.exports import software_version
 from core.settings import get_settings
 
@@ -253,3 +254,50 @@ def get_export_file(item_id: ItemId, who: Annotated[str, Depends(access.download
     path = exports.export_file(row)
     return FileResponse(path, filename=row["file_name"] or path.name,
                         media_type=MIME.get(row["format"], "application/octet-stream"))
+
+
+# --- readings ----------------------------------------------------------------------------------
+
+Param = Annotated[str | None, Query(pattern=TEXT, max_length=2000)]
+
+
+@router.get(
+    "/readings", tags=["readings"], response_class=StreamingResponse,
+    responses={200: {"content": {m: {} for m in tidy.MEDIA_TYPES.values()},
+                     "description": "The tidy table, streamed: " + ", ".join(tidy.COLUMNS)}},
+    summary="Readings as a tidy long table (Parquet, CSV or JSON Lines), streamed whatever the period",
+    description="One row per value with its channel's metadata: " + ", ".join(tidy.COLUMNS) + ". Cleaned as an "
+                "export is: recalibrated unless `calibrated=false`; flagged values removed (`exclude=all`, the "
+                "default), kept and marked in `flag` (`exclude=none`), or removed for some categories only "
+                "(`exclude=icing,suspect`); averaged over `averaging` (UTC steps).",
+)
+def get_readings(
+    request: Request, who: Viewer,
+    station: Annotated[str, Query(description="The station's name", pattern=TEXT, min_length=1, max_length=200)],
+    channels: Annotated[str | None, Query(description="Channel ids, comma-separated (GET /stations/{name}/channels)",
+                                          pattern=r"^[0-9, ]*$", max_length=20_000)] = None,
+    types: Annotated[str | None, Query(description="Measurement types, comma-separated, e.g. wind_speed",
+                                       pattern=TEXT, max_length=2000)] = None,
+    start: Annotated[str | None, Query(description="ISO 8601; a date is its UTC midnight; no offset: UTC",
+                                       pattern=TEXT, max_length=40)] = None,
+    end: Annotated[str | None, Query(description="ISO 8601, exclusive", pattern=TEXT, max_length=40)] = None,
+    calibrated: Annotated[str | None, Query(description="true (default) or false: values as logged",
+                                            pattern=TEXT, max_length=10)] = None,
+    exclude: Annotated[str | None, Query(description="all (default), none, or flag categories, comma-separated",
+                                         pattern=TEXT, max_length=500)] = None,
+    averaging: Annotated[str | None, Query(description="10min (default), 1h or 1d", pattern=TEXT,
+                                           max_length=10)] = None,
+    format: Annotated[str, Query(description="parquet (default), csv or json (JSON Lines)",
+                                 pattern=TEXT, max_length=10)] = "parquet",
+) -> StreamingResponse:
+    params: dict[str, list[str]] = {}
+    for key, value in request.query_params.multi_items():
+        params.setdefault(key, []).append(value)
+    try:
+        query = tidy.ReadingsQuery.from_params(params)
+        chunks = tidy.stream_readings(db.database_url(), query, format)
+    except OverflowError as exc:
+        raise InvalidValue("start or end: a time too far from today") from exc
+    name = f"{export_slug(query.station)}_readings{tidy.EXTENSIONS[format]}"
+    return StreamingResponse(chunks, media_type=tidy.MEDIA_TYPES[format],
+                             headers={"Content-Disposition": f'attachment; filename="{name}"'})
