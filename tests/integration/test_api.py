@@ -316,3 +316,37 @@ def test_every_route_keeps_to_its_openapi_document(site: Site) -> None:
 
         check()
     assert len(calls) >= 3 * len(operations) and 200 in calls and 404 in calls, sorted(set(calls))
+
+
+# --- stationmanager tokens ----------------------------------------------------------------------
+
+
+def test_tokens_cli_shows_a_token_once_keeps_its_hash_lists_its_use_and_revokes_it(db_url, capsys) -> None:
+    import hashlib
+    import json
+
+    from core import cli
+
+    assert cli.main(["tokens", "add", "logger-sync", "--role", "analyst"]) == 0
+    out = capsys.readouterr()
+    token = out.out.strip()
+    assert token.startswith("sm_") and "shown once" in out.err
+    with db.connect(db_url) as conn:
+        stored = conn.execute("SELECT token_sha256 FROM api_token").fetchall()
+        assert stored == [{"token_sha256": hashlib.sha256(token.encode()).hexdigest()}]  # never the token
+        assert api_tokens.authenticate(conn, token).role == "analyst"
+        conn.commit()
+    assert cli.main(["tokens", "list", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["name"] == "logger-sync" and row["last_used_at"] is not None and token not in json.dumps(row)
+    assert cli.main(["tokens", "add", "logger-sync", "--role", "viewer"]) == 2  # the name is taken
+    assert "revoke it first" in capsys.readouterr().err
+
+    assert cli.main(["tokens", "revoke", "logger-sync"]) == 0
+    with db.connect(db_url) as conn, pytest.raises(api_tokens.TokenRefused, match="was revoked"):
+        api_tokens.authenticate(conn, token)
+    assert cli.main(["tokens", "add", "logger-sync", "--role", "viewer"]) == 0  # a new one, same name
+    capsys.readouterr()
+    assert cli.main(["tokens", "list", "--revoked", "--json"]) == 0
+    assert [(r["role"], r["revoked_at"] is None) for r in json.loads(capsys.readouterr().out)] == [
+        ("analyst", False), ("viewer", True)]
