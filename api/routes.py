@@ -93,17 +93,16 @@ async def post_file(
     try:
         path = folder / "upload"
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            form = await request.form(max_files=1, max_fields=5)
-            part, field = form.get("file"), form.get("station")
-            if not isinstance(part, UploadFile):
-                raise HTTPException(422, "the form has no file: send it as the field 'file'")
-            if field is not None and (not isinstance(field, str) or "\x00" in field or len(field) > 200):
-                raise HTTPException(422, "the form field 'station' must be a station name")
-            station = station or field or None
-            name = name or part.filename
-            with path.open("wb") as out:
-                await run_in_threadpool(shutil.copyfileobj, part.file, out)
-            await form.close()
+            async with request.form(max_files=1, max_fields=5) as form:
+                part, field = form.get("file"), form.get("station")
+                if not isinstance(part, UploadFile):
+                    raise HTTPException(422, "the form has no file: send it as the field 'file'")
+                if field is not None and (not isinstance(field, str) or "\x00" in field or len(field) > 200):
+                    raise HTTPException(422, "the form field 'station' must be a station name")
+                station = station or field or None
+                name = name or part.filename
+                with path.open("wb") as out:
+                    await run_in_threadpool(shutil.copyfileobj, part.file, out)
         else:
             with path.open("wb") as out:
                 async for chunk in request.stream():
