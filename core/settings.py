@@ -118,6 +118,12 @@ class Settings:
     export_max_rows: int = _setting(
         5_000_000, "Most rows (time steps) one export may have; a longer request is refused."
     )
+    readings_batch: int = _setting(
+        100_000,
+        "Readings read per batch when a tidy readings table is streamed (the API's readings): a "
+        "stream holds about two batches, some 100 bytes a reading each; larger batches are a "
+        "little faster.",
+    )
     session_idle_minutes: float = _setting(
         60.0,
         "A signed-in session unused (no click, no page opened) for this many minutes is signed "
