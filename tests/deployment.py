@@ -72,3 +72,10 @@ def with_option(argv: list[str], option: str, value: str) -> list[str]:
     """``argv`` with the value after ``option`` replaced (``--server.port 8501`` → a free port)."""
     i = argv.index(option)
     return [*argv[: i + 1], value, *argv[i + 2:]]
+
+
+def cli_commands() -> set[str]:
+    """The subcommands of ``stationmanager`` in this tree."""
+    from core.cli import build_parser
+
+    return set(build_parser()._subparsers._group_actions[0].choices)  # noqa: SLF001 - argparse has no public list

@@ -144,3 +144,16 @@ def test_the_units_commands_with_the_env_example_serve_and_import(
     # SIGTERM (systemctl stop, docker stop) ends both cleanly
     assert worker.stop() == 0, worker.output()
     assert web.stop() == 0, web.output()
+
+
+@pytest.mark.skipif("api" not in d.cli_commands(), reason="`stationmanager api` is not in this tree yet")
+def test_the_api_unit_serves_its_health_endpoint(server_env: dict[str, str], tmp_path: Path,
+                                                  started: list[Process]) -> None:
+    result = _run("stationmanager-migrate.service", server_env)
+    assert result.returncode == 0, result.stdout + result.stderr
+    port = _free_port()
+    api = Process(d.with_option(_command("stationmanager-api.service"), "--port", str(port)), server_env,
+                  tmp_path / "api.log")
+    started.append(api)
+    _wait(lambda: _answers(f"http://127.0.0.1:{port}/api/v1/health"), "the API's health endpoint", api)
+    assert api.stop() == 0, api.output()
