@@ -188,17 +188,26 @@ def test_the_dockerfile_builds_from_files_that_exist_and_its_context_holds_what_
 
 def test_the_entry_point_gives_libpq_the_password_of_the_secret_file(tmp_path: Path) -> None:
     entry = str(d.DEPLOY / "docker-entrypoint.sh")
-    secret = tmp_path / "db_password"
-    secret.write_text("s3cret-pass\n", encoding="utf-8")
-    show = ["sh", "-c", 'printf "%s|%s" "$PGPASSWORD" "${PGPASSWORD_FILE-unset}"']
-    env = {"PATH": os.environ["PATH"], "PGPASSWORD_FILE": str(secret)}
+    secret, passfile = tmp_path / "db_password", tmp_path / "run" / "pgpass"
+    passfile.parent.mkdir()
+    secret.write_text("s3cret:pa\\ss\n", encoding="utf-8")
+    show = ["sh", "-c", 'printf "%s|%s|%s" "${PGPASSWORD-unset}" "$PGPASSFILE" "${PGPASSWORD_FILE-unset}"']
+    env = {"PATH": os.environ["PATH"], "PGPASSWORD_FILE": str(secret), "PGPASSFILE": str(passfile)}
     out = subprocess.run([entry, *show], env=env, capture_output=True, text=True, timeout=30)
-    assert (out.returncode, out.stdout) == (0, "s3cret-pass|unset")
+    # the command sees the password file, never the password
+    assert (out.returncode, out.stdout) == (0, f"unset|{passfile}|unset"), out.stderr
+    # libpq's format: any host, port, database and user; ':' and '\' escaped; owner only
+    assert passfile.read_text(encoding="utf-8") == "*:*:*:*:s3cret\\:pa\\\\ss\n"
+    assert passfile.stat().st_mode & 0o777 == 0o600
     out = subprocess.run([entry, *show], env={"PATH": os.environ["PATH"]}, capture_output=True, text=True, timeout=30)
-    assert (out.returncode, out.stdout) == (0, "|unset")  # no secret: nothing set
+    assert (out.returncode, out.stdout) == (0, "unset||unset")  # no secret: nothing set
     env["PGPASSWORD_FILE"] = str(tmp_path / "missing")
     out = subprocess.run([entry, *show], env=env, capture_output=True, text=True, timeout=30)
     assert out.returncode == 78 and "cannot read PGPASSWORD_FILE" in out.stderr and out.stdout == ""
+    # compose gives every process of the container (health checks, exec) the same PGPASSFILE
+    for name in APP_SERVICES:
+        assert d.compose()["services"][name]["environment"]["PGPASSFILE"] == "/tmp/stationmanager.pgpass"
+        assert d.compose()["services"][name]["tmpfs"] == ["/tmp"]
 
 
 def _local_units(folder: Path) -> list[str]:
