@@ -291,3 +291,13 @@ def test_every_module_with_posix_only_code_is_listed_in_the_windows_notes() -> N
     windows = guide[guide.index("\n## Windows"):]
     windows = windows[: windows.find("\n## ", 1) if "\n## " in windows[1:] else None]
     assert [f for f in found if f"`{f}`" not in windows] == []
+
+
+def test_without_posix_file_locks_the_import_says_to_use_the_compose_deployment() -> None:
+    # as on Windows, where there is no fcntl: a clear message, not "No module named 'fcntl'"
+    code = "import sys; sys.modules['fcntl'] = None; import ingest_worker.worker"
+    out = subprocess.run([sys.executable, "-c", code], cwd=d.ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 1
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: StationManager needs a POSIX system"), out.stderr
+    assert "compose deployment" in last and "docs/deploy.md#windows" in last
