@@ -67,7 +67,7 @@ class Process:
 
 
 @pytest.fixture
-def started(tmp_path: Path) -> Iterator[list[Process]]:
+def started() -> Iterator[list[Process]]:
     procs: list[Process] = []
     yield procs
     for p in procs:
