@@ -80,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         db.close_pools()
         for created in list(server.created):
             server.drop(created)
-        if server.embedded:
-            remove_home(home)
+        remove_home(home)  # the embedded server (if any) and the file store
 
 
 if __name__ == "__main__":
