@@ -243,7 +243,7 @@ def test_restore_and_copy_refuse_a_database_that_is_not_empty(source, made, env,
 
 
 @pytest.mark.parametrize("damage", ["table", "original", "manifest", "missing"])
-def test_a_damaged_backup_is_refused_before_the_target_is_touched(made, new_db, tmp_path, damage):
+def test_a_damaged_backup_is_refused_before_the_target_is_touched(made, pg_admin_url, tmp_path, damage):
     copy = tmp_path / "b"
     shutil.copytree(made, copy)
     manifest = json.loads((copy / "manifest.json").read_text())
@@ -262,9 +262,9 @@ def test_a_damaged_backup_is_refused_before_the_target_is_touched(made, new_db, 
         (copy / "manifest.json").write_text(json.dumps(manifest))
     else:
         (copy / manifest["tables"][0]["file"]).unlink()
-    target = new_db()
+    name = f"sm_backup_never_{uuid.uuid4().hex[:8]}"  # restore would create it
     with pytest.raises(StationManagerError, match="backup"):
-        backup.restore(copy, target, Settings(home=tmp_path / "home"))
-    with psycopg.connect(target) as conn:
-        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 0
+        backup.restore(copy, db.with_dbname(pg_admin_url, name), Settings(home=tmp_path / "home"))
+    with psycopg.connect(pg_admin_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = %s", (name,)).fetchone()[0] == 0
     assert not (tmp_path / "home" / "files").exists()
