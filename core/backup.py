@@ -399,7 +399,7 @@ def load(url: str, settings: Settings, version: int, tables: list[Table],
             if missing := [c for c in table.columns if c not in have]:
                 raise BackupError(f"table {table.name} at migration {version:04d} has no column(s) "
                                   f"{', '.join(missing)}: the backup does not match its schema version")
-        keys = _SQL.fetch_all(conn, "foreign_keys", tables=[t.name for t in tables])
+        keys = _SQL.fetch_all(conn, "load_constraints", tables=[t.name for t in tables])
         for fk in keys:
             conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
                 sql.Identifier(fk["table_name"]), sql.Identifier(fk["name"])))
@@ -409,7 +409,7 @@ def load(url: str, settings: Settings, version: int, tables: list[Table],
                 for chunk in rows_of(table):
                     copy.write(counter.add(chunk))
             counter.check()
-        progress(f"checking {len(keys)} foreign keys")
+        progress(f"checking {len(keys)} foreign keys and constraints")
         for fk in keys:
             conn.execute(sql.SQL("ALTER TABLE {} ADD CONSTRAINT {} {}").format(
                 sql.Identifier(fk["table_name"]), sql.Identifier(fk["name"]), sql.SQL(fk["definition"])))

@@ -36,16 +36,18 @@ JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
 WHERE i.indrelid = (quote_ident(current_schema()) || '.' || quote_ident(%(table)s))::regclass AND i.indisprimary
 ORDER BY k.n;
 
--- name: foreign_keys
--- The foreign keys from or to the given tables: dropped while their rows load, then added
--- again (which checks every row once).
+-- name: load_constraints
+-- Constraints dropped while the given tables load, then added again: foreign keys from or to
+-- them (added back, they check every row once, in any load order) and checks marked NOT
+-- VALID (they hold for rows written after them only: pg_get_constraintdef keeps NOT VALID).
 SELECT src.relname AS table_name, c.conname AS name, pg_get_constraintdef(c.oid) AS definition
 FROM pg_constraint c
 JOIN pg_class src ON src.oid = c.conrelid
-JOIN pg_class dst ON dst.oid = c.confrelid
-WHERE c.contype = 'f' AND c.connamespace = to_regnamespace(current_schema())
-  AND (src.relname = ANY(%(tables)s) OR dst.relname = ANY(%(tables)s))
-ORDER BY src.relname, c.conname;
+LEFT JOIN pg_class dst ON dst.oid = c.confrelid
+WHERE c.connamespace = to_regnamespace(current_schema())
+  AND ((c.contype = 'f' AND (src.relname = ANY(%(tables)s) OR dst.relname = ANY(%(tables)s)))
+       OR (c.contype = 'c' AND NOT c.convalidated AND src.relname = ANY(%(tables)s)))
+ORDER BY c.contype DESC, src.relname, c.conname;
 
 -- name: sequences
 -- The sequences behind a table's identity (and serial) columns.
