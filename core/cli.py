@@ -844,6 +844,9 @@ def build_parser() -> argparse.ArgumentParser:
     from core import cli_alerts
 
     cli_alerts.add_parser(sub)
+    from core import cli_backup
+
+    cli_backup.add_parser(sub, dbp)
     return p
 
 
