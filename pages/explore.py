@@ -171,8 +171,9 @@ with st.container(border=True, key="explore_query"):
                    help="\n\n".join(f"**{e.name}**: {e.description}" for e in examples.EXAMPLES))
     right.selectbox("Saved queries", list(by_id), index=None, key="explore_saved", format_func=_saved_label,
                     placeholder="Yours, and those shared by name…", on_change=_pick_saved)
-    if SQL not in st.session_state:
-        _use(examples.EXAMPLES[0].sql, {})
+    if SQL not in st.session_state:  # what is in the snapshot, to begin with
+        first = examples.BY_NAME["Channels in the snapshot"]
+        _use(first.sql, {"x": first.x, "y": first.y, "colour": first.colour, "kind": first.kind})
     sql_text = st.text_area("SQL (DuckDB)", key=SQL, height=260,
                             help="Views: `readings` (time, station, channel, measurement_type, height_m, "
                                  "orientation_deg, statistic, unit, value, flag) and `channels`.")
