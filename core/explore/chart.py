@@ -23,22 +23,29 @@ KINDS = {"line": "Line", "scatter": "Scatter", "bar": "Bar", "rose": "Wind rose 
 
 
 def to_frame(table: pa.Table) -> pd.DataFrame:
-    """The result as a DataFrame: text (dictionary) columns as plain text, times as UTC."""
-    columns = {}
-    for name, col in zip(table.column_names, table.columns):
+    """The result as a DataFrame: column names made unique (``1``, ``1_2``), text
+    (dictionary) columns as plain text, decimals (DuckDB's sum of integers) as floats a chart
+    can draw."""
+    names: list[str] = []
+    for name in table.column_names:
+        unique, k = name, 1
+        while unique in names:
+            k += 1
+            unique = f"{name}_{k}"
+        names.append(unique)
+    columns = []
+    for col in table.columns:
         if pa.types.is_dictionary(col.type):
             col = col.cast(col.type.value_type)
-        columns[name] = col
-    frame = pa.table(columns).to_pandas() if columns else pd.DataFrame()
-    for name in frame.columns:  # DuckDB's DECIMAL (sum of integers) as numbers a chart can draw
-        if frame[name].dtype == object and len(frame) and type(frame[name].dropna().iloc[0]).__name__ == "Decimal":
-            frame[name] = frame[name].astype(float)
-    return frame
+        elif pa.types.is_decimal(col.type):
+            col = col.cast(pa.float64())
+        columns.append(col)
+    return pa.Table.from_arrays(columns, names=names).to_pandas() if columns else pd.DataFrame()
 
 
 def guess_axes(frame: pd.DataFrame) -> tuple[str | None, str | None, str | None]:
     """``(x, y, colour)`` for a result: x the first time column (else the first column), y the
-    first other numeric column, colour the first text column other than x.
+    first other numeric column, colour the first other column holding text.
 
     >>> f = pd.DataFrame({"station": ["A"], "month": pd.to_datetime(["2025-01-01"]), "v": [1.0]})
     >>> guess_axes(f)
@@ -53,7 +60,7 @@ def guess_axes(frame: pd.DataFrame) -> tuple[str | None, str | None, str | None]
     x = times[0] if times else names[0]
     numbers = [c for c in names if c != x and pd.api.types.is_numeric_dtype(frame[c])
                and not pd.api.types.is_bool_dtype(frame[c])]
-    texts = [c for c in names if c != x and (frame[c].dtype == object or isinstance(frame[c].dtype, pd.StringDtype))]
+    texts = [c for c in names if c != x and frame[c].map(lambda v: isinstance(v, str)).any()]
     return x, (numbers[0] if numbers else None), (texts[0] if texts else None)
 
 
