@@ -1,7 +1,7 @@
 """Run a user's SQL over snapshot files in a sandbox process, never in the caller's.
 
 :func:`run_query` waits for one of ``STATIONMANAGER_EXPLORE_MAX_RUNNING`` slots (a lock
-file each under ``HOME/tmp/explore``, so the limit holds across every web-app process),
+file each under ``HOME/explore``, so the limit holds across every web-app process),
 starts ``python -m core.explore.runner`` (see :mod:`core.explore.runner` for its limits)
 in an empty folder with a bare environment — no database URL, no secret — sends it the
 request, and reads its answer: a :class:`QueryResult`, or an :class:`ExploreError` whose
@@ -30,6 +30,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from core import home
 from core.errors import StationManagerError
 from core.settings import Settings, get_settings
 
@@ -125,12 +126,18 @@ def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else text
 
 
+def slots_dir(settings: Settings) -> Path:
+    """Where the slots' lock files are: ``HOME/explore``, out of ``HOME/tmp``, which the
+    workers sweep (a lock file removed there would free a taken slot)."""
+    return settings.home.resolve() / "explore"
+
+
 @contextlib.contextmanager
 def slot(settings: Settings, on_wait: Callable[[int], None] | None = None) -> Iterator[int]:
     """Hold one of ``EXPLORE_MAX_RUNNING`` slots (an exclusive lock on a file each, released
     by the system if this process dies). Waits at most ``EXPLORE_WAIT_S`` for one, calling
     ``on_wait(number of slots)`` once when all are taken."""
-    folder = settings.home.resolve() / "tmp" / "explore"
+    folder = slots_dir(settings)
     folder.mkdir(parents=True, exist_ok=True)
     n = max(1, settings.explore_max_running)
     deadline = time.monotonic() + settings.explore_wait_s
@@ -190,10 +197,8 @@ def run_query(sql: str, views: Mapping[str, Sequence[Path]], settings: Settings 
 
 def _spawn(request: bytes, s: Settings) -> tuple[bytes, bytes, int]:
     """Run the sandbox process; its stdout, stderr and exit code (negative: killed by a signal)."""
-    tmp = s.home.resolve() / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **SANDBOX_ENV}
-    with tempfile.TemporaryDirectory(prefix="explore-", dir=tmp) as cwd:
+    with tempfile.TemporaryDirectory(prefix="explore-", dir=home.process_tmp(s)) as cwd:
         env["HOME"] = cwd
         proc = subprocess.Popen(  # noqa: S603 - our own module, with the running interpreter
             [sys.executable, "-I", "-m", "core.explore.runner"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,

@@ -15,6 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from core import home
 from core.explore import examples, sandbox, snapshot
 from core.explore.sandbox import ExploreError, QueryRefused, QueryStopped
 from core.settings import Settings
@@ -207,3 +208,13 @@ def test_a_query_is_refused_when_no_slot_frees_up_in_time(snap):
             sandbox.run_query("SELECT 1", views, replace(settings, explore_max_running=1, explore_wait_s=0.3),
                               on_wait=told.append)
     assert told == [1]
+
+
+def test_a_workers_sweep_of_the_temporary_folder_does_not_free_a_taken_slot(snap):
+    views, settings = snap
+    one = replace(settings, explore_max_running=1, explore_wait_s=0.3)
+    with sandbox.slot(one):
+        home.sweep(settings, min_age_s=0)  # as each worker does at its start
+        with pytest.raises(sandbox.ExploreBusy):
+            with sandbox.slot(one):
+                pass
