@@ -51,6 +51,9 @@ def limit_process(req: dict[str, Any]) -> None:
         (resource.RLIMIT_CORE, 0, 0),
         (resource.RLIMIT_NOFILE, 64 + len(_files(req)), 64 + len(_files(req))),
     ):
+        _, allowed = resource.getrlimit(what)  # never above a limit the process already has
+        if allowed != resource.RLIM_INFINITY:
+            soft, hard = min(soft, allowed), min(hard, allowed)
         resource.setrlimit(what, (soft, hard))
     os.nice(int(req.get("nice", 10)))
 
