@@ -787,7 +787,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="remove only the values flagged with these categories (default: every category)")
     s.add_argument("--averaging", default="10min", choices=("10min", "1h", "1d"))
     s.add_argument("--timezone", default="UTC", help="IANA time zone of the written time stamps")
-    s.add_argument("--layout", default="wide", choices=("wide", "long"), help="Parquet layout")
+    s.add_argument("--layout", default="wide", choices=("wide", "long", "tidy"),
+                   help="Parquet layout: wide (a column per channel), long (time, channel, value) or tidy "
+                        "(a row per value with its channel's metadata and flag, as the API's readings)")
     s.add_argument("--headers", default="descriptive", choices=("descriptive", "logger"),
                    help="column headers: descriptive (Speed 80 m N Avg [m/s]) or the logger's column "
                         "names (Spd80mN); the provenance maps one to the other either way")

@@ -37,7 +37,8 @@ FORMAT_NAMES = {
 MIME = {"windographer": "text/plain", "csv": "text/csv", "zip": "application/zip",
         "parquet": "application/vnd.apache.parquet"}
 AVERAGING = {"10min": "10 minutes", "1h": "Hourly", "1d": "Daily"}
-LAYOUTS = {"wide": "Wide: a column per channel", "long": "Long: time, channel, value"}
+LAYOUTS = {"wide": "Wide: a column per channel", "long": "Long: time, channel, value",
+           "tidy": "Tidy: a row per value with its channel's metadata and flag"}
 HEADER_NAMES = {"descriptive": "Descriptive (Speed 80 m N Avg [m/s])", "logger": "Logger column names (Spd80mN)"}
 BY_TYPE, BY_CHANNEL = "Measurement types", "Channels"
 CALIBRATED, RAW = "Calibrated", "Raw (as logged)"
@@ -240,8 +241,8 @@ def _describe(params: dict[str, Any] | None) -> str:
     parts.append(AVERAGING.get(p.get("averaging", "10min"), str(p.get("averaging"))))
     if p.get("timezone", "UTC") != "UTC":
         parts.append(str(p["timezone"]))
-    if p.get("parquet_layout") == "long":
-        parts.append("long")
+    if p.get("parquet_layout") in ("long", "tidy"):
+        parts.append(p["parquet_layout"])
     if p.get("headers") == "logger":
         parts.append("logger column names")
     return " · ".join(parts)
