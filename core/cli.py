@@ -221,9 +221,29 @@ def cmd_import_metadata(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
+    if args.check:
+        return _worker_check()
     from ingest_worker.worker import run
 
     run(args.concurrency, wait=not args.once)
+    return 0
+
+
+#: ``worker --check``: a worker is alive when its heartbeat (every 10 s) is this recent.
+WORKER_CHECK_S = 60.0
+
+
+def _worker_check() -> int:
+    """A health check for service managers and containers: 0 when the database answers and a
+    worker's heartbeat is recent, 1 when none is, 2 (an error) when the database is away."""
+    from core import exports
+
+    with db.connect() as conn, db.translate():
+        alive = exports.worker_alive(conn, seconds=WORKER_CHECK_S)
+    if not alive:
+        print(f"no worker is running: no heartbeat in the last {WORKER_CHECK_S:g} s", file=sys.stderr)
+        return 1
+    print("ok: the database answers and a worker is running")
     return 0
 
 
@@ -781,6 +801,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("worker", help="run an ingest worker (same as python -m ingest_worker)")
     s.add_argument("--concurrency", type=int, help="jobs at once (default: STATIONMANAGER_WORKER_CONCURRENCY)")
     s.add_argument("--once", action="store_true", help="exit when the queue is empty")
+    s.add_argument("--check", action="store_true",
+                   help="run no worker: exit 0 if the database answers and a worker is running (health checks)")
     s.set_defaults(func=cmd_worker)
 
     up = sub.add_parser("users", help="manage app users").add_subparsers(dest="users_cmd", required=True)
@@ -828,6 +850,9 @@ def build_parser() -> argparse.ArgumentParser:
     from core import cli_api
 
     cli_api.add_parser(sub)
+    from core import cli_backup
+
+    cli_backup.add_parser(sub, dbp)
     return p
 
 

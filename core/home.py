@@ -22,7 +22,6 @@ Stored originals and exports are readable by the service account (and its group)
 from __future__ import annotations
 
 import atexit
-import fcntl
 import logging
 import os
 import secrets
@@ -33,6 +32,13 @@ import time
 from pathlib import Path
 
 from core.settings import Settings
+
+try:
+    import fcntl
+except ModuleNotFoundError as exc:  # Windows: no flock, and more (docs/deploy.md#windows)
+    raise ImportError(
+        "StationManager needs a POSIX system such as Linux (it locks files with fcntl); on Windows, "
+        "run the compose deployment with Docker Desktop: see docs/deploy.md#windows") from exc
 
 log = logging.getLogger(__name__)
 
