@@ -45,8 +45,16 @@ MIME = {"windographer": "text/plain", "csv": "text/csv", "zip": "application/zip
         "parquet": "application/vnd.apache.parquet"}
 
 
-@router.get("/status", tags=["service"], summary="Whether the API runs (no token needed)")
+@router.get("/status", tags=["service"], summary="Whether the API process runs (no token needed)")
 def status() -> dict[str, Any]:
+    return {"ok": True, "version": software_version()}
+
+
+@router.get("/health", tags=["service"],
+            summary="Whether the API runs and its database answers (no token needed; 503 if not)")
+def health() -> dict[str, Any]:
+    with db.connection() as conn:
+        conn.execute("SELECT 1")
     return {"ok": True, "version": software_version()}
 
 
