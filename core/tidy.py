@@ -314,9 +314,10 @@ def stream_readings(conn_or_url: psycopg.Connection | str, query: ReadingsQuery,
     The query is checked and resolved (station, channels, period) now: :class:`QueryError`
     for a bad query, :class:`core.errors.NotFound` for an unknown station. The data is read when
     the iterator is consumed, in one read-only snapshot, a batch of whole time steps at a time
-    (about :data:`core.exports.BATCH_READINGS` readings), so memory stays bounded whatever the
+    (about ``STATIONMANAGER_READINGS_BATCH`` readings), so memory stays bounded whatever the
     period. With a URL the iterator opens (and closes) its own connection; with a connection,
-    the caller keeps it open until the iterator is exhausted or closed.
+    the caller keeps it open, and does not use it, until the iterator is exhausted or closed
+    (the next batch is read on it in a thread meanwhile).
     """
     if fmt not in FORMATS:
         raise QueryError(f"format: {fmt!r} is not one of: {', '.join(FORMATS)}")
@@ -328,8 +329,8 @@ def stream_readings(conn_or_url: psycopg.Connection | str, query: ReadingsQuery,
     if isinstance(conn_or_url, str):
         with db.connect(conn_or_url) as conn:
             plan = _plan(conn, req, settings)
-        return _stream_url(conn_or_url, plan, fmt)
-    return _stream(conn_or_url, _plan(conn_or_url, req, settings), fmt)
+        return _stream_url(conn_or_url, plan, fmt, settings.readings_batch)
+    return _stream(conn_or_url, _plan(conn_or_url, req, settings), fmt, settings.readings_batch)
 
 
 def _plan(conn: psycopg.Connection, req: exports.ExportRequest, settings: Settings) -> exports.Plan:
@@ -341,20 +342,20 @@ def _plan(conn: psycopg.Connection, req: exports.ExportRequest, settings: Settin
         raise QueryError(str(exc)) from exc
 
 
-def _stream_url(url: str, plan: exports.Plan, fmt: str) -> Iterator[bytes]:
+def _stream_url(url: str, plan: exports.Plan, fmt: str, batch: int) -> Iterator[bytes]:
     with db.connect(url) as conn:
         conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         try:
-            yield from _stream(conn, plan, fmt)
+            yield from _stream(conn, plan, fmt, batch)
         finally:
             conn.rollback()
 
 
-def _stream(conn: psycopg.Connection, plan: exports.Plan, fmt: str) -> Iterator[bytes]:
+def _stream(conn: psycopg.Connection, plan: exports.Plan, fmt: str, batch: int) -> Iterator[bytes]:
     rows = TidyRows(plan.station["name"], plan.columns)
     enc = _Encoder(fmt)
     stats = exports.new_stats()
-    for block in exports.blocks(conn, plan, stats, marks=True):
+    for block in exports.blocks(conn, plan, stats, marks=True, batch_readings=batch):
         enc.write(rows.table(block.times_us, block.values, block.marks))
         chunk = enc.take()
         if chunk:
