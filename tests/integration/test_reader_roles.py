@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 
 import psycopg
@@ -136,3 +137,18 @@ def test_cli_prints_the_url_once(db_url, settings, conn):
         if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
             reader_roles.drop(conn, name)
 
+
+
+def test_the_password_verifier_is_the_one_postgresql_computes(conn):
+    """The server keeps what it would have computed from the password itself (checked with
+    its own salt), so the role logs in with the password even where the server checks it."""
+    name = f"sm_scram_{uuid.uuid4().hex[:8]}"
+    conn.execute("SET password_encryption = 'scram-sha-256'")
+    conn.execute(f"CREATE ROLE \"{name}\" PASSWORD 'correct horse 9'")
+    try:
+        stored = conn.execute("SELECT rolpassword FROM pg_authid WHERE rolname = %s", (name,)).fetchone()["rolpassword"]
+    finally:
+        conn.execute(f'DROP ROLE "{name}"')
+    iterations, salt = stored.split("$")[1].split(":")
+    assert reader_roles.scram_verifier("correct horse 9", salt=base64.b64decode(salt),
+                                       iterations=int(iterations)) == stored
