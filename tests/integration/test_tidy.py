@@ -155,6 +155,8 @@ def test_an_empty_period_gives_an_empty_table(mast, fmt):
     ({"station": STATION, "start": "2016-01-10", "end": "2016-01-09"}, "end: the end must come after the start"),
     ({"station": STATION, "colour": "red"}, "unknown parameter 'colour'; known: station"),
     ({}, "station: give the station's name"),
+    ({"station": STATION, "start": "0001-01-01T00:00:00+01:00"}, "start: '0001-01-01T00:00:00\\+01:00' is out of range"),
+    ({"station": STATION, "end": "9999-12-31T23:59:59-01:00"}, "end: '9999-12-31T23:59:59-01:00' is out of range"),
 ])
 def test_bad_parameters_are_refused_with_what_to_change(params, message):
     with pytest.raises(QueryError, match=message):
@@ -170,6 +172,9 @@ def test_bad_queries_are_refused_before_any_byte(mast):
         tidy.stream_readings(mast, ReadingsQuery(STATION), "xlsx")
     with pytest.raises(QueryError, match="types: choose at least one"):
         tidy.stream_readings(mast, ReadingsQuery(STATION, measurement_types=()), "csv")
+    with pytest.raises(QueryError, match="time steps is more than STATIONMANAGER_EXPORT_MAX_ROWS"):
+        tidy.stream_readings(mast, ReadingsQuery.from_params(
+            {"station": STATION, "start": "0001-01-01", "end": "9999-12-31T23:59:59"}), "csv")
 
 
 def test_from_params_reads_query_strings():
