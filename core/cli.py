@@ -291,7 +291,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from core import supervisor
 
-    return supervisor.up(demo=args.demo, port=args.port, days=args.days)
+    return supervisor.up(demo=args.demo, port=args.port, days=args.days, api_port=args.api_port)
 
 
 # --- flags and quality checks ---------------------------------------------------------
@@ -810,11 +810,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --wait: give up after this long (default 3600)")
     s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("up", help="run the database, a worker and the web app until Ctrl-C")
+    s = sub.add_parser("up", help="run the database, a worker, the web app and the HTTP API until Ctrl-C")
     s.add_argument("--demo", action="store_true",
                    help="in the demo home (.stationmanager-demo unless STATIONMANAGER_HOME is set), "
                    "also load the demo site and demo users")
     s.add_argument("--port", type=int, default=8501)
+    s.add_argument("--api-port", type=int, help="port of the HTTP API (default STATIONMANAGER_API_PORT, 8502)")
     s.add_argument("--days", type=int, default=365, help="days of demo data (default 365)")
     s.set_defaults(func=cmd_up)
     _calibration_parser(sub)
@@ -824,6 +825,9 @@ def build_parser() -> argparse.ArgumentParser:
     from core import cli_alerts
 
     cli_alerts.add_parser(sub)
+    from core import cli_api
+
+    cli_api.add_parser(sub)
     return p
 
 

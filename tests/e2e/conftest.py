@@ -1,4 +1,5 @@
-"""Fixtures of the browser tests: a real worker and ``streamlit run app.py``, and Chromium.
+"""Fixtures of the browser tests: a real worker, ``streamlit run app.py`` and the HTTP API
+(the pages' download links), and Chromium.
 
 One app per test module: a database copied from the session's migrated template, users
 of every role in a temporary ``STATIONMANAGER_HOME``, a few days of 10-minute TOA5 files
@@ -154,11 +155,13 @@ def _wait_checked(database_url: str, worker: Server) -> None:
 
 @contextlib.contextmanager
 def serve(pg_admin_url: str, template_db: str, home: Path, make_files: Callable[[Path], dict[Path, str]],
-          *, days: int = DAYS, checked: bool = False, app_env: dict[str, str] | None = None) -> Iterator[App]:
+          *, days: int = DAYS, checked: bool = False, app_env: dict[str, str] | None = None,
+          api: bool = False) -> Iterator[App]:
     """A database copied from the template, users of every role, the files ``make_files(home)``
     returns (path -> station) received and queued, then a real worker and ``streamlit run``
-    (with the ``STATIONMANAGER_*`` variables in ``app_env``); yields once the worker has
-    imported them (and, with ``checked``, run their quality checks).
+    (with the ``STATIONMANAGER_*`` variables in ``app_env``) and, with ``api``, the HTTP API
+    (the pages' download links); yields once the worker has imported them (and, with
+    ``checked``, run their quality checks).
     """
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
@@ -179,7 +182,8 @@ def serve(pg_admin_url: str, template_db: str, home: Path, make_files: Callable[
         env = {k: v for k, v in os.environ.items() if not k.startswith("STATIONMANAGER_")}
         env.update(STATIONMANAGER_DATABASE_URL=url, STATIONMANAGER_HOME=str(home), PYTHONUNBUFFERED="1")
         env.update(app_env or {})
-        port = _free_port()
+        port, api_port = _free_port(), _free_port()
+        env["STATIONMANAGER_API_PORT"] = str(api_port)  # the pages' download links point there
         servers.append(_start("worker", [sys.executable, "-m", "ingest_worker"], env, home / "worker.log"))
         servers.append(_start(
             "streamlit",
@@ -188,11 +192,16 @@ def serve(pg_admin_url: str, template_db: str, home: Path, make_files: Callable[
              "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
             env, home / "streamlit.log",
         ))
-        worker, web = servers
+        if api:
+            servers.append(_start("API", [sys.executable, "-m", "api", "--port", str(api_port)], env,
+                                  home / "api.log"))
+        worker, web = servers[:2]
         base = f"http://127.0.0.1:{port}"
         app = App(base, url, home, ids, servers, days=days)
         if not _wait_healthy(f"{base}/_stcore/health", web):
             pytest.fail(f"streamlit did not come up on {base}\n{app.output()}", pytrace=False)
+        if api and not _wait_healthy(f"http://127.0.0.1:{api_port}/api/v1/status", servers[2]):
+            pytest.fail(f"the API did not come up on port {api_port}\n{app.output()}", pytrace=False)
         counts = _wait_imported(url, ids, worker)
         if counts != {"imported": len(ids)}:
             pytest.fail(f"the worker did not import the files: {counts}\n{app.output()}", pytrace=False)
@@ -207,15 +216,17 @@ def serve(pg_admin_url: str, template_db: str, home: Path, make_files: Callable[
 
 
 @pytest.fixture(scope="module")
-def app(pg_admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+def app(pg_admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory,
+        request: pytest.FixtureRequest) -> Iterator[App]:
     """The app served by ``streamlit run`` with the last days of one demo mast imported by a
-    real worker."""
+    real worker; and the HTTP API when the test module sets ``WITH_API = True``."""
     def files(home: Path) -> dict[Path, str]:
         first_day = datetime.now(UTC).date() - timedelta(days=DAYS)
         return {p: MAST for p in demo.generate(home / "demo", start=first_day, days=DAYS)
                 if p.parent.name == "ballymore-hill"}
 
-    with serve(pg_admin_url, template_db, tmp_path_factory.mktemp("e2e-home"), files) as served:
+    with serve(pg_admin_url, template_db, tmp_path_factory.mktemp("e2e-home"), files,
+               api=getattr(request.module, "WITH_API", False)) as served:
         yield served
 
 
