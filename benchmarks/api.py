@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
 import shlex
@@ -40,6 +41,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,7 @@ for p in (str(ROOT), str(HERE)):
     if p not in sys.path:  # run as a script from anywhere
         sys.path.insert(0, p)
 
+import export  # noqa: E402  (benchmarks/export.py: stopping a server process)
 import health  # noqa: E402  (benchmarks/health.py: the reference mast built, kept or reused)
 import ingest as bench  # noqa: E402  (benchmarks/ingest.py: the reference file and servers)
 
@@ -164,8 +167,6 @@ def add_token(url: str, home: Path) -> str:
 
 
 def run_http(url: str, ids: list[int], home: Path, timeout: float) -> dict[str, Any]:
-    import httpx
-
     token = add_token(url, home)
     port = free_port()
     env = bench.worker_env(url, home)
@@ -174,36 +175,33 @@ def run_http(url: str, ids: list[int], home: Path, timeout: float) -> dict[str, 
         proc = subprocess.Popen([sys.executable, "-m", "core.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
                                 env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
     try:
-        base = f"http://127.0.0.1:{port}/api/v1"
         deadline = time.monotonic() + 60
         while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/openapi.json", timeout=2).status_code == 200:
+            with contextlib.suppress(OSError), contextlib.closing(
+                    http.client.HTTPConnection("127.0.0.1", port, timeout=2)) as c:
+                c.request("GET", "/api/v1/openapi.json")
+                if c.getresponse().status == 200:
                     break
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the API did not come up:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.2)
         idle = proc_status(proc.pid, "VmRSS")
-        params = {"station": bench.STATION, "channels": ",".join(map(str, ids)), "format": "parquet"}
+        query = urllib.parse.urlencode({"station": bench.STATION, "channels": ",".join(map(str, ids)),
+                                        "format": "parquet"})
         size = 0
         t0 = time.perf_counter()
-        with httpx.stream("GET", f"{base}/readings", params=params, headers={"Authorization": f"Bearer {token}"},
-                          timeout=timeout) as r:
-            if r.status_code != 200:
-                raise RuntimeError(f"GET /readings: {r.status_code} {r.read()[:2000]!r}")
-            for chunk in r.iter_raw(1 << 20):
+        with contextlib.closing(http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)) as c:
+            c.request("GET", f"/api/v1/readings?{query}", headers={"Authorization": f"Bearer {token}"})
+            r = c.getresponse()
+            if r.status != 200:
+                raise RuntimeError(f"GET /readings: {r.status} {r.read()[:2000]!r}")
+            while chunk := r.read(1 << 20):
                 size += len(chunk)
         seconds = time.perf_counter() - t0
         return {"seconds": seconds, "size": size, "idle_rss": idle, "peak_rss": proc_status(proc.pid, "VmHWM"),
                 "load": os.getloadavg()[0]}
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        export.stop(proc)
         log_path.unlink(missing_ok=True)
 
 

@@ -237,3 +237,14 @@ def test_cli_exports_the_tidy_layout(flagged, tmp_path, capsys):
     assert got.equals(pq.read_table(io.BytesIO(stream(flagged, channel_ids=(ids["Spd80mN"], ids["T2m"]),
                                                         exclude_categories=()))))
     assert set(got.column("flag").drop_null().to_pylist()) == {"icing", "maintenance"}
+
+
+def test_a_tidy_export_that_marks_flags_is_rebuilt_when_flags_change(mast):
+    ids = channel_ids(mast)
+    kw = {"format": "parquet", "parquet_layout": "tidy", "channel_ids": (ids["Spd80mN"],), "exclude_categories": ()}
+    first = build(mast, **kw)
+    flags.add_flag(mast, STATION, [ids["Spd80mN"]], utc(2016, 1, 10, 0), utc(2016, 1, 10, 1), "icing", author="ana")
+    again = build(mast, **kw)
+    assert not again["reused"]
+    assert pq.read_table(exports.export_file(again)).column("flag").drop_null().to_pylist() == ["icing"] * 6
+    assert pq.read_table(exports.export_file(first)).column("flag").null_count == first["n_values"]
