@@ -16,6 +16,9 @@ Then, ``--repeat`` times each, side by side in the same run (``--steps`` picks s
    process on 127.0.0.1, read to the end by this process, with the API process's peak RSS
    (``VmHWM``, its whole life). Skipped when the ``api`` package has no readings route.
 
+Each row also gives the client's CPU seconds (``psql``, the stream's process, the API
+process during the request), steadier than the times on a loaded machine.
+
 Targets: the readings endpoint (and the in-process stream) takes ≤ 1.5 × the time of the
 faster bare COPY, with the API process ≤ 300 MB. Results are printed as Markdown and
 written to a section of ``docs/benchmarks.md`` (``<!-- bench:api-level<N>-<kind> -->``).
@@ -31,8 +34,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import http.client
 import json
 import os
+import resource
 import shlex
 import shutil
 import signal
@@ -40,9 +45,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -50,6 +58,7 @@ for p in (str(ROOT), str(HERE)):
     if p not in sys.path:  # run as a script from anywhere
         sys.path.insert(0, p)
 
+import export  # noqa: E402  (benchmarks/export.py: stopping a server process)
 import health  # noqa: E402  (benchmarks/health.py: the reference mast built, kept or reused)
 import ingest as bench  # noqa: E402  (benchmarks/ingest.py: the reference file and servers)
 
@@ -79,14 +88,14 @@ def status(key):
         if line.startswith(key):
             return int(line.split()[1]) * 1024
 base = status("VmRSS")
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 size = 0
 with open(os.devnull, "wb") as out:
     for chunk in tidy.stream_readings(url, tidy.ReadingsQuery(sys.argv[3], channel_ids=ids), "parquet"):
         out.write(chunk)
         size += len(chunk)
-seconds = time.perf_counter() - t0
-print(json.dumps({"seconds": seconds, "rows": rows[0], "size": size, "base_rss": base,
+seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+print(json.dumps({"seconds": seconds, "cpu": cpu, "rows": rows[0], "size": size, "base_rss": base,
                   "peak_rss": status("VmHWM")}))
 """
 
@@ -107,6 +116,7 @@ def psql_binary() -> str:
 def run_copy(url: str, ids: list[int], binary: bool) -> dict[str, Any]:
     query = (f"COPY (SELECT time, channel_id, value FROM reading WHERE channel_id = ANY('{{{','.join(map(str, ids))}}}'"
              f"::integer[])) TO STDOUT{' (FORMAT binary)' if binary else ''}")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     with open(os.devnull, "wb") as out:
         done = subprocess.run([psql_binary(), "--no-psqlrc", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url,
@@ -114,7 +124,9 @@ def run_copy(url: str, ids: list[int], binary: bool) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     if done.returncode:
         raise RuntimeError(f"psql failed: {done.stderr[-2000:]}")
-    return {"seconds": seconds, "load": os.getloadavg()[0]}
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return {"seconds": seconds, "cpu": cpu, "load": os.getloadavg()[0]}
 
 
 def run_stream(url: str, ids: list[int], home: Path) -> dict[str, Any]:
@@ -164,8 +176,6 @@ def add_token(url: str, home: Path) -> str:
 
 
 def run_http(url: str, ids: list[int], home: Path, timeout: float) -> dict[str, Any]:
-    import httpx
-
     token = add_token(url, home)
     port = free_port()
     env = bench.worker_env(url, home)
@@ -174,36 +184,36 @@ def run_http(url: str, ids: list[int], home: Path, timeout: float) -> dict[str, 
         proc = subprocess.Popen([sys.executable, "-m", "core.cli", "api", "--host", "127.0.0.1", "--port", str(port)],
                                 env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
     try:
-        base = f"http://127.0.0.1:{port}/api/v1"
         deadline = time.monotonic() + 60
         while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/openapi.json", timeout=2).status_code == 200:
+            with contextlib.suppress(OSError), contextlib.closing(
+                    http.client.HTTPConnection("127.0.0.1", port, timeout=2)) as c:
+                c.request("GET", "/api/v1/openapi.json")
+                if c.getresponse().status == 200:
                     break
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the API did not come up:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.2)
         idle = proc_status(proc.pid, "VmRSS")
-        params = {"station": bench.STATION, "channels": ",".join(map(str, ids)), "format": "parquet"}
+        query = urllib.parse.urlencode({"station": bench.STATION, "channels": ",".join(map(str, ids)),
+                                        "format": "parquet"})
         size = 0
+        api = psutil.Process(proc.pid)
+        c0 = sum(api.cpu_times()[:2])
         t0 = time.perf_counter()
-        with httpx.stream("GET", f"{base}/readings", params=params, headers={"Authorization": f"Bearer {token}"},
-                          timeout=timeout) as r:
-            if r.status_code != 200:
-                raise RuntimeError(f"GET /readings: {r.status_code} {r.read()[:2000]!r}")
-            for chunk in r.iter_raw(1 << 20):
+        with contextlib.closing(http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)) as c:
+            c.request("GET", f"/api/v1/readings?{query}", headers={"Authorization": f"Bearer {token}"})
+            r = c.getresponse()
+            if r.status != 200:
+                raise RuntimeError(f"GET /readings: {r.status} {r.read()[:2000]!r}")
+            while chunk := r.read(1 << 20):
                 size += len(chunk)
         seconds = time.perf_counter() - t0
-        return {"seconds": seconds, "size": size, "idle_rss": idle, "peak_rss": proc_status(proc.pid, "VmHWM"),
+        cpu = sum(api.cpu_times()[:2]) - c0
+        return {"seconds": seconds, "cpu": cpu, "size": size, "idle_rss": idle, "peak_rss": proc_status(proc.pid, "VmHWM"),
                 "load": os.getloadavg()[0]}
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        export.stop(proc)
         log_path.unlink(missing_ok=True)
 
 
@@ -224,8 +234,8 @@ def render(ctx: dict[str, Any], res: dict[str, list[dict[str, Any]]]) -> str:
         + (f" (imported in {ctx['import_s']:.0f} s)" if ctx.get("import_s") else " (database reused)"),
         f"- Repeats: {ctx['repeat']} of each, interleaved; figures are median (min–max)",
         f"- Command: `{ctx['command']}`", "",
-        "| path | time | × ceiling | peak RSS | output |",
-        "|---|---|---|---|---|",
+        "| path | time | × ceiling | client CPU | peak RSS | output |",
+        "|---|---|---|---|---|---|",
     ]
 
     def ratio(xs: list[float]) -> str:
@@ -234,10 +244,14 @@ def render(ctx: dict[str, Any], res: dict[str, list[dict[str, Any]]]) -> str:
         med = bench.summary(xs)[0] / ceiling
         return f"{med:.2f} ({min(xs) / ceiling:.2f}–{max(xs) / ceiling:.2f})" if len(xs) > 1 else f"{med:.2f}"
 
+    def cpu(key: str) -> str:
+        xs = [r["cpu"] for r in res.get(key) or [] if "cpu" in r]
+        return bench.fmt_s(xs) if xs else "–"
+
     names = {"copy_text": "ceiling: `psql` bare `COPY (SELECT time, channel_id, value …) TO STDOUT` (text)",
              "copy_binary": "ceiling: the same, `(FORMAT binary)`"}
     for k, xs in copies.items():
-        lines.append(f"| {names[k]} → /dev/null | {bench.fmt_s(xs)} | {ratio(xs)} | – | – |")
+        lines.append(f"| {names[k]} → /dev/null | {bench.fmt_s(xs)} | {ratio(xs)} | {cpu(k)} | – | – |")
     for key, label in (("stream", "`core.tidy.stream_readings` → /dev/null, fresh process"),
                        ("http", "`GET /api/v1/readings?format=parquet` from a `stationmanager api` process")):
         rs = res.get(key) or []
@@ -245,7 +259,8 @@ def render(ctx: dict[str, Any], res: dict[str, list[dict[str, Any]]]) -> str:
             continue
         rss = [r["peak_rss"] for r in rs]
         out = f"{rs[0]['size'] / 2**20:,.0f} MiB" + (f", {rs[0]['rows']:,} rows" if "rows" in rs[0] else "")
-        lines.append(f"| {label} | {bench.fmt_s(secs(key))} | {ratio(secs(key))} | {bench.mb(max(rss))} | {out} |")
+        lines.append(f"| {label} | {bench.fmt_s(secs(key))} | {ratio(secs(key))} | {cpu(key)} | {bench.mb(max(rss))} "
+                     f"| {out} |")
     lines.append("")
     for key, what in (("http", "Readings endpoint"), ("stream", "In-process stream")):
         rs = res.get(key) or []
@@ -253,9 +268,14 @@ def render(ctx: dict[str, Any], res: dict[str, list[dict[str, Any]]]) -> str:
             continue
         r = bench.summary(secs(key))[0] / ceiling
         peak = max(x["peak_rss"] for x in rs)
+        paired = [x / c for x, c in zip(secs(key), copies[ceiling_key])]
         lines.append(f"- {what} / fastest ceiling ({ceiling_key.replace('_', ' ')}): **{r:.2f}**; target ≤ "
                      f"{TARGET_RATIO} — **{'met' if r <= TARGET_RATIO else 'NOT met'}**; peak RSS **{bench.mb(peak)}**"
-                     f"; target ≤ {TARGET_RSS_MB} MB — **{'met' if peak <= TARGET_RSS_MB * 2**20 else 'NOT met'}**")
+                     f"; target ≤ {TARGET_RSS_MB} MB — **{'met' if peak <= TARGET_RSS_MB * 2**20 else 'NOT met'}**"
+                     f" (each repeat against that repeat's ceiling: {', '.join(f'{x:.2f}' for x in paired)})")
+    lines.append("- Client CPU: CPU seconds of `psql`, of the stream's process, or of the API process during the "
+                 "request (the database server's own work is not in it). On a loaded machine the times follow "
+                 "the share of the CPUs each run gets; the CPU seconds are steadier.")
     if ctx.get("http_skipped"):
         lines.append(f"- HTTP step skipped: {ctx['http_skipped']}")
     loads = [r["load"] for rs in res.values() for r in rs]

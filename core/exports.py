@@ -285,17 +285,24 @@ def _sd_partners(conn: psycopg.Connection, station_id: int, columns: list[OutCol
 def input_versions(conn: psycopg.Connection, station_id: int, req: ExportRequest) -> dict[str, Any]:
     """What an export of the station is built from: hashes of its imported files (data),
     flags, calibrations and metadata, and the software version. A raw export does not depend
-    on calibrations, nor one that keeps flagged values on flags (those are left empty)."""
+    on calibrations, nor one that keeps flagged values on flags (those are left empty) unless
+    it marks them (the tidy layout's ``flag`` column)."""
     v = _sql.fetch_one(conn, "input_versions", station_id=station_id)
     assert v is not None
     return {
         "software": software_version(),
         "data": f"{v['n_files']} files, {v['data_version'][:16]}",
-        "flags": "" if req.exclude_categories == () else f"{v['n_flags']} flags, {v['flag_version'][:16]}",
+        "flags": "" if req.exclude_categories == () and not _marks_flags(req)
+        else f"{v['n_flags']} flags, {v['flag_version'][:16]}",
         "calibrations": (f"{v['n_calibrations']} periods, {v['calibration_version'][:16]}"
                          if req.calibrated else ""),
         "metadata": v["metadata_version"][:16],
     }
+
+
+def _marks_flags(req: ExportRequest) -> bool:
+    """Does the file name the flag of each kept flagged value (the tidy Parquet layout)?"""
+    return (req.format, req.parquet_layout) == ("parquet", "tidy")
 
 
 def request_export(conn: psycopg.Connection, req: ExportRequest, actor: str) -> dict[str, Any]:
@@ -848,7 +855,7 @@ def _write_batches(conn: psycopg.Connection, p: Plan, writer: export_writers.Wri
                    progress: Callable[..., None]) -> dict[str, Any]:
     """Read, clean, aggregate and write the export batch by batch; returns the counts."""
     stats = new_stats()
-    for b in blocks(conn, p, stats, marks=(p.req.format, p.req.parquet_layout) == ("parquet", "tidy")):
+    for b in blocks(conn, p, stats, marks=_marks_flags(p.req)):
         writer.write(b.times_us, b.values, b.marks)
         progress(b.k1 / p.grid.n_bins, f"{b.k1:,} of {p.grid.n_bins:,} time steps (batch {b.index + 1} of {b.count})")
     return stats

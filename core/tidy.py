@@ -212,7 +212,11 @@ def _when(params: Mapping[str, Any], name: str, problems: list[str]) -> datetime
         problems.append(f"{name}: {text!r} is not a date and time (use ISO 8601 such as 2025-01-31 or "
                         "2025-01-31T12:00:00Z)")
         return None
-    return _utc(t)
+    try:
+        return _utc(t)
+    except OverflowError:  # astimezone past year 1 or 9999
+        problems.append(f"{name}: {text!r} is out of range (years 1 to 9999 in UTC)")
+        return None
 
 
 def _utc(t: datetime) -> datetime:

@@ -230,8 +230,9 @@ def _describe(params: dict[str, Any] | None) -> str:
         parts.append(f"{len(p['channel_ids'])} channels")
     parts.append("calibrated" if p.get("calibrated", True) else "raw")
     excluded = p.get("exclude_categories")
+    kept = "flags kept and marked" if p.get("parquet_layout") == "tidy" else "flags kept"
     parts.append("all flags out" if excluded is None else
-                 ("flags kept" if not excluded else "without " + ", ".join(excluded)))
+                 (kept if not excluded else "without " + ", ".join(excluded)))
     parts.append(AVERAGING.get(p.get("averaging", "10min"), str(p.get("averaging"))))
     if p.get("timezone", "UTC") != "UTC":
         parts.append(str(p["timezone"]))

@@ -155,6 +155,8 @@ def test_an_empty_period_gives_an_empty_table(mast, fmt):
     ({"station": STATION, "start": "2016-01-10", "end": "2016-01-09"}, "end: the end must come after the start"),
     ({"station": STATION, "colour": "red"}, "unknown parameter 'colour'; known: station"),
     ({}, "station: give the station's name"),
+    ({"station": STATION, "start": "0001-01-01T00:00:00+01:00"}, "start: '0001-01-01T00:00:00\\+01:00' is out of range"),
+    ({"station": STATION, "end": "9999-12-31T23:59:59-01:00"}, "end: '9999-12-31T23:59:59-01:00' is out of range"),
 ])
 def test_bad_parameters_are_refused_with_what_to_change(params, message):
     with pytest.raises(QueryError, match=message):
@@ -170,6 +172,9 @@ def test_bad_queries_are_refused_before_any_byte(mast):
         tidy.stream_readings(mast, ReadingsQuery(STATION), "xlsx")
     with pytest.raises(QueryError, match="types: choose at least one"):
         tidy.stream_readings(mast, ReadingsQuery(STATION, measurement_types=()), "csv")
+    with pytest.raises(QueryError, match="time steps is more than STATIONMANAGER_EXPORT_MAX_ROWS"):
+        tidy.stream_readings(mast, ReadingsQuery.from_params(
+            {"station": STATION, "start": "0001-01-01", "end": "9999-12-31T23:59:59"}), "csv")
 
 
 def test_from_params_reads_query_strings():
@@ -232,3 +237,14 @@ def test_cli_exports_the_tidy_layout(flagged, tmp_path, capsys):
     assert got.equals(pq.read_table(io.BytesIO(stream(flagged, channel_ids=(ids["Spd80mN"], ids["T2m"]),
                                                         exclude_categories=()))))
     assert set(got.column("flag").drop_null().to_pylist()) == {"icing", "maintenance"}
+
+
+def test_a_tidy_export_that_marks_flags_is_rebuilt_when_flags_change(mast):
+    ids = channel_ids(mast)
+    kw = {"format": "parquet", "parquet_layout": "tidy", "channel_ids": (ids["Spd80mN"],), "exclude_categories": ()}
+    first = build(mast, **kw)
+    flags.add_flag(mast, STATION, [ids["Spd80mN"]], utc(2016, 1, 10, 0), utc(2016, 1, 10, 1), "icing", author="ana")
+    again = build(mast, **kw)
+    assert not again["reused"]
+    assert pq.read_table(exports.export_file(again)).column("flag").drop_null().to_pylist() == ["icing"] * 6
+    assert pq.read_table(exports.export_file(first)).column("flag").null_count == first["n_values"]
