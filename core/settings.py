@@ -109,6 +109,14 @@ class Settings:
     source_retry_wait_s: float = _setting(
         2.0, "Pause before the second attempt at a source's step; doubled for each further attempt."
     )
+    import_batch_files: int = _setting(
+        50, "Most files one import job takes: consecutive files of a station are imported together "
+            "(each in its own transaction), sharing one channel look-up, one rollup refresh and one "
+            "quality-check request. 1 imports each file on its own."
+    )
+    import_batch_mb: int = _setting(
+        16, "Most MiB of files one import job takes; a bigger file gets a job of its own."
+    )
     job_retries: int = _setting(
         3, "Times a failed job is retried when the failure is transient (database errors)."
     )

@@ -298,6 +298,23 @@ class _Run:
     error_class: str | None = None
     error: str | None = None
     file_ids: list[int] = field(default_factory=list)
+    n_queued: int = 0  # of file_ids, handed to ``on_received`` already
+    queued_at: float = field(default_factory=time.monotonic)
+
+    def hand_over(self, on_received: Callable[[list[int]], None] | None, batch: int, every_s: float = 1.0) -> None:
+        """Hand the files received since the last call to ``on_received`` (which queues their
+        import) once there are ``batch`` of them or ``every_s`` seconds have passed: imports
+        start while the run goes on."""
+        todo = self.file_ids[self.n_queued:]
+        if on_received is None or not todo or (len(todo) < batch and time.monotonic() - self.queued_at < every_s):
+            return
+        try:
+            on_received(todo)
+        except Exception as exc:  # they are queued with the rest when the run ends
+            log.warning("could not queue the import of %s file(s) yet: %s", len(todo), exc)
+            return
+        self.n_queued += len(todo)
+        self.queued_at = time.monotonic()
 
     def fail(self, exc: BaseException, secret_values: list[str], source: str) -> None:
         if self.error_class is None:
@@ -362,21 +379,27 @@ def _host_slot(conn: psycopg.Connection, src: dict, limit: int, timeout: float) 
 
 
 def sync(source: int | str, *, trigger: str = "schedule", settings: Settings | None = None,
-         now: datetime | None = None, url: str | None = None) -> dict:
+         now: datetime | None = None, url: str | None = None,
+         on_received: Callable[[list[int]], None] | None = None) -> dict:
     """Run a source once: fetch its new, settled files and receive them. Returns the run's
     row with ``queue``: the ids of the files to import (also files an earlier run received
-    but could not queue). ``{"status": "busy"}`` when the source is running already."""
+    but could not queue). ``{"status": "busy"}`` when the source is running already.
+
+    With ``on_received`` (the worker's sync job), the files received are handed to it during
+    the run, a batch at a time (``STATIONMANAGER_IMPORT_BATCH_FILES``, or what came in a
+    second), so that their imports start while the run goes on; ``queue`` then holds the
+    rest."""
     settings = settings or get_settings()
     with db.connection(url) as conn:
         conn.autocommit = True
         try:
-            return _sync_locked(conn, source, trigger, settings, now)
+            return _sync_locked(conn, source, trigger, settings, now, on_received)
         finally:
             conn.autocommit = False
 
 
 def _sync_locked(conn: psycopg.Connection, source: int | str, trigger: str, settings: Settings,
-                 now: datetime | None) -> dict:
+                 now: datetime | None, on_received: Callable[[list[int]], None] | None = None) -> dict:
     src = (_sql.fetch_one(conn, "source_by_id", id=source) if isinstance(source, int)
            else get_source(conn, source))
     if src is None:  # removed since its run was queued
@@ -401,7 +424,7 @@ def _sync_locked(conn: psycopg.Connection, source: int | str, trigger: str, sett
                 cls = remote.HOST_KEY_CHANGED if remote.HOST_KEY_CHANGED in src["blocked"] else remote.CONFIG
                 raise RemoteError(cls, f"{src['blocked']}; the source is stopped until an admin acts")
             tmp.mkdir(parents=True, exist_ok=True)
-            _fetch_all(conn, src, creds, run, tmp, settings, now or datetime.now(UTC), secret_values)
+            _fetch_all(conn, src, creds, run, tmp, settings, now or datetime.now(UTC), secret_values, on_received)
         except Exception as exc:
             run.fail(exc, secret_values, src["name"])
             if isinstance(exc, RemoteError) and exc.offered_key:
@@ -416,7 +439,7 @@ def _sync_locked(conn: psycopg.Connection, source: int | str, trigger: str, sett
                                          "error_class", "error", "file_ids")})
         log.info("source %s: %s, %s listed, %s fetched, %s waiting, %s failed", src["name"], status,
                  run.n_listed, run.n_fetched, run.n_waiting, run.n_failed)
-        return {**row, "source": src["name"], "queue": orphans + run.file_ids}
+        return {**row, "source": src["name"], "queue": orphans + run.file_ids[run.n_queued:]}
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_SOURCE_LOCK, src["id"]))
 
@@ -431,7 +454,8 @@ def _record_host_key(conn: psycopg.Connection, src: dict, exc: RemoteError) -> N
 
 
 def _fetch_all(conn: psycopg.Connection, src: dict, creds: credentials.Credentials | None, run: _Run, tmp: Path,
-               settings: Settings, now: datetime, secret_values: list[str]) -> None:
+               settings: Settings, now: datetime, secret_values: list[str],
+               on_received: Callable[[list[int]], None] | None = None) -> None:
     max_files, max_bytes, timeout, connections = _limits(src, settings)
     slot = _host_slot(conn, src, connections, timeout)
     session = _Session(lambda: remote.connect(src["kind"], src["url"], credentials=creds, timeout=timeout,
@@ -454,6 +478,7 @@ def _fetch_all(conn: psycopg.Connection, src: dict, creds: credentials.Credentia
                 run.n_failed += 1
                 run.fail(exc, secret_values, src["name"])
                 log.warning("source %s: %s: %s", src["name"], f.path, run.error)
+            run.hand_over(on_received, settings.import_batch_files)
     finally:
         session.close()
         if slot is not None:
