@@ -286,6 +286,8 @@ class Batch:
         self._cm = db.connection(self.url)
         self.conn = self._cm.__enter__()
         try:
+            # every transaction explicit: each file's commits on its own, whatever ran between
+            self.conn.autocommit = True
             self.level = schema.stored_level(self.conn)
         except BaseException:
             self._cm.__exit__(*sys.exc_info())
@@ -296,25 +298,19 @@ class Batch:
         try:
             self.finish_rollups()
         finally:
+            if not self.conn.closed:
+                self.conn.autocommit = False
             self._cm.__exit__(*exc)
 
     def finish_rollups(self) -> None:
         """Refresh the rollups of the files imported so far (after their commits)."""
-        conn, ids = self.conn, self.pending
-        self.pending = []
-        if not ids:
+        ids, self.pending = self.pending, []
+        if not ids or self.conn.closed:
             return
-        if conn.info.transaction_status == psycopg.pq.TransactionStatus.INERROR:
-            conn.rollback()
-        else:
-            conn.commit()
-        conn.autocommit = True  # level 2: continuous aggregates refresh outside a transaction
         try:
-            rollups.refresh_pending(conn, ids)
+            rollups.refresh_pending(self.conn, ids)
         except psycopg.Error as exc:  # the ranges stay pending; the worker's catch-up refreshes them
             log.warning("rollup refresh of %s range(s) left for later: %s", len(ids), exc)
-        finally:
-            conn.autocommit = False
 
     def import_file(self, source_file_id: int) -> dict:
         """Import one file of the batch; see :func:`import_file`.

@@ -287,6 +287,11 @@ def archive_passwords(conn: psycopg.Connection, source_file_id: int, settings: S
 # --- a run ---------------------------------------------------------------------------------
 
 
+#: A run hands the files it received over for import (the worker queues their import jobs) at
+#: least this often (seconds), or whenever STATIONMANAGER_IMPORT_BATCH_FILES are waiting.
+HAND_OVER_S = 1.0
+
+
 @dataclass
 class _Run:
     n_listed: int = 0
@@ -301,12 +306,12 @@ class _Run:
     n_queued: int = 0  # of file_ids, handed to ``on_received`` already
     queued_at: float = field(default_factory=time.monotonic)
 
-    def hand_over(self, on_received: Callable[[list[int]], None] | None, batch: int, every_s: float = 1.0) -> None:
+    def hand_over(self, on_received: Callable[[list[int]], None] | None, batch: int) -> None:
         """Hand the files received since the last call to ``on_received`` (which queues their
-        import) once there are ``batch`` of them or ``every_s`` seconds have passed: imports
-        start while the run goes on."""
+        import) once there are ``batch`` of them or :data:`HAND_OVER_S` seconds have passed:
+        imports start while the run goes on."""
         todo = self.file_ids[self.n_queued:]
-        if on_received is None or not todo or (len(todo) < batch and time.monotonic() - self.queued_at < every_s):
+        if on_received is None or not todo or (len(todo) < batch and time.monotonic() - self.queued_at < HAND_OVER_S):
             return
         try:
             on_received(todo)

@@ -82,7 +82,13 @@ def test_a_bad_file_in_a_batch_fails_alone_with_its_line_and_the_others_import(c
     more = tmp_path / "more.dat"
     more.write_text(with_column(paths[3].read_text(), "WS_10m_Avg", "2.5"), newline="")
     ids = receive_all(conn, [paths[0], paths[1], bad, more, paths[4]], "Mast B", settings)
-    rows = import_batch(ids)
+    rows = []
+    with ingest.Batch() as batch:
+        for i in ids:
+            rows.append(batch.import_file(i))
+            # each file commits on its own: another session sees it before the batch ends
+            seen = conn.execute("SELECT status, n_readings FROM source_file WHERE id = %s", (i,)).fetchone()
+            assert (seen["status"], seen["n_readings"]) == (rows[-1]["status"], rows[-1]["n_readings"])
     assert [r["status"] for r in rows] == ["imported", "imported", "failed", "imported", "imported"]
     assert rows[2]["error_line"] == 101 and "this row has" in rows[2]["error"] and rows[2]["n_readings"] == 0
     assert conn.execute("SELECT count(*) AS n FROM reading WHERE source_file_id = %s", (ids[2],)).fetchone()["n"] == 0
