@@ -98,6 +98,10 @@ class Settings:
     source_timeout_s: float = _setting(
         60.0, "Default for a source: longest wait for its server on any one step (connect, list, read)."
     )
+    source_run_timeout_s: float = _setting(
+        3600.0, "Longest a source's run goes on fetching (seconds): past it, the run starts no new file, "
+                "stops cleanly and is recorded as a timeout; the files left are fetched by the next run."
+    )
     source_max_files: int = _setting(1000, "Default for a source: most files fetched by one run.")
     source_max_mb: int = _setting(2048, "Default for a source: a run starts no new file once it has fetched this many MiB.")
     source_connections: int = _setting(

@@ -461,6 +461,7 @@ def _record_host_key(conn: psycopg.Connection, src: dict, exc: RemoteError) -> N
 def _fetch_all(conn: psycopg.Connection, src: dict, creds: credentials.Credentials | None, run: _Run, tmp: Path,
                settings: Settings, now: datetime, secret_values: list[str],
                on_received: Callable[[list[int]], None] | None = None) -> None:
+    started = time.monotonic()
     max_files, max_bytes, timeout, connections = _limits(src, settings)
     slot = _host_slot(conn, src, connections, timeout)
     session = _Session(lambda: remote.connect(src["kind"], src["url"], credentials=creds, timeout=timeout,
@@ -470,7 +471,13 @@ def _fetch_all(conn: psycopg.Connection, src: dict, creds: credentials.Credentia
         run.n_listed = len(listing)
         todo = _choose(conn, src, listing, run, now, settings)
         station = src["station"]
-        for f in todo:
+        deadline = started + settings.source_run_timeout_s
+        for k, f in enumerate(todo):
+            if time.monotonic() > deadline:  # stop cleanly: nothing is half-received
+                run.n_waiting += len(todo) - k
+                raise RemoteError(remote.TIMEOUT, f"{remote.TIMEOUT}: the run went on longer than "
+                                  f"{settings.source_run_timeout_s:g} s (STATIONMANAGER_SOURCE_RUN_TIMEOUT_S); "
+                                  f"{len(todo) - k} file(s) left for the next run")
             if run.n_fetched >= max_files or run.bytes >= max_bytes:
                 run.n_waiting += 1  # over this run's limits: next run
                 continue

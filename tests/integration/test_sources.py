@@ -304,6 +304,21 @@ def test_a_run_hands_its_files_over_for_import_while_it_goes_on(conn, settings, 
     assert run["queue"] == run["file_ids"][4:] and run["n_fetched"] == 5
 
 
+def test_a_run_past_its_time_limit_stops_cleanly_and_is_recorded_as_a_timeout(conn, settings, tmp_path, days):
+    with servers.folder_server(tmp_path / "remote") as server:
+        for i, data in enumerate(days[:3]):
+            server.put(f"Mast T/day{i}.dat", data, time.time() - 3600 + i)
+        add(conn, server, settings)
+        # a limit the run is past before its first file: it fetches nothing, leaves nothing
+        run = sources.sync("src", settings=tuned(settings, source_run_timeout_s=1e-9))
+        assert (run["status"], run["error_class"], run["n_fetched"], run["n_waiting"]) == ("failed", "timeout", 0, 3)
+        assert "STATIONMANAGER_SOURCE_RUN_TIMEOUT_S" in run["error"] and run["finished_at"] is not None
+        assert by_name(conn) == {} and not any(p.is_file() for p in home.tmp_root(settings).rglob("*.dat"))
+        again = sources.sync("src", settings=tuned(settings))
+        assert (again["status"], again["n_fetched"]) == ("ok", 3)
+        assert sorted(by_name(conn)) == ["Mast T/day0.dat", "Mast T/day1.dat", "Mast T/day2.dat"]
+
+
 def test_same_content_under_a_new_name_is_not_received_again(conn, settings, tmp_path, days):
     s = tuned(settings)
     with servers.folder_server(tmp_path / "remote") as server:
