@@ -189,12 +189,17 @@ def import_batches(rows: list[dict], max_files: int, max_bytes: int) -> list[lis
     return groups
 
 
+#: Priority of quality-check jobs: below imports (0), so that a worker busy with a first sync
+#: imports its files first and checks them once, not between every batch.
+QC_PRIORITY = -1
+
+
 def defer_qc(app: procrastinate.App, station_id: int, start: datetime, end: datetime) -> None:
     """Queue the station's quality checks, unless a run of them is queued already (it will
     take this range too: see :func:`core.qc_runner.run_requested`)."""
     lock = f"qc-station-{station_id}"
     try:
-        app.configure_task("sm:run_qc", lock=lock, queueing_lock=lock).defer(
+        app.configure_task("sm:run_qc", lock=lock, queueing_lock=lock, priority=QC_PRIORITY).defer(
             station_id=station_id, start=start.isoformat(), end=end.isoformat())
     except procrastinate.exceptions.AlreadyEnqueued:
         log.debug("quality checks of station %s are queued already", station_id)
