@@ -319,10 +319,9 @@ class Batch:
         queued for one file) is left to it; a killed process's lock goes with its session,
         so its file can be taken again.
         """
-        conn = self.conn
-        with conn.transaction():
-            locked = db.fetch_one(conn, "lock_file_import", key=_IMPORT_LOCK, id=source_file_id)["ok"]
-            claimed = db.fetch_one(conn, "claim_source_file", id=source_file_id) if locked else None
+        conn = self.conn  # autocommit: the lock, then the claim, each on its own
+        locked = db.fetch_one(conn, "lock_file_import", key=_IMPORT_LOCK, id=source_file_id)["ok"]
+        claimed = db.fetch_one(conn, "claim_source_file", id=source_file_id) if locked else None
         try:
             if claimed is None:
                 row = db.fetch_one(conn, "source_file", id=source_file_id)
@@ -334,8 +333,7 @@ class Batch:
             return self._import_claimed(claimed)
         finally:
             if locked and not conn.closed:  # a lost connection took the lock with it
-                with conn.transaction():
-                    conn.execute(db.q("unlock_file_import"), {"key": _IMPORT_LOCK, "id": source_file_id})
+                conn.execute(db.q("unlock_file_import"), {"key": _IMPORT_LOCK, "id": source_file_id})
 
     def _import_claimed(self, claimed: dict) -> dict:
         conn, settings = self.conn, self.settings
@@ -733,7 +731,8 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int | None, tm
                 # continuous aggregates are views, refreshed after; a re-import's old span changes too)
                 if not full_refresh:
                     for table, spill in blocks.items():
-                        _copy(conn, table, spill.by_key(), rollups.ROLLUP_COPY)
+                        if spill.size:  # none for a file of one or two days (its edges)
+                            _copy(conn, table, spill.by_key(), rollups.ROLLUP_COPY)
             else:
                 full_refresh = True  # the rollups of the whole range are recomputed in SQL
                 conn.execute(db.q("create_staging"))
