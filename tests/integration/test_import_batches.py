@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from core import demo, ingest, rollups
+from core import demo, ingest, rollups, schema
 
 pytestmark = pytest.mark.integration
 
@@ -114,10 +114,17 @@ def test_rollups_after_a_batch_equal_rollups_after_the_files_one_by_one(conn, se
     batched = receive_all(conn, copies, "Mast Batch", settings)
     assert [r["status"] for r in import_batch(batched)] == ["imported"] * len(paths)
     assert rollups.pending_count(conn) == 0
+    level = schema.stored_level(conn)
     for table in ("reading_1h", "reading_1d"):
         one, batch = rollup_table(conn, table, "Mast One"), rollup_table(conn, table, "Mast Batch")
         assert len(one) == (6 * 24 if table == "reading_1h" else 6) * COLUMNS
-        assert batch == one, table
+        if level == 2:  # a continuous aggregate sums in its plan's order: the last bits may differ
+            assert batch.keys() == one.keys()
+            for k, (n, mean, lo, hi, sumsq) in batch.items():
+                assert (n, lo, hi) == one[k][0:1] + one[k][2:4]
+                assert mean == pytest.approx(one[k][1], rel=1e-12) and sumsq == pytest.approx(one[k][4], rel=1e-12)
+        else:  # levels 0-1 sum in time order: the same bits whatever was refreshed at once
+            assert batch == one, table
     # importing a file of the batch again changes nothing
     before = rollup_table(conn, "reading_1h", "Mast Batch")
     again = receive_all(conn, copies[2:3], "Mast Batch", settings)
