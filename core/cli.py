@@ -311,7 +311,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from core import supervisor
 
-    return supervisor.up(demo=args.demo, port=args.port, days=args.days)
+    return supervisor.up(demo=args.demo, port=args.port, days=args.days, api_port=args.api_port)
 
 
 # --- flags and quality checks ---------------------------------------------------------
@@ -787,7 +787,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="remove only the values flagged with these categories (default: every category)")
     s.add_argument("--averaging", default="10min", choices=("10min", "1h", "1d"))
     s.add_argument("--timezone", default="UTC", help="IANA time zone of the written time stamps")
-    s.add_argument("--layout", default="wide", choices=("wide", "long"), help="Parquet layout")
+    s.add_argument("--layout", default="wide", choices=("wide", "long", "tidy"),
+                   help="Parquet layout: wide (a column per channel), long (time, channel, value) or tidy "
+                        "(a row per value with its channel's metadata and flag, as the API's readings)")
     s.add_argument("--headers", default="descriptive", choices=("descriptive", "logger"),
                    help="column headers: descriptive (Speed 80 m N Avg [m/s]) or the logger's column "
                         "names (Spd80mN); the provenance maps one to the other either way")
@@ -830,11 +832,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --wait: give up after this long (default 3600)")
     s.set_defaults(func=cmd_demo)
 
-    s = sub.add_parser("up", help="run the database, a worker and the web app until Ctrl-C")
+    s = sub.add_parser("up", help="run the database, a worker, the web app and the HTTP API until Ctrl-C")
     s.add_argument("--demo", action="store_true",
                    help="in the demo home (.stationmanager-demo unless STATIONMANAGER_HOME is set), "
                    "also load the demo site and demo users")
     s.add_argument("--port", type=int, default=8501)
+    s.add_argument("--api-port", type=int, help="port of the HTTP API (default STATIONMANAGER_API_PORT, 8502)")
     s.add_argument("--days", type=int, default=365, help="days of demo data (default 365)")
     s.set_defaults(func=cmd_up)
     _calibration_parser(sub)
@@ -844,6 +847,9 @@ def build_parser() -> argparse.ArgumentParser:
     from core import cli_alerts
 
     cli_alerts.add_parser(sub)
+    from core import cli_api
+
+    cli_api.add_parser(sub)
     return p
 
 

@@ -16,8 +16,10 @@ Formats:
   stamps, CRLF line ends;
 - ``csv``: ``Timestamp`` (ISO 8601 with the UTC offset) and one column per channel;
 - ``zip``: one such CSV per measurement type, plus the provenance;
-- ``parquet``: ``wide`` (``time`` and one column per channel) or ``long`` (``time``,
-  ``channel_id``, ``channel``, ``value``), one row group per batch.
+- ``parquet``: ``wide`` (``time`` and one column per channel), ``long`` (``time``,
+  ``channel_id``, ``channel``, ``value``) or ``tidy`` (:data:`TIDY_SCHEMA`: one row per value
+  joined to its channel's metadata and flag, the table the API's readings serve), one row
+  group per batch.
 
 Column headers are either descriptive, after :func:`column_label` (``Speed 80 m N Avg
 [m/s]``), or the logger's own column names (``Spd80mN``), as brightwind, cleaning logs and
@@ -43,6 +45,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from core.flags import CATEGORIES
 from core.metadata import compass_of
 from core.spreadsheet import one_line, text_line
 
@@ -235,7 +238,10 @@ class Writer:
         self.tz = tz
         self.header_lines = header_lines
 
-    def write(self, times_us: np.ndarray, values: np.ndarray) -> None:  # pragma: no cover - interface
+    def write(self, times_us: np.ndarray, values: np.ndarray,
+              marks: np.ndarray | None = None) -> None:  # pragma: no cover - interface
+        """Write a block of rows; ``marks`` (flag codes, see :class:`core.exports.Block`)
+        are used by the ``tidy`` layout only."""
         raise NotImplementedError
 
     def close(self, provenance: dict[str, Any]) -> list[Path]:  # pragma: no cover - interface
@@ -268,7 +274,7 @@ class TextWriter(Writer):
         """The header row: its text cells made safe for spreadsheets (:mod:`core.spreadsheet`)."""
         return text_line([self.time_header] + [c.written for c in self.columns], self.delimiter, self.eol)
 
-    def write(self, times_us: np.ndarray, values: np.ndarray) -> None:
+    def write(self, times_us: np.ndarray, values: np.ndarray, marks: np.ndarray | None = None) -> None:
         arrays = [format_times(times_us, self.tz, self.iso)] + _value_arrays(values)
         self._writer.write_table(pa.Table.from_arrays(arrays, schema=self._schema))
 
@@ -324,7 +330,7 @@ class ZipWriter(Writer):
             part = self.path.with_name(f"{stem}_{kind}.csv")
             self._parts[kind] = (idx, CsvWriter(part, [self.columns[j] for j in idx], self.site, self.tz, []))
 
-    def write(self, times_us: np.ndarray, values: np.ndarray) -> None:
+    def write(self, times_us: np.ndarray, values: np.ndarray, marks: np.ndarray | None = None) -> None:
         for idx, writer in self._parts.values():
             writer.write(times_us, values[:, idx])
 
@@ -339,25 +345,32 @@ class ZipWriter(Writer):
 
 
 class ParquetWriter(Writer):
-    """Parquet, ``wide`` or ``long``; one row group per batch; provenance in the metadata."""
+    """Parquet, ``wide``, ``long`` or ``tidy``; one row group per batch; provenance in the metadata."""
 
     def __init__(self, *args: Any, layout: str = "wide") -> None:
         super().__init__(*args)
         self.layout = layout
         time_type = pa.timestamp("us", tz=self.tz)
-        if layout == "wide":
+        self._tidy = TidyRows(self.site["name"], self.columns) if layout == "tidy" else None
+        if self._tidy is not None:
+            self.schema = TIDY_SCHEMA
+        elif layout == "wide":
             fields = [pa.field("time", time_type)] + [
                 pa.field(c.written, pa.float64(), metadata={k: str(v) for k, v in c.describe().items()})
                 for c in self.columns]
+            self.schema = pa.schema(fields)
         else:
-            fields = [pa.field("time", time_type), pa.field("channel_id", pa.int32()),
-                      pa.field("channel", pa.string()), pa.field("value", pa.float64())]
-        self.schema = pa.schema(fields)
-        self._writer = pq.ParquetWriter(self.path, self.schema, compression="zstd")
+            self.schema = pa.schema([pa.field("time", time_type), pa.field("channel_id", pa.int32()),
+                                     pa.field("channel", pa.string()), pa.field("value", pa.float64())])
+        self._writer = tidy_parquet_writer(self.path) if self._tidy else pq.ParquetWriter(
+            self.path, self.schema, compression="zstd")
         self._ids = np.array([c.channel_id for c in self.columns], dtype=np.int32)
         self._names = pa.array([c.written for c in self.columns], pa.string())
 
-    def write(self, times_us: np.ndarray, values: np.ndarray) -> None:
+    def write(self, times_us: np.ndarray, values: np.ndarray, marks: np.ndarray | None = None) -> None:
+        if self._tidy is not None:
+            self._writer.write_table(self._tidy.table(times_us, values, marks))
+            return
         t = pa.array(np.asarray(times_us, dtype=np.int64), pa.timestamp("us", tz=self.tz))
         if self.layout == "wide":
             table = pa.Table.from_arrays([t] + _value_arrays(values), schema=self.schema)
@@ -375,6 +388,84 @@ class ParquetWriter(Writer):
         self._writer.add_key_value_metadata({"stationmanager.provenance": json.dumps(provenance, default=str)})
         self._writer.close()
         return [self.path]
+
+
+# --- the tidy long table ---------------------------------------------------------------------
+
+_TEXT = pa.dictionary(pa.int32(), pa.string())
+#: The tidy long table: one row per value, joined to its channel's metadata. Text columns are
+#: dictionary-encoded in memory and in the file (they repeat a handful of values); the file
+#: stores no Arrow schema, so readers see plain text columns (:func:`tidy_parquet_writer`).
+TIDY_SCHEMA = pa.schema([
+    pa.field("time", pa.timestamp("us", tz="UTC")), pa.field("station", _TEXT), pa.field("channel", _TEXT),
+    pa.field("measurement_type", _TEXT), pa.field("height_m", pa.float64()),
+    pa.field("orientation_deg", pa.float64()), pa.field("statistic", _TEXT), pa.field("unit", _TEXT),
+    pa.field("value", pa.float64()), pa.field("flag", _TEXT),
+])
+
+
+def tidy_parquet_writer(where: Any) -> pq.ParquetWriter:
+    """A Parquet writer of :data:`TIDY_SCHEMA` tables to a path or a writable file object."""
+    return pq.ParquetWriter(where, TIDY_SCHEMA, compression="zstd", store_schema=False)
+
+
+class TidyRows:
+    """Turns blocks of steps × columns into tidy tables (:data:`TIDY_SCHEMA`): one row per
+    value that is there (steps without a value give no row), by time, then in column order.
+    ``channel`` is the logger column name, as the app's channel pickers show it; an empty
+    unit is null.
+
+    >>> cols = [OutColumn(7, "Spd80mN", "wind_speed", "avg", 80.0, 0.0, "m/s"),
+    ...         OutColumn(8, "T2m", "air_temperature", "avg", 2.0, None, "C")]
+    >>> t = TidyRows("M", cols).table(np.array([0, 600_000_000]), np.array([[5.0, np.nan], [6.0, 3.5]]),
+    ...                               np.array([[0, 0], [1, 0]], np.int8))
+    >>> t.column("channel").to_pylist(), t.column("value").to_pylist(), t.column("flag").to_pylist()
+    (['Spd80mN', 'Spd80mN', 'T2m'], [5.0, 6.0, 3.5], [None, 'icing', None])
+    >>> t.column("orientation_deg").to_pylist()
+    [0.0, 0.0, None]
+    """
+
+    def __init__(self, station: str, columns: list[OutColumn]) -> None:
+        self.n = len(columns)
+
+        def text(values: list[str]) -> tuple[pa.Array, np.ndarray]:  # "" (no unit) is null: code -1
+            names = [v for v in dict.fromkeys(values) if v]
+            return pa.array(names, pa.string()), np.array([names.index(v) if v else -1 for v in values], np.int32)
+
+        self._text = {name: text([getattr(c, attr) for c in columns]) for name, attr in (
+            ("channel", "column_name"), ("measurement_type", "measurement_type"), ("statistic", "statistic"),
+            ("unit", "unit"))}
+        self._station = pa.array([station], pa.string())
+        self._numbers = {name: pa.array([getattr(c, name) for c in columns], pa.float64())
+                         for name in ("height_m", "orientation_deg")}
+        self._flags = pa.array(CATEGORIES, pa.string())  # code k: CATEGORIES[k - 1]
+
+    def table(self, times_us: np.ndarray, values: np.ndarray, marks: np.ndarray | None) -> pa.Table:
+        flat = values.reshape(-1)
+        idx = np.flatnonzero(~np.isnan(flat))
+        row, col = np.divmod(idx, self.n) if self.n else (idx, idx)
+        col32 = col.astype(np.int32)
+        col_arr = pa.array(col32)
+
+        def text(name: str) -> pa.DictionaryArray:
+            dictionary, codes = self._text[name]
+            picked = codes[col32]
+            return pa.DictionaryArray.from_arrays(pa.array(picked, mask=picked < 0 if codes.min(initial=0) < 0 else None),
+                                                  dictionary)
+
+        if marks is None:
+            flag = pa.DictionaryArray.from_arrays(pa.nulls(len(idx), pa.int32()), self._flags)
+        else:
+            code = marks.reshape(-1)[idx].astype(np.int32)
+            flag = pa.DictionaryArray.from_arrays(pa.array(code - 1, mask=code == 0), self._flags)
+        return pa.Table.from_arrays([
+            pa.array(np.asarray(times_us, dtype=np.int64)[row], pa.timestamp("us", tz="UTC")),
+            pa.DictionaryArray.from_arrays(pa.array(np.zeros(len(idx), np.int32)), self._station),
+            text("channel"), text("measurement_type"),
+            self._numbers["height_m"].take(col_arr), self._numbers["orientation_deg"].take(col_arr),
+            text("statistic"), text("unit"),
+            pa.array(flat[idx], pa.float64()), flag,
+        ], schema=TIDY_SCHEMA)
 
 
 def open_writer(fmt: str, path: Path, columns: list[OutColumn], site: dict[str, Any], tz: str,

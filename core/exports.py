@@ -40,7 +40,7 @@ import json
 import logging
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("windographer", "csv", "zip", "parquet")
 AVERAGING = {"10min": 600, "1h": 3600, "1d": 86400}
-PARQUET_LAYOUTS = ("wide", "long")
+PARQUET_LAYOUTS = ("wide", "long", "tidy")
 HEADERS = export_writers.HEADERS
 STATUSES = ("queued", "running", "done", "failed", "expired")
 #: Readings fetched per batch (about 14 MB of COPY data).
@@ -801,6 +801,43 @@ def _offset_text(tz: str) -> str:
 def _write_batches(conn: psycopg.Connection, p: Plan, writer: export_writers.Writer,
                    progress: Callable[..., None]) -> dict[str, Any]:
     """Read, clean, aggregate and write the export batch by batch; returns the counts."""
+    stats = new_stats()
+    for b in blocks(conn, p, stats, marks=(p.req.format, p.req.parquet_layout) == ("parquet", "tidy")):
+        writer.write(b.times_us, b.values, b.marks)
+        progress(b.k1 / p.grid.n_bins, f"{b.k1:,} of {p.grid.n_bins:,} time steps (batch {b.index + 1} of {b.count})")
+    return stats
+
+
+def new_stats() -> dict[str, Any]:
+    """The counts :func:`blocks` keeps: rows, values, readings read, flagged readings removed."""
+    return {"rows": 0, "values": 0, "flagged": 0, "readings": 0, "uncalibrated": []}
+
+
+@dataclass
+class Block:
+    """One batch of whole time steps, cleaned and aggregated: a row per step, a column per
+    :attr:`Plan.columns` entry (NaN = no value).
+
+    ``marks`` (with ``marks=True``) holds, for each value, ``1 + `` the index in
+    :data:`core.flags.CATEGORIES` of the flag that covers it and was kept (0: none; where
+    several do, or several readings of an averaged step are flagged, the first category in
+    that order)."""
+
+    times_us: np.ndarray  # start of each step, int64 µs since 1970 UTC
+    values: np.ndarray  # float64, (steps, columns)
+    marks: np.ndarray | None  # int8, (steps, columns)
+    k1: int  # steps done so far
+    index: int  # this batch's number (from 0)
+    count: int  # how many batches
+
+
+def blocks(conn: psycopg.Connection, p: Plan, stats: dict[str, Any], marks: bool = False) -> Iterator[Block]:
+    """The export's data, batch by batch: read, recalibrated (if asked), flagged readings of
+    removed categories dropped, aggregated into the grid's steps. Memory is bounded by one
+    batch (about :data:`BATCH_READINGS` readings) whatever the period. ``stats`` is updated as
+    batches go (see :func:`new_stats`); its ``uncalibrated`` list is set after the last one.
+    With ``marks``, each block says which kept values a flag covers (see :class:`Block`).
+    """
     from core import calibrations
 
     req, grid = p.req, p.grid
@@ -813,27 +850,63 @@ def _write_batches(conn: psycopg.Connection, p: Plan, writer: export_writers.Wri
         keep = [c for c in flags.CATEGORIES if c not in removed]
         for iv in flags.flag_mask(conn, fetch_ids, p.start, p.end, exclude_categories=keep):
             mask[iv.channel_id].append(iv)
+    kept = _kept_flags(conn, out_ids, p, removed) if marks else {}
     native_s = min(p.native_s, grid.step_s)
     batches = grid.batches(len(fetch_ids) * grid.step_s / native_s)
     start_us, end_us = _to_us(p.start), _to_us(p.end)
     how = {c.channel_id: how_to_aggregate(c.statistic, c.measurement_type) for c in p.columns}
-    stats = {"rows": 0, "values": 0, "flagged": 0, "readings": 0}
     for i, (k0, k1) in enumerate(batches):
         edges = grid.edges(k0, k1)
         a, b = max(int(edges[0]), start_us), min(int(edges[-1]), end_us)
         series = _clean(fetch(conn, fetch_ids, a, b), p, cal, mask, stats)
         n = k1 - k0
         block = np.full((n, len(p.columns)), np.nan)
+        marked = np.zeros((n, len(p.columns)), np.int8) if marks else None
         for j, c in enumerate(p.columns):
             tt, vv = series[c.channel_id]
+            bins = np.searchsorted(edges, tt, side="right") - 1
             partner = _partner_values(tt, series[p.helpers[c.channel_id]]) if c.channel_id in p.helpers else None
-            block[:, j] = aggregate(np.searchsorted(edges, tt, side="right") - 1, vv, n, how[c.channel_id], partner)
-        writer.write(edges[:-1], block)
+            block[:, j] = aggregate(bins, vv, n, how[c.channel_id], partner)
+            if marked is not None and kept.get(c.channel_id):
+                marked[:, j] = _marks(tt, bins, n, kept[c.channel_id])
         stats["rows"] += n
         stats["values"] += int(np.count_nonzero(~np.isnan(block)))
-        progress(k1 / grid.n_bins, f"{k1:,} of {grid.n_bins:,} time steps (batch {i + 1} of {len(batches)})")
+        yield Block(edges[:-1], block, marked, k1, i, len(batches))
     stats["uncalibrated"] = _uncalibrated(p, cal) if req.calibrated else []
-    return stats
+
+
+def _kept_flags(conn: psycopg.Connection, channel_ids: list[int], p: Plan, removed: list[str]
+                ) -> dict[int, list[tuple[int, list[flags.MaskInterval]]]]:
+    """Per channel, ``(category code, intervals)`` of the flag categories that are kept, in
+    :data:`core.flags.CATEGORIES` order (code = 1 + index)."""
+    out: dict[int, list[tuple[int, list[flags.MaskInterval]]]] = {}
+    for code, category in enumerate(flags.CATEGORIES, start=1):
+        if category in removed:
+            continue
+        others = [c for c in flags.CATEGORIES if c != category]
+        by_channel: dict[int, list[flags.MaskInterval]] = {}
+        for iv in flags.flag_mask(conn, channel_ids, p.start, p.end, exclude_categories=others):
+            by_channel.setdefault(iv.channel_id, []).append(iv)
+        for cid, ivs in by_channel.items():
+            out.setdefault(cid, []).append((code, ivs))
+    return out
+
+
+def _marks(times: np.ndarray, bins: np.ndarray, n_bins: int,
+           kept: list[tuple[int, list[flags.MaskInterval]]]) -> np.ndarray:
+    """Each step's flag code (see :class:`Block`): the lowest code of its readings' flags."""
+    code = np.zeros(len(times), np.int8)
+    for c, ivs in reversed(kept):  # the first category last: it wins
+        hit = flags.apply_mask(times, ivs[0].channel_id, ivs)
+        code[hit] = c
+    out = np.zeros(n_bins, np.int8)
+    flagged = code > 0
+    if flagged.any():
+        worst = np.full(n_bins, np.inf)
+        np.fmin.at(worst, bins[flagged], code[flagged].astype(np.float64))
+        has = np.isfinite(worst)
+        out[has] = worst[has].astype(np.int8)
+    return out
 
 
 def _clean(fetched: dict[int, tuple[np.ndarray, np.ndarray]], p: Plan, cal: dict[int, list],

@@ -60,16 +60,29 @@ def upload(
         raise StationManagerError(
             f"larger than {settings.max_upload_mb} MiB (STATIONMANAGER_MAX_UPLOAD_MB): {', '.join(too_big)}"
         )
-    url = db.database_url(settings)
-    ids, queue = [], []
-    tmp_dir = home.process_tmp(settings)
-    with tempfile.TemporaryDirectory(prefix="sm-upload-", dir=tmp_dir) as tmp, db.connection(url) as conn:
+    with tempfile.TemporaryDirectory(prefix="sm-upload-", dir=home.process_tmp(settings)) as tmp:
+        paths = []
         for i, (name, data) in enumerate(uploads):
             path = Path(tmp) / f"{i:04d}"
             path.write_bytes(data)
+            paths.append((name, path))
+        return receive_paths(paths, station=station, actor=actor, origin="upload", settings=settings)
+
+
+def receive_paths(
+    received: list[tuple[str, Path]], *, station: str | None, actor: str, origin: str,
+    settings: Settings | None = None,
+) -> list[int]:
+    """Receive files already on disk (name, path) and queue the import of each new one;
+    returns their ids. A content received before is recorded as a ``duplicate``."""
+    settings = settings or get_settings()
+    url = db.database_url(settings)
+    ids, queue = [], []
+    with db.connection(url) as conn:
+        for name, path in received:
             with conn.transaction():
                 rec = ingest.receive(
-                    conn, path, station=station or None, origin="upload", actor=actor,
+                    conn, path, station=station or None, origin=origin, actor=actor,
                     original_name=Path(name).name, settings=settings,
                 )
             ids.append(rec.id)

@@ -58,7 +58,7 @@ class Settings:
     raw_chart_days: float = _setting(
         7.0, "Charts show raw 10-minute readings when the range is at most this many days."
     )
-    max_upload_mb: int = _setting(200, "Largest file accepted by the upload page (MiB).")
+    max_upload_mb: int = _setting(200, "Largest file accepted by the upload page and the API's POST /files (MiB).")
     max_metadata_bytes: int = _setting(
         10_485_760, "Largest Task 43 metadata document accepted (bytes), from the CLI or the Metadata page."
     )
@@ -150,6 +150,25 @@ class Settings:
     )
     alert_send_timeout_s: float = _setting(
         20.0, "Longest wait for a mail server or a webhook on any one step of sending an alert (seconds)."
+    )
+    api_port: int = _setting(
+        8502, "Port of the HTTP API that `stationmanager up` starts (and `stationmanager api` without --port)."
+    )
+    api_public_url: str | None = _setting(
+        None,
+        "Where browsers reach the HTTP API (e.g. https://masts.example.com behind a reverse proxy); the "
+        "pages' download links point there. Unset: http://127.0.0.1:API_PORT.",
+    )
+    api_link_minutes: float = _setting(
+        5.0, "How long a download link made by the Exports or Files page works (minutes)."
+    )
+    api_rate_limit_per_minute: int = _setting(
+        600,
+        "Requests one API token may make per minute (bursts up to this many); beyond it the API answers "
+        "429 with Retry-After. Counted by each API process.",
+    )
+    api_max_body_kb: int = _setting(
+        1024, "Largest request body the API accepts (KiB), file uploads excepted (those: MAX_UPLOAD_MB)."
     )
     log_level: str = _setting("INFO", "Logging level of the worker and the CLI.")
     connect_timeout_s: float = _setting(

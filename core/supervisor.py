@@ -1,7 +1,7 @@
-"""``stationmanager up``: the database, one ingest worker and the web app, until Ctrl-C.
+"""``stationmanager up``: the database, one ingest worker, the web app and the HTTP API, until Ctrl-C.
 
 This process holds the embedded database (when no ``STATIONMANAGER_DATABASE_URL`` is set),
-starts the worker and Streamlit as child processes, and on Ctrl-C or SIGTERM stops them
+starts the worker, Streamlit and the API (``python -m api``) as child processes, and on Ctrl-C or SIGTERM stops them
 and waits for them, then stops the embedded PostgreSQL, so nothing is left behind. A
 terminal's Ctrl-C reaches every process of the job at once (this one, the worker, the app,
 ``make``); a second Ctrl-C while they stop changes nothing.
@@ -137,8 +137,9 @@ def _stop(children: list[Child]) -> None:
             c.proc.wait()
 
 
-def up(*, demo: bool, port: int = 8501, days: int = 365) -> int:
+def up(*, demo: bool, port: int = 8501, days: int = 365, api_port: int | None = None) -> int:
     settings = demo_home.use_demo_home() if demo else get_settings()
+    api_port = settings.api_port if api_port is None else api_port
     if demo:
         demo_home.ensure_demo_users(settings)
     else:
@@ -146,7 +147,7 @@ def up(*, demo: bool, port: int = 8501, days: int = 365) -> int:
     url = db.database_url(settings)
     result = schema.upgrade(url, settings)
     print(f"database ready: {db.redact(url)} — storage level {result['level']}", flush=True)
-    env = child_env(demo=demo)
+    env = {**child_env(demo=demo), PREFIX + "API_PORT": str(api_port)}  # the pages link to it
     stopping = threading.Event()
 
     def on_signal(signum, _frame):  # Ctrl-C reaches the children too; we wait for them
@@ -158,12 +159,15 @@ def up(*, demo: bool, port: int = 8501, days: int = 365) -> int:
     web = Child("web app", [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
                             "--server.port", str(port), "--server.address", "127.0.0.1",
                             "--server.headless", "true"], env)
-    children = [worker, web]
+    api = Child("API", [sys.executable, "-m", "api", "--port", str(api_port)], worker_env(env))
+    children = [worker, web, api]
     try:
         for child in children:
             child.start()
         if _wait_http(f"http://127.0.0.1:{port}/_stcore/health", web.proc):
             print(f"\nStationManager is running at http://127.0.0.1:{port}  (Ctrl-C stops everything)", flush=True)
+            print(f"HTTP API at http://127.0.0.1:{api_port}/api/v1 (OpenAPI: /api/v1/openapi.json; tokens: "
+                  "stationmanager tokens add NAME --role viewer)", flush=True)
             if demo:
                 print("demo logins: " + ", ".join(f"{n} / {p}" for n, p, _ in DEMO_USERS), flush=True)
             if "STATIONMANAGER_LOG_LEVEL" not in os.environ:

@@ -4,9 +4,10 @@ An analyst chooses the format and the options and presses *Request export*;
 :func:`core.exports.request_export` either reuses a finished export whose inputs have not
 changed (shown at once) or queues a job for the worker. The page never builds a file: it
 shows the progress the worker records, refreshed in place while exports are being built,
-and offers every finished file for download (viewers too). As on the Files page, a file
-larger than ``STATIONMANAGER_MAX_UPLOAD_MB`` is not sent through the browser (Streamlit holds
-a download in memory); its path on the server is shown instead.
+and offers every finished file for download (viewers too) through the HTTP API: a
+short-lived link signed for the signed-in user (:mod:`core.signed_links`), so a file of any
+size streams from disk, and a copied link stops working after
+``STATIONMANAGER_API_LINK_MINUTES``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import auth, exports, flags, stations, webdata
+from core import auth, exports, flags, signed_links, stations, webdata
 from core.errors import StationManagerError
 from core.settings import get_settings
 from pages import flag_exchange
@@ -34,10 +35,9 @@ FORMAT_NAMES = {
     "zip": "Zip, one file per measurement type",
     "parquet": "Parquet",
 }
-MIME = {"windographer": "text/plain", "csv": "text/csv", "zip": "application/zip",
-        "parquet": "application/vnd.apache.parquet"}
 AVERAGING = {"10min": "10 minutes", "1h": "Hourly", "1d": "Daily"}
-LAYOUTS = {"wide": "Wide: a column per channel", "long": "Long: time, channel, value"}
+LAYOUTS = {"wide": "Wide: a column per channel", "long": "Long: time, channel, value",
+           "tidy": "Tidy: a row per value with its channel's metadata and flag"}
 HEADER_NAMES = {"descriptive": "Descriptive (Speed 80 m N Avg [m/s])", "logger": "Logger column names (Spd80mN)"}
 BY_TYPE, BY_CHANNEL = "Measurement types", "Channels"
 CALIBRATED, RAW = "Calibrated", "Raw (as logged)"
@@ -160,22 +160,17 @@ else:
 
 
 def _download(row: dict[str, Any], key: str) -> None:
-    """A download button for a finished export (the file is read only when clicked)."""
+    """A download link for a finished export: the API streams it, whatever its size."""
     try:
         path = exports.export_file(row)
     except StationManagerError as exc:
         st.warning(plain(exc), icon=":material/delete_history:")
         return
-    size = row.get("size_bytes") or path.stat().st_size
-    if size > settings.max_upload_mb * 1024 * 1024:
-        st.info(f"This file ({webdata.format_size(size)}) is larger than STATIONMANAGER_MAX_UPLOAD_MB "
-                f"({settings.max_upload_mb} MiB), the most sent through the browser; copy it from the "
-                f"server: `{path}`, or build it where you need it with `stationmanager export … --out PATH`.")
-        return
-    st.download_button(
-        f"Download {plain(row.get('file_name') or path.name)}", data=path.read_bytes,
-        file_name=row.get("file_name") or path.name, mime=MIME.get(row["format"], "application/octet-stream"),
-        on_click="ignore", icon=":material/download:", key=key, type="primary",
+    size = webdata.format_size(row.get("size_bytes") or path.stat().st_size)
+    st.link_button(
+        f"Download {plain(row.get('file_name') or path.name)}", signed_links.link("export", row["id"], user),
+        icon=":material/download:", type="primary", key=key,
+        help=f"{size}; the link works for {settings.api_link_minutes:g} minutes (open the page again for a new one)",
     )
 
 
@@ -240,8 +235,8 @@ def _describe(params: dict[str, Any] | None) -> str:
     parts.append(AVERAGING.get(p.get("averaging", "10min"), str(p.get("averaging"))))
     if p.get("timezone", "UTC") != "UTC":
         parts.append(str(p["timezone"]))
-    if p.get("parquet_layout") == "long":
-        parts.append("long")
+    if p.get("parquet_layout") in ("long", "tidy"):
+        parts.append(p["parquet_layout"])
     if p.get("headers") == "logger":
         parts.append("logger column names")
     return " · ".join(parts)

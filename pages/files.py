@@ -13,7 +13,7 @@ import functools
 
 import streamlit as st
 
-from core import auth, files, inbox, stations, webdata
+from core import auth, files, inbox, signed_links, stations, webdata
 from core.formats import generic
 from core.settings import get_settings
 from pages import file_mapping
@@ -135,17 +135,11 @@ def _details(row: dict) -> None:
         download, again = st.columns([3, 1])
         if not path.exists():
             download.warning(f"The original is missing from the file store ({path}).")
-        elif row["size_bytes"] > settings.max_upload_mb * 1024 * 1024:
-            download.info(
-                f"The original ({webdata.format_size(row['size_bytes'])}) is larger than "
-                f"STATIONMANAGER_MAX_UPLOAD_MB ({settings.max_upload_mb} MiB); "
-                f"copy it from the server: `{path}`"
-            )
-        else:
-            download.download_button(
-                "Download the original", data=path.read_bytes, file_name=row["original_name"],
-                mime="application/octet-stream", on_click="ignore", icon=":material/download:",
+        else:  # through the API, whatever its size (core.signed_links)
+            download.link_button(
+                "Download the original", signed_links.link("file", row["id"], user), icon=":material/download:",
                 key=f"download_{row['id']}",
+                help=f"The link works for {settings.api_link_minutes:g} minutes (open the page again for a new one)",
             )
         if auth.allowed(role, "admin") and row["status"] in REQUEUEABLE:
             if again.button("Import again", icon=":material/replay:", key=f"requeue_{row['id']}",

@@ -1,4 +1,5 @@
-"""Fixtures of the browser tests: a real worker and ``streamlit run app.py``, and Chromium.
+"""Fixtures of the browser tests: a real worker, ``streamlit run app.py`` and the HTTP API
+(the pages' download links), and Chromium.
 
 One app per test module: a database copied from the session's migrated template, users
 of every role in a temporary ``STATIONMANAGER_HOME``, a few days of 10-minute TOA5 files
@@ -179,7 +180,8 @@ def serve(pg_admin_url: str, template_db: str, home: Path, make_files: Callable[
         env = {k: v for k, v in os.environ.items() if not k.startswith("STATIONMANAGER_")}
         env.update(STATIONMANAGER_DATABASE_URL=url, STATIONMANAGER_HOME=str(home), PYTHONUNBUFFERED="1")
         env.update(app_env or {})
-        port = _free_port()
+        port, api_port = _free_port(), _free_port()
+        env["STATIONMANAGER_API_PORT"] = str(api_port)  # the pages' download links point there
         servers.append(_start("worker", [sys.executable, "-m", "ingest_worker"], env, home / "worker.log"))
         servers.append(_start(
             "streamlit",
@@ -188,11 +190,14 @@ def serve(pg_admin_url: str, template_db: str, home: Path, make_files: Callable[
              "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
             env, home / "streamlit.log",
         ))
-        worker, web = servers
+        servers.append(_start("API", [sys.executable, "-m", "api", "--port", str(api_port)], env, home / "api.log"))
+        worker, web, api = servers
         base = f"http://127.0.0.1:{port}"
         app = App(base, url, home, ids, servers, days=days)
         if not _wait_healthy(f"{base}/_stcore/health", web):
             pytest.fail(f"streamlit did not come up on {base}\n{app.output()}", pytrace=False)
+        if not _wait_healthy(f"http://127.0.0.1:{api_port}/api/v1/status", api):
+            pytest.fail(f"the API did not come up on port {api_port}\n{app.output()}", pytrace=False)
         counts = _wait_imported(url, ids, worker)
         if counts != {"imported": len(ids)}:
             pytest.fail(f"the worker did not import the files: {counts}\n{app.output()}", pytrace=False)

@@ -97,7 +97,7 @@ def up(cluster: Cluster) -> Iterator[tuple[str, subprocess.Popen, list[str], dic
     env = {k: v for k, v in os.environ.items() if not k.startswith("STATIONMANAGER_")}
     env.update(STATIONMANAGER_HOME=str(home), STATIONMANAGER_DATABASE_URL=cluster.url, PYTHONUNBUFFERED="1")
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "core.cli", "up", "--port", str(port), "--api-port", str(_free_port())], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)

@@ -51,6 +51,21 @@ def _wait_for(lines: list[str], text: str, proc: subprocess.Popen, timeout: floa
         time.sleep(0.5)
 
 
+def _wait_answering(url: str, proc: subprocess.Popen, timeout: float = TIMEOUT_S) -> None:
+    """Until ``url`` answers 200 (a child of ``up`` has come up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{url} did not answer")
+        time.sleep(0.5)
+
+
 def _env(home: Path | None) -> dict[str, str]:
     """The environment of a machine with nothing set, but ``STATIONMANAGER_HOME=home``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("STATIONMANAGER_")}
@@ -63,9 +78,10 @@ def _env(home: Path | None) -> dict[str, str]:
 def test_up_demo_serves_the_app_imports_the_demo_and_stops_everything(home: Path) -> None:
     home.mkdir()
     env = _env(None)  # as `make demo` runs: the demo makes its own home in the current folder
-    port = _free_port()
+    port, api_port = _free_port(), _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "up", "--demo", "--days", "2", "--port", str(port)],
+        [sys.executable, "-m", "core.cli", "up", "--demo", "--days", "2", "--port", str(port),
+         "--api-port", str(api_port)],
         cwd=home, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     real_home, home = home / ".stationmanager", home / ".stationmanager-demo"
@@ -77,7 +93,9 @@ def test_up_demo_serves_the_app_imports_the_demo_and_stops_everything(home: Path
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=10) as r:
             assert r.status == 200
         _wait_for(lines, "demo logins: viewer / viewer-demo, analyst / analyst-demo, admin / admin-demo", proc)
+        _wait_for(lines, f"HTTP API at http://127.0.0.1:{api_port}/api/v1", proc)
         _wait_for(lines, "demo: 4 files queued for import", proc)  # a file per day and station
+        _wait_answering(f"http://127.0.0.1:{api_port}/api/v1/status", proc)  # the API, a child of up
         _wait_for(lines, "demo import: 4/4 files done", proc)
         assert (home / "pgdata" / "postmaster.pid").exists()  # its own embedded PostgreSQL
         # its sources: the live logger's folder in the demo home, and a failing telemetry server
@@ -181,7 +199,8 @@ def test_a_signal_to_the_whole_process_group_stops_the_embedded_postgresql(
     env = {k: v for k, v in os.environ.items() if not k.startswith("STATIONMANAGER_")}
     env.update(STATIONMANAGER_HOME=str(home), PYTHONUNBUFFERED="1")
     port = _free_port()
-    argv = [sys.executable, "-m", "core.cli", "up", "--demo", "--days", "30", "--port", str(port)]
+    argv = [sys.executable, "-m", "core.cli", "up", "--demo", "--days", "30", "--port", str(port),
+            "--api-port", str(_free_port())]
     if via_make:  # make → stationmanager, as `make demo` runs it
         makefile = tmp_path / "Makefile"
         makefile.write_text("demo:\n\t" + " ".join(argv) + "\n")
@@ -230,7 +249,8 @@ def test_up_refuses_a_home_that_still_has_the_demo_logins(home: Path) -> None:
     auth.add_user(users, "admin", "admin-demo", "admin")  # left behind by an older `make demo`
     auth.add_user(users, "ada", "a-real-password", "admin")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "up", "--port", str(_free_port())], cwd=ROOT, env=_env(home),
+        [sys.executable, "-m", "core.cli", "up", "--port", str(_free_port()), "--api-port", str(_free_port())],
+        cwd=ROOT, env=_env(home),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     try:
@@ -286,7 +306,7 @@ def test_up_starts_a_killed_worker_and_web_app_again_and_keeps_serving(home: Pat
     env = _env(home)
     port = _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "up", "--port", str(port)], cwd=ROOT, env=env,
+        [sys.executable, "-m", "core.cli", "up", "--port", str(port), "--api-port", str(_free_port())], cwd=ROOT, env=env,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )
     lines: list[str] = []

@@ -7,13 +7,14 @@ would.
 
 from __future__ import annotations
 
+import urllib.parse
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import core.settings
-from core import exports, flags
+from core import exports, flags, signed_links
 from core.settings import Settings
 from tests.ui.test_pages import MAST, demo_files, show, signed_in, site, texts  # noqa: F401 - fixtures
 
@@ -35,8 +36,12 @@ def build_jobs(conn) -> list[int]:
 
 
 def downloads(at: AppTest) -> list[str]:
-    """Labels of the export download buttons (not those of the cleaning-log section)."""
-    return [d.proto.label for d in at.get("download_button") if d.proto.label.startswith("Download ")]
+    """Labels of the export download links (not the cleaning logs' download buttons)."""
+    return [d.proto.label for d in at.get("link_button") if d.proto.label.startswith("Download ")]
+
+
+def download_links(at: AppTest) -> list[str]:
+    return [d.proto.url for d in at.get("link_button") if d.proto.label.startswith("Download ")]
 
 
 def progress_texts(at: AppTest) -> list[str]:
@@ -118,6 +123,11 @@ def test_finished_export_downloads_and_the_same_request_is_reused(site: Settings
     shown = texts(at)
     assert f"Export {queued['id']} (Windographer text) is ready: {DAYS * 144:,} rows" in shown
     assert downloads(at) == [f"Download {done['file_name']}"]
+    # a link to the API, signed for this user and this export
+    [link] = download_links(at)
+    assert link.startswith(f"http://127.0.0.1:{site.api_port}/api/v1/exports/{done['id']}/file?sig=")
+    sig = urllib.parse.parse_qs(urllib.parse.urlparse(link).query)["sig"][0]
+    assert signed_links.verify(signed_links.key(site), sig, "export", done["id"]) == "test-analyst"
     assert done["file_name"].endswith(".txt")
     text = exports.export_file(done).read_text()
     assert "Time stamps indicate the beginning of the time step." in text
@@ -144,15 +154,17 @@ def test_finished_export_downloads_and_the_same_request_is_reused(site: Settings
     assert "Download a finished export" not in [s.label for s in at.selectbox]
 
 
-def test_large_files_are_not_sent_through_the_browser(site: Settings, conn, monkeypatch) -> None:
+def test_files_larger_than_the_upload_limit_download_too(site: Settings, conn, monkeypatch) -> None:
+    """The browser path used to stop at STATIONMANAGER_MAX_UPLOAD_MB; the API streams any size."""
     at = request(show(signed_in("analyst"), PAGE))
     [queued] = export_rows(conn)
     done = exports.build_export(queued["id"])
     monkeypatch.setenv("STATIONMANAGER_MAX_UPLOAD_MB", "0")
+    monkeypatch.setenv("STATIONMANAGER_API_PUBLIC_URL", "https://masts.example.com/")
     core.settings._current = None
     at.run()
-    assert not downloads(at)
-    assert f"copy it from the server: `{exports.export_file(done)}`" in texts(at)
+    assert downloads(at) == [f"Download {done['file_name']}"]
+    assert download_links(at)[0].startswith(f"https://masts.example.com/api/v1/exports/{done['id']}/file?sig=")
 
 
 def test_a_refused_request_says_why(site: Settings, conn) -> None:

@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import core.settings
-from core import inbox, ingest
+from core import inbox, ingest, signed_links
 from core.settings import Settings
 from tests.ui.test_pages import DATA, MAST, demo_files, show, signed_in, site, texts  # noqa: F401 - fixtures
 from tests.unit.test_limits import BAD_DOCUMENTS
@@ -163,8 +163,10 @@ def test_file_details_download_and_admin_requeue(ingest_site: Settings, conn) ->
     at = show(signed_in("analyst"), "pages/files.py")
     at.selectbox(key="files_pick").set_value(bad["id"]).run()
     assert [e.value for e in at.error] == ["line 1: the environment line has 9 fields, expected 8"]
-    [download] = at.get("download_button")
+    [download] = at.get("link_button")  # through the API, signed for this user and this file
     assert download.proto.label == "Download the original"
+    sig = download.proto.url.split(f"/api/v1/files/{bad['id']}/original?sig=")[1]
+    assert signed_links.verify(signed_links.key(ingest_site), sig, "file", bad["id"]) == "test-analyst"
     assert not [b for b in at.button if b.label == "Import again"]  # admins only
 
     at = show(signed_in("admin"), "pages/files.py")
