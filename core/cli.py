@@ -79,6 +79,13 @@ def cmd_db_status(args: argparse.Namespace) -> int:
         print(f"rollups         {st['rollup_ranges_pending']} range(s) waiting for a refresh (the worker catches up)")
     c = st["connections"]
     print(f"connections     {c['this_database']} to this database, {c['server_total']} of {c['max_connections']} on the server")
+    b = st["budget"]
+    print(f"budget          {b['needed']} of the {b['allowed']} the server allows "
+          f"({b['max_connections']} − {b['reserved']} reserved for superusers): " + ("fits" if b["ok"] else "DOES NOT FIT"))
+    for part in b["parts"]:
+        print(f"  {part['what']:<30}{part['connections']:>4}  ({part['setting']})")
+    for problem in b["problems"]:
+        print(f"  problem: {problem}")
     print("pending         " + (", ".join(st["pending_migrations"]) or "none"))
     for table, n in st["row_counts"].items():
         print(f"  {table:<14}{n:>12,}")
@@ -649,6 +656,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--to", type=int, choices=(1, 2), help="the level to move to (default: the best offered)")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_db_raise_level)
+    from core import cli_reader
+
+    cli_reader.add_parser(dbp)
 
     s = sub.add_parser("ingest", help="store logger files and queue their import")
     s.add_argument("files", nargs="+", metavar="FILE")

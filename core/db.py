@@ -7,7 +7,9 @@ process starts it; the last one to exit stops it.
 
 Every connection gets the session settings of :func:`configure`: UTC, ``jit = off``
 (JIT compilation over many hypertable chunks once ran for minutes and ignored
-cancellation) and the statement timeout setting.
+cancellation), the statement timeout setting and a cap on parallel query workers
+(``STATIONMANAGER_MAX_PARALLEL_WORKERS_PER_GATHER``). How many connections each process may
+hold is the connection budget (:mod:`core.budget`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import functools
 import json
 import logging
 import re
+import threading
 from collections.abc import Iterator
 from importlib import resources
 from typing import Any
@@ -26,7 +29,7 @@ import psycopg_pool
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from core.errors import DatabaseError, DatabaseUnavailable
+from core.errors import DatabaseError, DatabaseUnavailable, PoolBusy
 from core.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -104,9 +107,10 @@ def configure(conn: psycopg.Connection, settings: Settings | None = None) -> Non
     settings = settings or get_settings()
     ms = int(settings.statement_timeout_s * 1000)
     conn.execute(
-        sql.SQL("SET TIME ZONE 'UTC'; SET jit = off; SET statement_timeout = {}").format(
-            sql.Literal(ms)
-        )
+        sql.SQL(
+            "SET TIME ZONE 'UTC'; SET jit = off; SET statement_timeout = {}; "
+            "SET max_parallel_workers_per_gather = {}"
+        ).format(sql.Literal(ms), sql.Literal(settings.max_parallel_workers_per_gather))
     )
     if not conn.autocommit:
         conn.commit()
@@ -124,42 +128,77 @@ def connect(url: str | None = None, *, autocommit: bool = False) -> psycopg.Conn
 
 
 _pools: dict[str, psycopg_pool.ConnectionPool] = {}
+_pools_lock = threading.Lock()
+
+#: The setting that sizes the pool of each kind of process.
+POOL_SETTINGS = {"web": "web_pool_size", "api": "api_pool_size", "worker": "pool_size", "cli": "pool_size"}
 
 
-def pool(url: str | None = None, *, max_size: int | None = None, wait_s: float = 30) -> psycopg_pool.ConnectionPool:
+def pool(url: str | None = None, *, kind: str = "worker", max_size: int | None = None,
+         wait_s: float = 30) -> psycopg_pool.ConnectionPool:
     """The process's connection pool (opened on first use, with a health check).
 
-    ``wait_s`` is how long opening the pool, and each request for a connection, may wait
-    before :class:`DatabaseUnavailable` (a pool that cannot open is closed, not left
-    retrying in the background). A lost connection is replaced at once; while the server
-    is away the pool tries again with growing pauses, for at most ``RECONNECT_S`` before it
-    lets the next request try afresh (the pause could otherwise outlast the outage by a
-    minute or more).
+    ``kind`` (web, api, worker or cli) names the process, whose setting sizes the pool
+    (:data:`POOL_SETTINGS`; see :mod:`core.budget`). ``wait_s`` is how long opening the pool
+    may wait before :class:`DatabaseUnavailable` (a pool that cannot open is closed, not
+    left retrying in the background). A request for a connection while all are busy waits
+    up to ``STATIONMANAGER_POOL_WAIT_S`` for one to be returned, then fails with
+    :class:`PoolBusy` (through :func:`connection` or :func:`pooled`). A lost connection is
+    replaced at once; while the server is away the pool tries again with growing pauses,
+    for at most ``RECONNECT_S`` before it lets the next request try afresh (the pause could
+    otherwise outlast the outage by a minute or more).
     """
     url = url or database_url()
-    if url not in _pools:
-        settings = get_settings()
-        p = psycopg_pool.ConnectionPool(
-            url,
-            min_size=1,
-            max_size=max_size or settings.pool_size,
-            kwargs={"row_factory": dict_row, "connect_timeout": connect_timeout(settings)},
-            configure=configure,
-            check=psycopg_pool.ConnectionPool.check_connection,
-            name="stationmanager",
-            timeout=wait_s,
-            reconnect_timeout=RECONNECT_S,
-            open=False,
-        )
+    with _pools_lock:  # threads of one process (a worker's jobs) share one pool: never two
+        if url not in _pools:
+            _pools[url] = _open_pool(url, kind, max_size, wait_s)
+        return _pools[url]
+
+
+def _open_pool(url: str, kind: str, max_size: int | None, wait_s: float) -> psycopg_pool.ConnectionPool:
+    settings = get_settings()
+    p = psycopg_pool.ConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size or getattr(settings, POOL_SETTINGS[kind]),
+        kwargs={"row_factory": dict_row, "connect_timeout": connect_timeout(settings)},
+        configure=configure,
+        check=psycopg_pool.ConnectionPool.check_connection,
+        name=f"stationmanager-{kind}",
+        timeout=settings.pool_wait_s,
+        reconnect_timeout=RECONNECT_S,
+        open=False,
+    )
+    try:
+        p.open(wait=True, timeout=wait_s)
+    except psycopg_pool.PoolTimeout as exc:
+        p.close(timeout=0)
+        raise DatabaseUnavailable(
+            f"cannot connect to the database at {redact(url)}: {probe(url) or 'no connection in time'}"
+        ) from exc
+    return p
+
+
+@contextlib.contextmanager
+def pooled(p: psycopg_pool.ConnectionPool) -> Iterator[psycopg.Connection]:
+    """``with pooled(p) as conn:`` — a connection of pool ``p``, errors translated; when every
+    connection stays busy for ``STATIONMANAGER_POOL_WAIT_S``, :class:`PoolBusy` says so."""
+    with translate(), contextlib.ExitStack() as stack:
         try:
-            p.open(wait=True, timeout=wait_s)
+            conn = stack.enter_context(p.connection())
         except psycopg_pool.PoolTimeout as exc:
-            p.close(timeout=0)
-            raise DatabaseUnavailable(
-                f"cannot connect to the database at {redact(url)}: {probe(url) or 'no connection in time'}"
-            ) from exc
-        _pools[url] = p
-    return _pools[url]
+            raise PoolBusy(busy_message(p)) from exc
+        yield conn
+
+
+def busy_message(p: psycopg_pool.ConnectionPool) -> str:
+    """What to say when no connection of ``p`` became free in time."""
+    kind = p.name.removeprefix("stationmanager-")
+    setting = "STATIONMANAGER_" + POOL_SETTINGS.get(kind, "pool_size").upper()
+    return (f"no database connection became free within {p.timeout:g} s (STATIONMANAGER_POOL_WAIT_S): "
+            f"all {p.max_size} connections of this process ({setting}) stayed busy, or the server refused "
+            "more; try again in a moment, and if it keeps happening raise the setting within the "
+            "connection budget (stationmanager db status)")
 
 
 #: Longest a pool keeps trying to replace a lost connection on its own (seconds).
@@ -189,7 +228,8 @@ def probe(url: str, settings: Settings | None = None) -> str | None:
 def discard_pool(url: str) -> None:
     """Close the pool of ``url`` (its connections may be dead); the next :func:`pool` opens a
     new one."""
-    p = _pools.pop(url, None)
+    with _pools_lock:
+        p = _pools.pop(url, None)
     if p is not None:
         p.close(timeout=1)
 
@@ -203,7 +243,7 @@ def close_pools() -> None:
 @contextlib.contextmanager
 def connection(url: str | None = None) -> Iterator[psycopg.Connection]:
     """``with connection() as conn:`` — a pooled connection, errors translated."""
-    with translate(), pool(url).connection() as conn:
+    with pooled(pool(url)) as conn:
         yield conn
 
 

@@ -28,6 +28,10 @@ class DatabaseUnavailable(DatabaseError):
     """The database server cannot be reached."""
 
 
+class PoolBusy(DatabaseUnavailable):
+    """Every connection of this process's pool stayed busy: try again in a moment."""
+
+
 class NotFound(StationManagerError):
     """The requested item does not exist."""
 

@@ -364,6 +364,9 @@ def status(url: str | None = None) -> dict[str, Any]:
             """
         ).fetchone()
         out["connections"] = dict(conns or {})
+        from core import budget
+
+        out["budget"] = budget.measure(conn).as_dict()
         counts: dict[str, int | None] = {}
         if level is not None:
             for table in _COUNTED:

@@ -44,10 +44,51 @@ class Settings:
     )
     pool_size: int = _setting(
         4,
-        "Maximum connections in each process's pool (the app, each worker and the CLI each have one).",
+        "Maximum connections in the pool of each worker (the jobs' queries) and of a CLI command.",
+    )
+    web_pool_size: int = _setting(4, "Maximum connections in the web app's pool (all its sessions share it).")
+    api_pool_size: int = _setting(8, "Maximum connections in the HTTP API's pool (all its requests share it).")
+    pool_wait_s: float = _setting(
+        30.0,
+        "Longest a request waits for a free connection of its process's pool when all are busy "
+        "(the connection budget is reached) before it fails with a message saying so (seconds).",
     )
     worker_concurrency: int = _setting(
         2, "Jobs one worker runs at once. Each running job holds one pooled connection."
+    )
+    workers: int = _setting(
+        1,
+        "Worker processes counted in the connection budget (`stationmanager up` starts one; count "
+        "every worker you run against this database, on any machine).",
+    )
+    admin_connections: int = _setting(
+        3,
+        "Connections the connection budget keeps free for an administrator and CLI commands "
+        "(psql, backups, `stationmanager db status`), on top of the server's superuser reserve.",
+    )
+    max_parallel_workers_per_gather: int = _setting(
+        1,
+        "Parallel worker processes one query of StationManager (and of a reader role) may use "
+        "(PostgreSQL's max_parallel_workers_per_gather, set per session; 0: no parallel query).",
+    )
+    reader_connections: int = _setting(
+        5, "Default connection limit of a reader role (`stationmanager db reader-role NAME`)."
+    )
+    reader_statement_timeout_s: float = _setting(
+        60.0, "Default statement timeout of a reader role: longer queries are cancelled (seconds)."
+    )
+    reader_work_mem_mb: int = _setting(
+        32, "Default work_mem of a reader role: memory per sort or hash step of its queries (MiB)."
+    )
+    reader_idle_in_transaction_s: float = _setting(
+        300.0,
+        "A reader role's session left idle inside a transaction this long is closed, so a forgotten "
+        "notebook holds no snapshot or connection (seconds).",
+    )
+    reader_temp_file_mb: int = _setting(
+        1024,
+        "Most temporary-file space one query of a reader role may use (MiB; PostgreSQL's "
+        "temp_file_limit, which the role cannot change; set only when a superuser creates the role).",
     )
     statement_timeout_s: float = _setting(
         120.0, "Longest a single SQL statement may run before it is cancelled (seconds)."

@@ -31,7 +31,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from core import db, demo_home, embedded, schema
+from core import budget, db, demo_home, embedded, schema
 from core.demo_home import DEMO_USERS
 from core.settings import PREFIX, get_settings
 
@@ -146,7 +146,10 @@ def up(*, demo: bool, port: int = 8501, days: int = 365, api_port: int | None = 
         demo_home.refuse_demo_logins(settings)
     url = db.database_url(settings)
     result = schema.upgrade(url, settings)
-    print(f"database ready: {db.redact(url)} — storage level {result['level']}", flush=True)
+    with db.connect(url) as conn, db.translate():
+        need = budget.check(conn, "stationmanager up", settings, strict=True)
+    print(f"database ready: {db.redact(url)} — storage level {result['level']}; connection budget "
+          f"{need.needed} of {need.allowed}", flush=True)
     env = {**child_env(demo=demo), PREFIX + "API_PORT": str(api_port)}  # the pages link to it
     stopping = threading.Event()
 

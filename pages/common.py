@@ -276,7 +276,7 @@ def _unresolved(settings) -> str | None:
 @st.cache_resource(show_spinner=False, validate=lambda p: not p.closed)
 def _pool(url: str) -> psycopg_pool.ConnectionPool:
     with db.translate():
-        return db.pool(url, wait_s=get_settings().connect_timeout_s)
+        return db.pool(url, kind="web", wait_s=get_settings().connect_timeout_s)
 
 
 def pool() -> psycopg_pool.ConnectionPool:
@@ -286,7 +286,7 @@ def pool() -> psycopg_pool.ConnectionPool:
 
 @contextlib.contextmanager
 def _connect(url: str) -> Iterator[psycopg.Connection]:
-    with db.translate(), _pool(url).connection() as conn:
+    with db.pooled(_pool(url)) as conn:
         yield conn
 
 
@@ -316,9 +316,7 @@ def _answering(where: str, probe: Callable[[], str | None], *, url: str | None =
         reason = probe()
         if reason is None:
             if isinstance(exc.__cause__, psycopg_pool.PoolTimeout):
-                raise DatabaseError(
-                    f"the database answers, but every connection of the web app stayed busy for "
-                    f"{get_settings().connect_timeout_s:g} s; try again in a moment") from exc
+                raise DatabaseError(f"the database answers, but {exc}") from exc
             raise
         if url is not None:
             db.discard_pool(url)
