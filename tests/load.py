@@ -6,6 +6,7 @@ streaming a station's readings, and browser sessions timing a station chart unti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -117,27 +118,46 @@ CHROMIUM_ARGS = [
 ]
 
 
-def browse(app_url: str, user: str, password: str, stations: list[str], *, sessions: int,
-           loads: int | None = None, until: float | None = None, overview: bool = True,
-           timeout_ms: int = 90_000) -> Browsing:
-    """``sessions`` signed-in browser sessions at once (one Chromium, a context each), each
+def browse(app_url: str, users: list[tuple[str, str]], stations: list[str], *, sessions: int,
+           loads: int | None = None, seconds: float | None = None, overview: bool = True,
+           signed_in: Callable[[], None] | None = None, timeout_ms: int = 90_000) -> Browsing:
+    """``sessions`` browser sessions at once (one Chromium, a context each), signed in as
+    ``users`` (user, password) in turn, each
     opening in turn the Overview (with ``overview``) and the Station page of each of
-    ``stations``, ``loads`` times or until ``time.monotonic()`` passes ``until``. A page's time
-    runs from the request until its content is drawn: the station cards of the Overview, a
-    drawn line of the station chart. Errors the pages show are collected."""
-    return asyncio.run(_browse(app_url, user, password, stations, sessions, loads, until, overview, timeout_ms))
+    ``stations``, ``loads`` times or for ``seconds``, counted once every session has signed in
+    (then ``signed_in()`` is called: start the rest of the load there). A page's time runs
+    from the request until its content is drawn: the station cards of the Overview, a drawn
+    line of the station chart. Errors the pages show are collected.
+
+    Warning: give each user at most a few sessions. Each sign-in counts as failed until its
+    password is checked (:mod:`core.signin`), so ``STATIONMANAGER_SIGN_IN_MAX_FAILURES``
+    sign-ins of one name at once lock that name, the right password too.
+    """
+    return asyncio.run(_browse(app_url, users, stations, sessions, loads, seconds, overview, signed_in, timeout_ms))
 
 
-async def _browse(app_url: str, user: str, password: str, stations: list[str], sessions: int,
-                  loads: int | None, until: float | None, overview: bool, timeout_ms: int) -> Browsing:
+async def _browse(app_url: str, users: list[tuple[str, str]], stations: list[str], sessions: int,
+                  loads: int | None, seconds: float | None, overview: bool,
+                  signed_in: Callable[[], None] | None, timeout_ms: int) -> Browsing:
     from playwright.async_api import async_playwright
 
     seen = Browsing()
+    ready, until = asyncio.Barrier(sessions), []
+
+    async def all_signed_in() -> float | None:
+        if await ready.wait() == 0:  # one session (the barrier's first) starts the load
+            if signed_in is not None:
+                signed_in()
+            until.append(None if seconds is None else time.monotonic() + seconds)
+        await ready.wait()
+        return until[0]
+
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             await asyncio.gather(*(
-                _session(browser, app_url, user, password, stations, i, loads, until, overview, timeout_ms, seen)
+                _session(browser, app_url, *users[i % len(users)], stations, i, loads, all_signed_in, overview,
+                         timeout_ms, seen)
                 for i in range(sessions)))
         finally:
             await browser.close()
@@ -145,19 +165,22 @@ async def _browse(app_url: str, user: str, password: str, stations: list[str], s
 
 
 async def _session(browser, app_url: str, user: str, password: str, stations: list[str], i: int,
-                   loads: int | None, until: float | None, overview: bool, timeout_ms: int, seen: Browsing) -> None:
+                   loads: int | None, all_signed_in, overview: bool, timeout_ms: int, seen: Browsing) -> None:
     context = await browser.new_context(viewport={"width": 1400, "height": 900})
     context.set_default_timeout(timeout_ms)
     page = await context.new_page()
     targets = ([("overview", app_url)] if overview else []) + [
         ("station", f"{app_url}/station?station={quote_plus(s)}") for s in stations]
     step = i  # the sessions start at different pages
+    signed = False
     try:
         await page.goto(app_url)
         await page.get_by_role("textbox", name="Username").fill(user)
         await page.get_by_role("textbox", name="Password").fill(password)
         await page.get_by_role("button", name="Login").click()
         await page.wait_for_function("() => document.cookie.includes('stationmanager_auth=')")
+        signed = True
+        until = await all_signed_in()
         done = 0
         while (loads is None or done < loads) and (until is None or time.monotonic() < until):
             kind, url = targets[step % len(targets)]
@@ -170,7 +193,13 @@ async def _session(browser, app_url: str, user: str, password: str, stations: li
             seen.errors.extend(f"{kind} page: {t.strip()[:300]}"
                                for t in await page.locator(PAGE_ERRORS).all_inner_texts())
     except Exception as exc:  # noqa: BLE001 - a session's failure is a finding, reported with the others
-        seen.errors.append(f"session {i} at {page.url}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+        shown = ""
+        with contextlib.suppress(Exception):
+            shown = " ".join((await page.locator("[data-testid=stMain]").inner_text(timeout=2_000)).split())[:200]
+        seen.errors.append(f"session {i} at {page.url}: {type(exc).__name__}: {str(exc).splitlines()[0][:300]} "
+                           f"(the page showed: {shown!r})")
+        if not signed:
+            await all_signed_in()  # the others do not wait for this one
     finally:
         await context.close()
 
