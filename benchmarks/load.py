@@ -167,6 +167,10 @@ def run(args: argparse.Namespace, command: str, home: Path) -> int:
         stream = [days[d] for d in sorted(days, reverse=True)]  # the days just before the site's first, going back
         with db.connect(url) as conn:
             allowed = budget.measure(conn, settings)
+            # the masts with readings (Curlew Point's start within the last month)
+            charted = [r["name"] for r in conn.execute(
+                "SELECT name FROM station s WHERE EXISTS (SELECT FROM channel c JOIN reading r "
+                "ON r.channel_id = c.id WHERE c.station_id = s.id) ORDER BY name").fetchall()]
         warm = browse(app_url, USERS, [demo.STATIONS[0].name], sessions=1, loads=2)  # imports, caches
         log(f"warm-up: {warm.station.seconds} {warm.errors}")
 
@@ -174,7 +178,7 @@ def run(args: argparse.Namespace, command: str, home: Path) -> int:
         feeder = threading.Thread(target=feed, args=(url, settings, stream, args.every, stop, fed), daemon=True)
         load0 = os.getloadavg()[0]
         with ConnectionSampler(server.admin_url, name, every_s=0.5) as sampler:
-            seen = browse(app_url, USERS[:args.sessions], [s.name for s in demo.STATIONS], sessions=args.sessions,
+            seen = browse(app_url, USERS[:args.sessions], charted, sessions=args.sessions,
                           seconds=args.seconds, signed_in=feeder.start)
             stop.set()
             feeder.join()
@@ -188,7 +192,7 @@ def run(args: argparse.Namespace, command: str, home: Path) -> int:
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": bench.machine(),
             "command": command, "days": args.days, "readings": site_readings(url), "seen": seen,
             "sampler": sampler, "budget": allowed, "fed": len(fed), "done": done, "final": final,
-            "load": (load0, load1), "sessions": args.sessions, "seconds": args.seconds,
+            "load": (load0, load1), "sessions": args.sessions, "seconds": args.seconds, "charted": charted,
         }
         text = render(ctx)
         print()
@@ -234,7 +238,8 @@ def render(c: dict) -> str:
         f"{c['load'][0]:.1f} before, {c['load'][1]:.1f} after (other work shares the machine: page times are noisy)",
         "",
         f"Demo site: 3 masts, the last {c['days']} days ({c['readings'] / 1e6:.2f} M readings), then for "
-        f"{c['seconds']:g} s: {c['sessions']} Chromium sessions browsing the Overview and the three Station pages "
+        f"{c['seconds']:g} s: {c['sessions']} Chromium sessions browsing the Overview and the Station pages of "
+        f"{', '.join(c['charted'])} "
         f"while two workers import new daily files ({c['fed']} received; at the end of the load "
         f"{_counts(c['done'])}; finally {_counts(c['final'])}).",
         "",
