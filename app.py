@@ -29,6 +29,7 @@ PAGES = (
     ("pages/metadata.py", "Metadata", ":material/sensors:", "viewer"),
     ("pages/calibrations.py", "Calibrations", ":material/tune:", "viewer"),
     ("pages/exports.py", "Exports", ":material/file_export:", "viewer"),
+    ("pages/explore.py", "Explore", ":material/query_stats:", "viewer"),
     ("pages/admin.py", "Admin", ":material/admin_panel_settings:", "admin"),
 )
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable
 from typing import Annotated
 
@@ -67,8 +68,6 @@ _buckets: Buckets | None = None
 
 def _limit(key: str) -> None:
     global _buckets
-    import time
-
     settings = get_settings()
     if _buckets is None:
         _buckets = Buckets(settings.api_rate_limit_per_minute)

@@ -45,8 +45,16 @@ MIME = {"windographer": "text/plain", "csv": "text/csv", "zip": "application/zip
         "parquet": "application/vnd.apache.parquet"}
 
 
-@router.get("/status", tags=["service"], summary="Whether the API runs (no token needed)")
+@router.get("/status", tags=["service"], summary="Whether the API process runs (no token needed)")
 def status() -> dict[str, Any]:
+    return {"ok": True, "version": software_version()}
+
+
+@router.get("/health", tags=["service"],
+            summary="Whether the API runs and its database answers (no token needed; 503 if not)")
+def health() -> dict[str, Any]:
+    with db.connection() as conn:
+        conn.execute("SELECT 1")
     return {"ok": True, "version": software_version()}
 
 
@@ -93,17 +101,16 @@ async def post_file(
     try:
         path = folder / "upload"
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            form = await request.form(max_files=1, max_fields=5)
-            part, field = form.get("file"), form.get("station")
-            if not isinstance(part, UploadFile):
-                raise HTTPException(422, "the form has no file: send it as the field 'file'")
-            if field is not None and (not isinstance(field, str) or "\x00" in field or len(field) > 200):
-                raise HTTPException(422, "the form field 'station' must be a station name")
-            station = station or field or None
-            name = name or part.filename
-            with path.open("wb") as out:
-                await run_in_threadpool(shutil.copyfileobj, part.file, out)
-            await form.close()
+            async with request.form(max_files=1, max_fields=5) as form:
+                part, field = form.get("file"), form.get("station")
+                if not isinstance(part, UploadFile):
+                    raise HTTPException(422, "the form has no file: send it as the field 'file'")
+                if field is not None and (not isinstance(field, str) or "\x00" in field or len(field) > 200):
+                    raise HTTPException(422, "the form field 'station' must be a station name")
+                station = station or field or None
+                name = name or part.filename
+                with path.open("wb") as out:
+                    await run_in_threadpool(shutil.copyfileobj, part.file, out)
         else:
             with path.open("wb") as out:
                 async for chunk in request.stream():

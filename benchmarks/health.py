@@ -73,9 +73,10 @@ def log(msg: str) -> None:
 # --- the reference mast --------------------------------------------------------------------
 
 
-def build_mast(server: bench.Server, template: str, path: Path, n_readings: int) -> tuple[str, str, float]:
+def build_mast(server: bench.Server, template: str, path: Path, n_readings: int,
+               kind: str = "health") -> tuple[str, str, float]:
     """A database holding the imported file; (name, url, seconds)."""
-    name, url = server.create("health", template=template)
+    name, url = server.create(kind, template=template)
     with bench.worker_settings(url, server.home) as settings:
         file_id = bench.receive_file(url, path, server.home)
         t0 = time.perf_counter()
@@ -83,6 +84,56 @@ def build_mast(server: bench.Server, template: str, path: Path, n_readings: int)
         seconds = time.perf_counter() - t0
         assert row["status"] == "imported" and row["n_readings"] == n_readings, row
     return name, url, seconds
+
+
+def mast_arguments(p: argparse.ArgumentParser, repeat: int) -> None:
+    """The options of a benchmark on the reference mast (built, kept or reused)."""
+    p.add_argument("--years", type=float, default=6, help="years of 10-minute rows (default 6)")
+    p.add_argument("--channels", type=int, default=80, help="numeric channels (default 80)")
+    p.add_argument("--database-url", help="server to use (a scratch database is created and dropped on it); "
+                   "default: an embedded PostgreSQL in a temporary STATIONMANAGER_HOME")
+    p.add_argument("--repeat", type=int, default=repeat, help=f"timed runs of each measurement (default {repeat})")
+    p.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
+    p.add_argument("--keep", action="store_true", help="keep the built database (and the embedded home)")
+    p.add_argument("--home", type=Path, help="embedded server home to use (kept); default: a temporary one")
+    p.add_argument("--reuse-db", metavar="NAME", help="time this already built database on the server; no build")
+
+
+def run_in_home(args: argparse.Namespace, prefix: str, run: Callable[[Path], int]) -> int:
+    """``run(home)`` in ``--home`` or a temporary home, removed afterwards unless kept."""
+    home = args.home or Path(tempfile.mkdtemp(prefix=prefix))
+    home.mkdir(parents=True, exist_ok=True)
+    try:
+        return run(home)
+    finally:
+        db.close_pools()
+        if not (args.keep or args.home is not None):
+            bench.remove_home(home)
+
+
+def close_mast(args: argparse.Namespace, server: bench.Server, template: str | None, name: str | None) -> None:
+    """Drop what :func:`open_mast` built, unless ``--keep`` (or ``--reuse-db``)."""
+    db.close_pools()
+    if template:
+        server.drop(template)
+    if name and not args.keep and not args.reuse_db:
+        server.drop(name)
+    elif name:
+        log(f"kept database {name} on {db.redact(server.admin_url)} (home {server.home})")
+
+
+def open_mast(args: argparse.Namespace, server: bench.Server, n_readings: int, kind: str
+              ) -> tuple[str | None, str, str, float | None]:
+    """The reference mast to time: ``(template or None, name, url, import seconds or None)``,
+    built (the template to drop afterwards) or ``--reuse-db``."""
+    if args.reuse_db:
+        return None, args.reuse_db, db.with_dbname(server.admin_url, args.reuse_db), None
+    path, gen_s, cached = bench.generate_file(args.years, args.channels)
+    log(f"file {path.relative_to(ROOT)} ({'cached' if cached else f'generated in {gen_s:.1f} s'})")
+    template = bench.migrated_template(server)
+    name, url, import_s = build_mast(server, template, path, n_readings, kind)
+    log(f"imported {n_readings / 1e6:.1f} M readings in {import_s:.1f} s into {name}")
+    return template, name, url, import_s
 
 
 def add_flags(conn: psycopg.Connection, station_id: int, first: datetime, end: datetime) -> dict[str, int]:
@@ -223,37 +274,12 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--years", type=float, default=6, help="years of 10-minute rows (default 6)")
-    p.add_argument("--channels", type=int, default=80, help="numeric channels (default 80)")
-    p.add_argument("--database-url", help="server to use (a scratch database is created and dropped on it); "
-                   "default: an embedded PostgreSQL in a temporary STATIONMANAGER_HOME")
-    p.add_argument("--repeat", type=int, default=5, help="timed calls of each query (default 5)")
-    p.add_argument("--no-doc", action="store_true", help="do not update docs/benchmarks.md")
-    p.add_argument("--keep", action="store_true", help="keep the built database (and the embedded home)")
-    p.add_argument("--home", type=Path, help="embedded server home to use (kept); default: a temporary one")
-    p.add_argument("--reuse-db", metavar="NAME", help="time this already built database on the server; no build")
+    mast_arguments(p, repeat=5)
     args = p.parse_args(argv)
     command = "python benchmarks/health.py " + " ".join(
         shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
-    rows = bench.n_rows(args.years)
-    n_readings = rows * args.channels
-    home = args.home or Path(tempfile.mkdtemp(prefix="sm-bench-health-"))
-    home.mkdir(parents=True, exist_ok=True)
-    keep_home = args.keep or args.home is not None
-    try:
-        return _run(args, command, n_readings, home)
-    finally:
-        db.close_pools()
-        if not keep_home:
-            import shutil
-
-            from core import embedded
-
-            srv = embedded._servers.pop(home.resolve() / "pgdata", None)
-            if srv is not None:
-                with contextlib.suppress(Exception):
-                    srv.cleanup()
-            shutil.rmtree(home, ignore_errors=True)
+    n_readings = bench.n_rows(args.years) * args.channels
+    return run_in_home(args, "sm-bench-health-", lambda home: _run(args, command, n_readings, home))
 
 
 def _run(args, command: str, n_readings: int, home: Path) -> int:
@@ -263,14 +289,7 @@ def _run(args, command: str, n_readings: int, home: Path) -> int:
     template = name = None
     import_s = None
     try:
-        if args.reuse_db:
-            name, url = args.reuse_db, db.with_dbname(server.admin_url, args.reuse_db)
-        else:
-            path, gen_s, cached = bench.generate_file(args.years, args.channels)
-            log(f"file {path.relative_to(ROOT)} ({'cached' if cached else f'generated in {gen_s:.1f} s'})")
-            template = bench.migrated_template(server)
-            name, url, import_s = build_mast(server, template, path, n_readings)
-            log(f"imported {n_readings / 1e6:.1f} M readings in {import_s:.1f} s into {name}")
+        template, name, url, import_s = open_mast(args, server, n_readings, "health")
         with db.connect(url, autocommit=True) as conn:
             st = flags.station_row(conn, bench.STATION)
             first, last = stations.time_range(conn, st["id"])
@@ -293,13 +312,7 @@ def _run(args, command: str, n_readings: int, home: Path) -> int:
                     f"{r['rows']} rows")
             load1 = os.getloadavg()[0]
     finally:
-        db.close_pools()
-        if template:
-            server.drop(template)
-        if name and not args.keep and not args.reuse_db:
-            server.drop(name)
-        elif name:
-            log(f"kept database {name} on {db.redact(server.admin_url)} (home {home})")
+        close_mast(args, server, template, name)
 
     kind = "embedded PostgreSQL" if server.embedded else "external server"
     level_name = {0: "PostgreSQL", 1: "TimescaleDB Apache", 2: "TimescaleDB community"}[server.level]

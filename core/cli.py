@@ -860,6 +860,9 @@ def build_parser() -> argparse.ArgumentParser:
     from core import cli_api
 
     cli_api.add_parser(sub)
+    from core import cli_backup
+
+    cli_backup.add_parser(sub, dbp)
     return p
 
 

@@ -83,3 +83,7 @@ class InvalidValue(StationManagerError):
         message = f"{path}: {reason}" if path else reason
         self.problems = list(problems) if problems else [message]
         super().__init__(message)
+
+
+class BackupError(StationManagerError):
+    """The backup cannot be made or used."""

@@ -41,6 +41,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from importlib.metadata import PackageNotFoundError, version
@@ -483,9 +484,10 @@ class Grid:
         seg = np.searchsorted(self._before, k, side="right") - 1
         return self._first[seg] + (k - self._before[seg]) * (self.step_s * 1_000_000)
 
-    def batches(self, readings_per_step: float) -> list[tuple[int, int]]:
-        """``(k0, k1)`` ranges of steps holding about :data:`BATCH_READINGS` readings each."""
-        size = max(1, int(BATCH_READINGS / max(readings_per_step, 1.0)))
+    def batches(self, readings_per_step: float, batch_readings: int | None = None) -> list[tuple[int, int]]:
+        """``(k0, k1)`` ranges of steps holding about ``batch_readings`` readings each
+        (default :data:`BATCH_READINGS`)."""
+        size = max(1, int((batch_readings or BATCH_READINGS) / max(readings_per_step, 1.0)))
         return [(k, min(k + size, self.n_bins)) for k in range(0, self.n_bins, size)]
 
 
@@ -536,14 +538,54 @@ def decode_copy(data: bytes | bytearray | memoryview) -> dict[int, tuple[np.ndar
     >>> decode_copy(b"PGCOPY\\n\\xff\\r\\n\\x00" + bytes(8) + b"\\xff\\xff")
     {}
     """
-    buf = memoryview(data)
-    out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    if len(buf) < 21:
-        return out
-    pos = 19 + int.from_bytes(buf[15:19], "big")
-    while True:
-        if int.from_bytes(buf[pos:pos + 2], "big", signed=True) == -1:  # the trailer
-            return out
+    decoder = CopyDecoder()
+    decoder.feed(data)
+    return decoder.out
+
+
+class CopyDecoder:
+    """Decodes a binary COPY of ``channel_id, times[], vals[]`` rows as its pieces arrive
+    (:meth:`feed`), keeping only an incomplete row's bytes: PostgreSQL sends a row per
+    message, so a batch's raw bytes are never held whole. ``out`` is as :func:`decode_copy`'s.
+    """
+
+    def __init__(self) -> None:
+        self.out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._buf = bytearray()
+        self._header = False
+
+    def feed(self, chunk: bytes | bytearray | memoryview) -> None:
+        self._buf += chunk
+        buf, pos = memoryview(self._buf), 0
+        try:
+            if not self._header:
+                if len(buf) < 19 or len(buf) < 19 + int.from_bytes(buf[15:19], "big"):
+                    return
+                pos, self._header = 19 + int.from_bytes(buf[15:19], "big"), True
+            while len(buf) - pos >= 2:
+                if int.from_bytes(buf[pos:pos + 2], "big", signed=True) == -1:  # the trailer
+                    pos = len(buf)
+                    break
+                end = self._row_end(buf, pos)
+                if end is None:
+                    break
+                self._row(buf, pos)
+                pos = end
+        finally:
+            buf.release()
+        self._buf = self._buf[pos:]  # a new buffer: no view of the old one outlives it
+
+    @staticmethod
+    def _row_end(buf: memoryview, pos: int) -> int | None:
+        """Where the row at ``pos`` ends, or None if it has not all arrived."""
+        end = pos + 10  # field count, then the channel id's length and value
+        for _ in range(2):
+            if len(buf) < end + 4:
+                return None
+            end += 4 + int.from_bytes(buf[end:end + 4], "big")
+        return end if len(buf) >= end else None
+
+    def _row(self, buf: memoryview, pos: int) -> None:
         cid = int.from_bytes(buf[pos + 6:pos + 10], "big", signed=True)
         pos += 10
         arrays = []
@@ -551,20 +593,24 @@ def decode_copy(data: bytes | bytearray | memoryview) -> dict[int, tuple[np.ndar
             size = int.from_bytes(buf[pos:pos + 4], "big")
             arrays.append(np.frombuffer(buf[pos + 4 + 20:pos + 4 + size], dtype=dtype)["v"])
             pos += 4 + size
-        t = arrays[0].astype(np.int64) + _PG_EPOCH_US
-        order = np.argsort(t, kind="stable")
-        out[cid] = (t[order], arrays[1].astype(np.float64)[order])
+        t = arrays[0].astype(np.int64)
+        t += _PG_EPOCH_US
+        v = arrays[1].astype(np.float64)
+        if t.size > 1 and not (t[1:] >= t[:-1]).all():  # array_agg's order is not promised
+            order = np.argsort(t, kind="stable")
+            t, v = t[order], v[order]
+        self.out[cid] = (t, v)
 
 
 def fetch(conn: psycopg.Connection, channel_ids: Sequence[int], start_us: int, end_us: int
           ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
     """The readings of ``channel_ids`` in ``[start, end)`` by binary COPY, per channel."""
-    buf = bytearray()
+    decoder = CopyDecoder()
     with conn.cursor() as cur, cur.copy(_sql.q("copy_readings"), {
             "channel_ids": list(channel_ids), "start": _from_us(start_us), "end": _from_us(end_us)}) as copy:
         for chunk in copy:
-            buf += chunk
-    return decode_copy(buf)
+            decoder.feed(chunk)
+    return decoder.out
 
 
 def aggregate(bins: np.ndarray, values: np.ndarray, n_bins: int, how: str,
@@ -831,10 +877,12 @@ class Block:
     count: int  # how many batches
 
 
-def blocks(conn: psycopg.Connection, p: Plan, stats: dict[str, Any], marks: bool = False) -> Iterator[Block]:
+def blocks(conn: psycopg.Connection, p: Plan, stats: dict[str, Any], marks: bool = False,
+           batch_readings: int | None = None) -> Iterator[Block]:
     """The export's data, batch by batch: read, recalibrated (if asked), flagged readings of
-    removed categories dropped, aggregated into the grid's steps. Memory is bounded by one
-    batch (about :data:`BATCH_READINGS` readings) whatever the period. ``stats`` is updated as
+    removed categories dropped, aggregated into the grid's steps. Memory is bounded by two
+    batches (about ``batch_readings`` readings each, default :data:`BATCH_READINGS`: the next
+    one is read in a thread meanwhile) whatever the period. ``stats`` is updated as
     batches go (see :func:`new_stats`); its ``uncalibrated`` list is set after the last one.
     With ``marks``, each block says which kept values a flag covers (see :class:`Block`).
     """
@@ -852,27 +900,45 @@ def blocks(conn: psycopg.Connection, p: Plan, stats: dict[str, Any], marks: bool
             mask[iv.channel_id].append(iv)
     kept = _kept_flags(conn, out_ids, p, removed) if marks else {}
     native_s = min(p.native_s, grid.step_s)
-    batches = grid.batches(len(fetch_ids) * grid.step_s / native_s)
+    batches = grid.batches(len(fetch_ids) * grid.step_s / native_s, batch_readings or BATCH_READINGS)
     start_us, end_us = _to_us(p.start), _to_us(p.end)
     how = {c.channel_id: how_to_aggregate(c.statistic, c.measurement_type) for c in p.columns}
-    for i, (k0, k1) in enumerate(batches):
-        edges = grid.edges(k0, k1)
-        a, b = max(int(edges[0]), start_us), min(int(edges[-1]), end_us)
-        series = _clean(fetch(conn, fetch_ids, a, b), p, cal, mask, stats)
-        n = k1 - k0
-        block = np.full((n, len(p.columns)), np.nan)
-        marked = np.zeros((n, len(p.columns)), np.int8) if marks else None
-        for j, c in enumerate(p.columns):
-            tt, vv = series[c.channel_id]
-            bins = np.searchsorted(edges, tt, side="right") - 1
-            partner = _partner_values(tt, series[p.helpers[c.channel_id]]) if c.channel_id in p.helpers else None
-            block[:, j] = aggregate(bins, vv, n, how[c.channel_id], partner)
-            if marked is not None and kept.get(c.channel_id):
-                marked[:, j] = _marks(tt, bins, n, kept[c.channel_id])
-        stats["rows"] += n
-        stats["values"] += int(np.count_nonzero(~np.isnan(block)))
-        yield Block(edges[:-1], block, marked, k1, i, len(batches))
+
+    def read(k: int) -> tuple[np.ndarray, dict[int, tuple[np.ndarray, np.ndarray]]]:
+        edges = grid.edges(*batches[k])
+        return edges, fetch(conn, fetch_ids, max(int(edges[0]), start_us), min(int(edges[-1]), end_us))
+
+    # The next batch is read (the server's work and the decoding) while this one is cleaned,
+    # aggregated and written: two batches in memory at most. Leaving early (the generator
+    # closed) waits for the read under way, so the connection is free again on return.
+    with ThreadPoolExecutor(1, thread_name_prefix="export-read") as reader:
+        pending = reader.submit(read, 0) if batches else None
+        for i, (k0, k1) in enumerate(batches):
+            assert pending is not None
+            edges, fetched = pending.result()
+            pending = reader.submit(read, i + 1) if i + 1 < len(batches) else None
+            yield _block(p, edges, _clean(fetched, p, cal, mask, stats), how, kept, marks, stats,
+                         k1, i, len(batches))
     stats["uncalibrated"] = _uncalibrated(p, cal) if req.calibrated else []
+
+
+def _block(p: Plan, edges: np.ndarray, series: dict[int, tuple[np.ndarray, np.ndarray]], how: dict[int, str],
+           kept: dict[int, list[tuple[int, list[flags.MaskInterval]]]], marks: bool, stats: dict[str, Any],
+           k1: int, index: int, count: int) -> Block:
+    """One batch's steps × columns, aggregated (and marked)."""
+    n = len(edges) - 1
+    block = np.full((n, len(p.columns)), np.nan)
+    marked = np.zeros((n, len(p.columns)), np.int8) if marks else None
+    for j, c in enumerate(p.columns):
+        tt, vv = series[c.channel_id]
+        bins = np.searchsorted(edges, tt, side="right") - 1
+        partner = _partner_values(tt, series[p.helpers[c.channel_id]]) if c.channel_id in p.helpers else None
+        block[:, j] = aggregate(bins, vv, n, how[c.channel_id], partner)
+        if marked is not None and kept.get(c.channel_id):
+            marked[:, j] = _marks(tt, bins, n, kept[c.channel_id])
+    stats["rows"] += n
+    stats["values"] += int(np.count_nonzero(~np.isnan(block)))
+    return Block(edges[:-1], block, marked, k1, index, count)
 
 
 def _kept_flags(conn: psycopg.Connection, channel_ids: list[int], p: Plan, removed: list[str]

@@ -39,7 +39,7 @@ LEVEL_NAMES = {
     2: "TimescaleDB community (hypertables, compression, continuous aggregates)",
 }
 _FILE = re.compile(r"^(\d{4})_(\w+?)(?:\.level(\d))?\.sql$")
-_LOCK_KEY = 0x5354414E  # pg_advisory_lock key serialising migrations
+LOCK_KEY = 0x5354414E  # pg_advisory_lock key serialising migrations
 _SQL = db.SqlFile("rollups.sql")  # also the statements that raise the level
 
 
@@ -158,30 +158,38 @@ def upgrade(
     """
     settings = settings or get_settings()
     url = url or db.database_url(settings)
-    applied: list[str] = []
     with db.connect(url, autocommit=True) as conn, db.translate():
-        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         try:
-            level = _ensure_storage_info(conn, settings)
-            _ensure_job_queue(conn, applied)
-            done = {r["version"] for r in conn.execute("SELECT version FROM schema_migration")}
-            for mig in migrations():
-                if mig.version in done or (target is not None and mig.version > target):
-                    continue
-                file_name = mig.file_for(level)
-                with conn.transaction():
-                    if file_name:
-                        log.info("applying migration %s", file_name)
-                        conn.execute(_read(file_name))  # type: ignore[arg-type]
-                    conn.execute(
-                        "INSERT INTO schema_migration (version, name, file) VALUES (%s, %s, %s)",
-                        (mig.version, mig.name, file_name),
-                    )
-                applied.append(file_name or f"{mig.version:04d}_{mig.name} (not at level {level})")
-            if level == 2 and target is None:
+            result = migrate(conn, settings, target=target)
+            if result["level"] == 2 and target is None:
                 _align_compression(conn, settings.compress_after_days)
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+            conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+    return result
+
+
+def migrate(conn: psycopg.Connection, settings: Settings, *, target: int | None = None) -> dict[str, Any]:
+    """Apply the pending migrations (up to ``target``) on ``conn``, each in a transaction of
+    its own, or in savepoints of the caller's transaction (``core.backup`` restores the schema
+    and the data in one). The caller serialises migrations (:func:`upgrade` holds a lock)."""
+    applied: list[str] = []
+    level = _ensure_storage_info(conn, settings)
+    _ensure_job_queue(conn, applied)
+    done = {r["version"] for r in conn.execute("SELECT version FROM schema_migration")}
+    for mig in migrations():
+        if mig.version in done or (target is not None and mig.version > target):
+            continue
+        file_name = mig.file_for(level)
+        with conn.transaction():
+            if file_name:
+                log.info("applying migration %s", file_name)
+                conn.execute(_read(file_name))  # type: ignore[arg-type]
+            conn.execute(
+                "INSERT INTO schema_migration (version, name, file) VALUES (%s, %s, %s)",
+                (mig.version, mig.name, file_name),
+            )
+        applied.append(file_name or f"{mig.version:04d}_{mig.name} (not at level {level})")
     return {"level": level, "applied": applied}
 
 
@@ -256,7 +264,7 @@ def raise_level(url: str | None = None, settings: Settings | None = None, *, to:
     url = url or db.database_url(settings)
     upgrade(url, settings)  # the schema up to date at its current level first
     with db.connect(url, autocommit=True) as conn, db.translate():
-        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
+        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
         try:
             current = stored_level(conn)
             assert current is not None
@@ -292,7 +300,7 @@ def raise_level(url: str | None = None, settings: Settings | None = None, *, to:
 
                     rollups.mark_pending(conn, span["first"], span["last"])
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_KEY,))
+            conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
         if target <= current:
             return {"from": current, "level": current, "changed": False}
         if target == 2:

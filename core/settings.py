@@ -159,6 +159,31 @@ class Settings:
     export_max_rows: int = _setting(
         5_000_000, "Most rows (time steps) one export may have; a longer request is refused."
     )
+    readings_batch: int = _setting(
+        100_000,
+        "Readings read per batch when a tidy readings table is streamed (the API's readings): a "
+        "stream holds about two batches, some 100 bytes a reading each; larger batches are a "
+        "little faster.",
+    )
+    explore_memory_mb: int = _setting(
+        512, "Memory limit of one Explore query (MiB): DuckDB's memory limit in its sandbox process, "
+        "whose address space is capped at this plus 1024 MiB.",
+    )
+    explore_timeout_s: float = _setting(
+        30.0, "Longest one Explore query may run; it is then interrupted (and its process killed 10 s later)."
+    )
+    explore_max_rows: int = _setting(
+        10_000, "Most rows of an Explore result shown, charted and downloaded; the page says when it was cut."
+    )
+    explore_max_result_mb: int = _setting(
+        64, "Most MiB of an Explore result sent back to the web app; the result is cut there."
+    )
+    explore_max_running: int = _setting(
+        2, "Most Explore queries running at once (each in its own sandbox process); others wait for a slot."
+    )
+    explore_wait_s: float = _setting(
+        60.0, "Longest an Explore query waits for a free slot before it is refused (busy)."
+    )
     session_idle_minutes: float = _setting(
         60.0,
         "A signed-in session unused (no click, no page opened) for this many minutes is signed "

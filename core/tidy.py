@@ -315,13 +315,13 @@ def stream_readings(conn_or_url: psycopg.Connection | str, query: ReadingsQuery,
     The query is checked and resolved (station, channels, period) now: :class:`QueryError`
     for a bad query, :class:`core.errors.NotFound` for an unknown station. The data is read when
     the iterator is consumed, in one read-only snapshot, a batch of whole time steps at a time
-    (about :data:`core.exports.BATCH_READINGS` readings), so memory stays bounded whatever the
+    (about ``STATIONMANAGER_READINGS_BATCH`` readings), so memory stays bounded whatever the
     period. With a URL, one connection of the process's pool (:func:`core.db.pool`) serves the
     check and the read and returns to the pool when the iterator is exhausted or closed: however
     many read at once, the process keeps to its pool (the connection budget), and a caller
     waits for a free connection (:class:`core.errors.PoolBusy` after ``POOL_WAIT_S``) before
-    anything is read. With a connection, the caller keeps it open until the iterator is
-    exhausted or closed.
+    anything is read. With a connection, the caller keeps it open, and does not use it, until
+    the iterator is exhausted or closed (the next batch is read on it in a thread meanwhile).
     """
     if fmt not in FORMATS:
         raise QueryError(f"format: {fmt!r} is not one of: {', '.join(FORMATS)}")
@@ -337,8 +337,8 @@ def stream_readings(conn_or_url: psycopg.Connection | str, query: ReadingsQuery,
             conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             plan = _plan(conn, req, settings)
             held = stack.pop_all()  # the connection stays out of the pool while the data is read
-        return _stream_held(conn, held, plan, fmt)
-    return _stream(conn_or_url, _plan(conn_or_url, req, settings), fmt)
+        return _stream_held(conn, held, plan, fmt, settings.readings_batch)
+    return _stream(conn_or_url, _plan(conn_or_url, req, settings), fmt, settings.readings_batch)
 
 
 def _plan(conn: psycopg.Connection, req: exports.ExportRequest, settings: Settings) -> exports.Plan:
@@ -351,19 +351,19 @@ def _plan(conn: psycopg.Connection, req: exports.ExportRequest, settings: Settin
 
 
 def _stream_held(conn: psycopg.Connection, held: contextlib.ExitStack, plan: exports.Plan,
-                 fmt: str) -> Iterator[bytes]:
+                 fmt: str, batch: int) -> Iterator[bytes]:
     with held:
         try:
-            yield from _stream(conn, plan, fmt)
+            yield from _stream(conn, plan, fmt, batch)
         finally:
             conn.rollback()
 
 
-def _stream(conn: psycopg.Connection, plan: exports.Plan, fmt: str) -> Iterator[bytes]:
+def _stream(conn: psycopg.Connection, plan: exports.Plan, fmt: str, batch: int) -> Iterator[bytes]:
     rows = TidyRows(plan.station["name"], plan.columns)
     enc = _Encoder(fmt)
     stats = exports.new_stats()
-    for block in exports.blocks(conn, plan, stats, marks=True):
+    for block in exports.blocks(conn, plan, stats, marks=True, batch_readings=batch):
         enc.write(rows.table(block.times_us, block.values, block.marks))
         chunk = enc.take()
         if chunk:

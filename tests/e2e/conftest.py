@@ -155,11 +155,13 @@ def _wait_checked(database_url: str, worker: Server) -> None:
 
 @contextlib.contextmanager
 def serve(pg_admin_url: str, template_db: str, home: Path, make_files: Callable[[Path], dict[Path, str]],
-          *, days: int = DAYS, checked: bool = False, app_env: dict[str, str] | None = None) -> Iterator[App]:
+          *, days: int = DAYS, checked: bool = False, app_env: dict[str, str] | None = None,
+          api: bool = False) -> Iterator[App]:
     """A database copied from the template, users of every role, the files ``make_files(home)``
     returns (path -> station) received and queued, then a real worker and ``streamlit run``
-    (with the ``STATIONMANAGER_*`` variables in ``app_env``); yields once the worker has
-    imported them (and, with ``checked``, run their quality checks).
+    (with the ``STATIONMANAGER_*`` variables in ``app_env``) and, with ``api``, the HTTP API
+    (the pages' download links); yields once the worker has imported them (and, with
+    ``checked``, run their quality checks).
     """
     if not Path(CHROMIUM).exists():
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
@@ -190,13 +192,15 @@ def serve(pg_admin_url: str, template_db: str, home: Path, make_files: Callable[
              "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
             env, home / "streamlit.log",
         ))
-        servers.append(_start("API", [sys.executable, "-m", "api", "--port", str(api_port)], env, home / "api.log"))
-        worker, web, api = servers
+        if api:
+            servers.append(_start("API", [sys.executable, "-m", "api", "--port", str(api_port)], env,
+                                  home / "api.log"))
+        worker, web = servers[:2]
         base = f"http://127.0.0.1:{port}"
         app = App(base, url, home, ids, servers, days=days)
         if not _wait_healthy(f"{base}/_stcore/health", web):
             pytest.fail(f"streamlit did not come up on {base}\n{app.output()}", pytrace=False)
-        if not _wait_healthy(f"http://127.0.0.1:{api_port}/api/v1/status", api):
+        if api and not _wait_healthy(f"http://127.0.0.1:{api_port}/api/v1/status", servers[2]):
             pytest.fail(f"the API did not come up on port {api_port}\n{app.output()}", pytrace=False)
         counts = _wait_imported(url, ids, worker)
         if counts != {"imported": len(ids)}:
@@ -212,15 +216,17 @@ def serve(pg_admin_url: str, template_db: str, home: Path, make_files: Callable[
 
 
 @pytest.fixture(scope="module")
-def app(pg_admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[App]:
+def app(pg_admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFactory,
+        request: pytest.FixtureRequest) -> Iterator[App]:
     """The app served by ``streamlit run`` with the last days of one demo mast imported by a
-    real worker."""
+    real worker; and the HTTP API when the test module sets ``WITH_API = True``."""
     def files(home: Path) -> dict[Path, str]:
         first_day = datetime.now(UTC).date() - timedelta(days=DAYS)
         return {p: MAST for p in demo.generate(home / "demo", start=first_day, days=DAYS)
                 if p.parent.name == "ballymore-hill"}
 
-    with serve(pg_admin_url, template_db, tmp_path_factory.mktemp("e2e-home"), files) as served:
+    with serve(pg_admin_url, template_db, tmp_path_factory.mktemp("e2e-home"), files,
+               api=getattr(request.module, "WITH_API", False)) as served:
         yield served
 
 

@@ -21,6 +21,7 @@ from tests.e2e.test_browser import LONG
 from tests.e2e.test_upload import open_page, sign_in_settled
 
 pytestmark = pytest.mark.e2e
+WITH_API = True  # the pages download through the HTTP API (signed links)
 
 BUILD = 180_000  # ms: the worker builds the export on a loaded machine
 STEP = timedelta(minutes=10)

@@ -22,6 +22,7 @@ from tests.e2e.conftest import click_until
 from tests.e2e.test_browser import LONG, nav, sign_in
 
 pytestmark = pytest.mark.e2e
+WITH_API = True  # the pages download through the HTTP API (signed links)
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 GOOD = DATA / "toa5" / "TestLogger_Daily_1.dat"

@@ -282,11 +282,13 @@ def test_a_database_that_stops_answering_gives_503(pg_admin_url: str, template_d
     api = start_api(env_for(url, tmp_path, connect_timeout_s="1"), tmp_path / "api.log")
     try:
         assert requests.get(api.url + V1 + "/stations", headers=_auth(token), timeout=30).status_code == 200
+        assert requests.get(api.url + V1 + "/health", timeout=30).json()["ok"] is True  # no token needed
         with psycopg.connect(pg_admin_url, autocommit=True) as conn:  # no connection to it from now on
             conn.execute(sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS false").format(sql.Identifier(name)))
             conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
         r = requests.get(api.url + V1 + "/stations", headers=_auth(token), timeout=60)
         assert "database" in error_of(r, 503), api.output()
+        assert "database" in error_of(requests.get(api.url + V1 + "/health", timeout=60), 503)
     finally:
         api.stop()
         db.close_pools()

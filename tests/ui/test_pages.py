@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DATA = ROOT / "tests" / "data" / "toa5"
 MAST = "Ballymore Hill"
 PAGES = ("pages/overview.py", "pages/station.py", "pages/flags.py", "pages/upload.py", "pages/files.py",
-         "pages/sources.py", "pages/metadata.py", "pages/calibrations.py", "pages/exports.py", "pages/admin.py")
+         "pages/sources.py", "pages/metadata.py", "pages/calibrations.py", "pages/exports.py", "pages/explore.py", "pages/admin.py")
 #: The role each page needs, when more than viewer.
 NEEDED = {"pages/upload.py": "analyst", "pages/admin.py": "admin"}
 
@@ -146,6 +146,10 @@ def test_every_page_for_every_role(site: Settings, role: str, page: str) -> None
         # their own tests (test_flags_page, test_calibrations_page, test_exports_page) go further
         assert at.selectbox[0].value == MAST  # the station picker, first station alphabetically
         assert not errors
+    elif page == "pages/explore.py":  # tests/e2e/test_explore.py goes further
+        assert at.multiselect[0].value == [MAST]
+        assert [b.label for b in at.button][:2] == ["Build snapshot", "Run"] and at.button[1].disabled
+        assert "Build a snapshot first" in texts(at)
     else:
         shown = texts(at)
         assert "The schema is up to date." in shown
