@@ -334,6 +334,19 @@ def refresh_pending_rollups(context: procrastinate.JobContext, timestamp: int) -
             conn.autocommit = False
 
 
+@blueprint.periodic(cron="* * * * *")
+@blueprint.task(name="enforce_reader_limits", queue="maintenance", queueing_lock="enforce_reader_limits",
+                pass_context=True)
+def enforce_reader_limits(context: procrastinate.JobContext, timestamp: int) -> None:
+    """Stop reader-role statements past their role's timeout, whatever the session set
+    (:func:`core.reader_roles.enforce`)."""
+    from core import reader_roles
+
+    with db.connection() as conn:
+        reader_roles.enforce(conn)
+        conn.commit()
+
+
 def make_app(url: str) -> procrastinate.App:
     """A procrastinate app on ``url`` with StationManager's tasks."""
     settings = get_settings()

@@ -16,8 +16,10 @@ again, a role that
 .. warning:: The session settings are defaults: PostgreSQL lets any role ``SET
    statement_timeout`` or ``work_mem`` in its own session (only ``temp_file_limit`` is
    beyond its reach). What cannot be undone from a session is what matters most: the
-   privileges (it cannot write), the connection limit, and ``temp_file_limit``. See
-   ``docs/security.md``.
+   privileges (it cannot write), the connection limit, and ``temp_file_limit``; and the
+   worker's :func:`enforce` (every minute) cancels a statement that runs past the role's
+   timeout and ends a session idle in a transaction past its limit, whatever the session
+   set. ``work_mem`` raised in a session is not caught. See ``docs/security.md``.
 
 The password never reaches the server in clear: the role gets a SCRAM-SHA-256 verifier
 computed here (:func:`scram_verifier`), so it cannot show up in the server's log.
@@ -242,3 +244,47 @@ def describe(conn: psycopg.Connection, name: str) -> dict[str, Any]:
     return {"name": name, "connections": row["rolconnlimit"], "settings": pairs,
             "reader": row["comment"] == MARK}
 
+
+
+def enforce(conn: psycopg.Connection) -> dict[str, list[int]]:
+    """Cancel the statements of this database's reader roles that run longer than their
+    role's statement timeout, and end their sessions idle in a transaction longer than the
+    role's limit, whatever the session set for itself (the worker runs this every minute).
+
+    Returns the process ids ``{"cancelled": […], "ended": […]}``. Needs a database user that
+    may signal those sessions (a superuser, or a member of ``pg_signal_backend``); without it
+    the sessions are left alone and a warning says so.
+    """
+    out: dict[str, list[int]] = {"cancelled": [], "ended": []}
+    for row in _sql.fetch_all(conn, "reader_sessions", mark=MARK):
+        limit, idle_limit = _ms(row["timeout"]), _ms(row["idle_timeout"])
+        if row["state"] == "active" and limit and row["running_ms"] > limit:
+            what, query = "cancelled", "cancel"
+        elif row["state"] != "active" and idle_limit and row["idle_ms"] > idle_limit:
+            what, query = "ended", "terminate"
+        else:
+            continue
+        try:
+            with conn.transaction():
+                done = _sql.fetch_one(conn, query, pid=row["pid"])["done"]
+        except psycopg.errors.InsufficientPrivilege as exc:
+            log.warning("reader role %s: session %s is past its limits but cannot be stopped: %s",
+                        row["name"], row["pid"], db.first_line(exc))
+            continue
+        if done:
+            out[what].append(row["pid"])
+            log.warning("reader role %s: session %s %s (past the role's %s)", row["name"], row["pid"], what,
+                        "statement timeout" if what == "cancelled" else "idle-in-transaction timeout")
+    return out
+
+
+def _ms(value: str | None) -> float | None:
+    """A role setting as ``ensure`` stores it (milliseconds), else None.
+
+    >>> _ms("1500"), _ms(None), _ms("1min")
+    (1500.0, None, None)
+    """
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None

@@ -71,3 +71,26 @@ DROP OWNED BY {name};
 
 -- name: drop_role
 DROP ROLE {name};
+
+-- name: reader_sessions
+-- Sessions of this database's reader roles that are running a statement or idle inside a
+-- transaction, how long they have been at it, and the role's own limits (its session
+-- defaults, as `ensure` stored them: milliseconds).
+SELECT a.pid, a.usename AS name, a.state,
+       extract(epoch FROM now() - a.query_start) * 1000 AS running_ms,
+       extract(epoch FROM now() - a.state_change) * 1000 AS idle_ms,
+       (SELECT split_part(c, '=', 2) FROM unnest(s.setconfig) c WHERE c LIKE 'statement_timeout=%%') AS timeout,
+       (SELECT split_part(c, '=', 2) FROM unnest(s.setconfig) c
+         WHERE c LIKE 'idle\_in\_transaction\_session\_timeout=%%') AS idle_timeout
+FROM pg_stat_activity a
+JOIN pg_roles r ON r.rolname = a.usename
+JOIN pg_db_role_setting s ON s.setrole = r.oid AND s.setdatabase = 0
+WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()
+  AND a.state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')
+  AND shobj_description(r.oid, 'pg_authid') = %(mark)s;
+
+-- name: cancel
+SELECT pg_cancel_backend(%(pid)s) AS done;
+
+-- name: terminate
+SELECT pg_terminate_backend(%(pid)s) AS done;

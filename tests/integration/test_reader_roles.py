@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import base64
+import threading
+import time
 import uuid
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from core import budget, reader_roles
@@ -48,7 +51,7 @@ def test_reads_the_tidy_views_only(reader):
         assert "permission denied" in refused(reader["url"], f"SELECT * FROM public.{table} LIMIT 1")  # noqa: S608
 
 
-@pytest.mark.parametrize("statement", [
+WRITES = [
     "INSERT INTO tidy.stations (station) VALUES ('x')",
     "UPDATE tidy.stations SET station = 'x'",
     "DELETE FROM tidy.stations",
@@ -61,10 +64,14 @@ def test_reads_the_tidy_views_only(reader):
     "SELECT pg_read_file('/etc/passwd')",
     "SELECT procrastinate_defer_jobs_v1(NULL)",
     "CREATE FUNCTION tidy.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
-])
-def test_cannot_write_or_reach_out(reader, statement):
-    message = refused(reader["url"], statement)
-    assert "permission denied" in message or "must be superuser" in message or "does not exist" in message, message
+]
+
+
+def test_cannot_write_or_reach_out(reader):
+    for statement in WRITES:
+        message = refused(reader["url"], statement)
+        assert "permission denied" in message or "must be superuser" in message or "does not exist" in message, (
+            statement, message)
 
 
 def test_connection_limit_and_statement_timeout(reader):
@@ -88,6 +95,9 @@ def test_run_again_updates_and_drop_removes(conn, reader):
     with psycopg.connect(reader["url"]) as c:  # the same password still works
         assert c.execute("SELECT count(*) FROM tidy.stations").fetchone() == (1,)
     assert budget.reader_limits(conn) == {name: 3}
+    assert reader_roles.ensure(conn, name, password="a-new-secret")["password"] == "a-new-secret"
+    with psycopg.connect(reader_roles.reader_url(reader["url"], name, "a-new-secret")) as c:
+        assert c.execute("SELECT count(*) FROM tidy.stations").fetchone() == (1,)
     session = psycopg.connect(reader["url"])
     assert reader_roles.drop(conn, name)["dropped"]
     assert conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is None
@@ -125,10 +135,6 @@ def test_cli_prints_the_url_once(db_url, settings, conn):
         assert url.startswith(f"postgresql://{name}:") and "created" in out.stdout
         with psycopg.connect(url) as c:
             assert c.execute("SHOW statement_timeout").fetchone() == ("5s",)
-        out = run(["db", "reader-role", name, "--password-stdin"], env, stdin="a-new-secret\n")
-        assert out.returncode == 0 and "updated" in out.stdout and "a-new-secret" not in out.stdout, out.stderr
-        with psycopg.connect(reader_roles.reader_url(db_url, name, "a-new-secret")) as c:
-            assert c.execute("SELECT count(*) FROM tidy.stations").fetchone() == (0,)
         status = run(["db", "status"], env)
         assert f"reader role {name}" in status.stdout and "budget" in status.stdout, status.stdout
         out = run(["db", "reader-role", name, "--drop"], env)
@@ -136,7 +142,6 @@ def test_cli_prints_the_url_once(db_url, settings, conn):
     finally:
         if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone():
             reader_roles.drop(conn, name)
-
 
 
 def test_the_password_verifier_is_the_one_postgresql_computes(conn):
@@ -152,3 +157,39 @@ def test_the_password_verifier_is_the_one_postgresql_computes(conn):
     iterations, salt = stored.split("$")[1].split(":")
     assert reader_roles.scram_verifier("correct horse 9", salt=base64.b64decode(salt),
                                        iterations=int(iterations)) == stored
+
+
+def test_a_session_that_lifts_its_own_limits_is_stopped_all_the_same(conn, reader):
+    """The role's timeouts are session defaults a notebook may SET away; the worker's check
+    cancels the statement and ends the idle transaction anyway."""
+    conn.execute(psycopg.sql.SQL("ALTER ROLE {} SET idle_in_transaction_session_timeout = 500").format(
+        psycopg.sql.Identifier(reader["name"])))
+    runner, idler = psycopg.connect(reader["url"], autocommit=True), psycopg.connect(reader["url"])
+    errors = []
+
+    def run_away():
+        runner.execute("SET statement_timeout = 0")
+        try:
+            runner.execute("SELECT pg_sleep(120)")
+        except psycopg.Error as exc:
+            errors.append(exc)
+
+    try:
+        idler.execute("SET idle_in_transaction_session_timeout = 0")
+        idler.execute("SELECT 1")  # a transaction left open
+        thread = threading.Thread(target=run_away)
+        thread.start()
+        stopped: dict[str, list[int]] = {"cancelled": [], "ended": []}
+        deadline = time.monotonic() + 60
+        while not (stopped["cancelled"] and stopped["ended"]) and time.monotonic() < deadline:
+            for key, pids in reader_roles.enforce(conn).items():
+                stopped[key] += pids
+            time.sleep(0.2)
+        thread.join(30)
+        assert len(stopped["cancelled"]) == 1 and len(stopped["ended"]) == 1, stopped
+        assert isinstance(errors[0], psycopg.errors.QueryCanceled)
+        with pytest.raises(psycopg.OperationalError):
+            idler.execute("SELECT 1")
+    finally:
+        runner.close()
+        idler.close()

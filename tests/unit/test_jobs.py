@@ -4,7 +4,8 @@ from core import jobs
 
 TASKS = {"sm:import_file", "sm:run_qc", "sm:scan_inbox", "sm:retry_stalled", "sm:prune_jobs",
          "sm:build_export", "sm:cleanup_exports", "sm:refresh_pending_rollups", "sm:sync_due_sources",
-         "sm:sync_source", "sm:test_source", "sm:evaluate_alerts", "sm:deliver_alerts"}
+         "sm:sync_source", "sm:test_source", "sm:evaluate_alerts", "sm:deliver_alerts",
+         "sm:enforce_reader_limits"}
 
 
 def test_every_app_has_the_tasks_under_their_own_names() -> None:
@@ -19,4 +20,5 @@ def test_every_app_has_the_tasks_under_their_own_names() -> None:
     assert first.tasks["sm:import_file"] is not second.tasks["sm:import_file"]
     periodic = {p.task.name for p in second.periodic_registry.periodic_tasks.values()}
     assert periodic == {"sm:scan_inbox", "sm:retry_stalled", "sm:prune_jobs", "sm:cleanup_exports",
-                        "sm:refresh_pending_rollups", "sm:sync_due_sources", "sm:evaluate_alerts"}
+                        "sm:refresh_pending_rollups", "sm:sync_due_sources", "sm:evaluate_alerts",
+                        "sm:enforce_reader_limits"}
