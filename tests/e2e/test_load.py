@@ -41,7 +41,7 @@ def app(pg_admin_url: str, template_db: str, tmp_path_factory: pytest.TempPathFa
         return {p: MAST for p in demo.generate(home / "demo", start=first_day, days=DAYS)
                 if p.parent.name == "ballymore-hill"}
 
-    with serve(pg_admin_url, template_db, tmp_path_factory.mktemp("e2e-load"), files, app_env=STACK) as served:
+    with serve(pg_admin_url, template_db, tmp_path_factory.mktemp("e2e-load"), files, app_env=STACK, api=True) as served:
         yield served
 
 
