@@ -22,7 +22,7 @@ def serve(host: str = "127.0.0.1", port: int | None = None) -> int:
     url = db.database_url(settings)
     schema.upgrade(url, settings)
     # requests wait at most CONNECT_TIMEOUT_S for a connection, then answer 503
-    db.pool(url, wait_s=settings.connect_timeout_s)
+    db.pool(url, kind="api", wait_s=settings.connect_timeout_s)  # sized by API_POOL_SIZE
     port = settings.api_port if port is None else port
     log.info("API on http://%s:%s/api/v1 (OpenAPI: /api/v1/openapi.json)", host, port)
     try:

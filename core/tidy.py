@@ -38,6 +38,7 @@ returns an iterator of byte chunks, one per batch.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
@@ -319,9 +320,12 @@ def stream_readings(conn_or_url: psycopg.Connection | str, query: ReadingsQuery,
     for a bad query, :class:`core.errors.NotFound` for an unknown station. The data is read when
     the iterator is consumed, in one read-only snapshot, a batch of whole time steps at a time
     (about ``STATIONMANAGER_READINGS_BATCH`` readings), so memory stays bounded whatever the
-    period. With a URL the iterator opens (and closes) its own connection; with a connection,
-    the caller keeps it open, and does not use it, until the iterator is exhausted or closed
-    (the next batch is read on it in a thread meanwhile).
+    period. With a URL, one connection of the process's pool (:func:`core.db.pool`) serves the
+    check and the read and returns to the pool when the iterator is exhausted or closed: however
+    many read at once, the process keeps to its pool (the connection budget), and a caller
+    waits for a free connection (:class:`core.errors.PoolBusy` after ``POOL_WAIT_S``) before
+    anything is read. With a connection, the caller keeps it open, and does not use it, until
+    the iterator is exhausted or closed (the next batch is read on it in a thread meanwhile).
     """
     if fmt not in FORMATS:
         raise QueryError(f"format: {fmt!r} is not one of: {', '.join(FORMATS)}")
@@ -331,9 +335,13 @@ def stream_readings(conn_or_url: psycopg.Connection | str, query: ReadingsQuery,
     settings = settings or get_settings()
     req = query.export_request()
     if isinstance(conn_or_url, str):
-        with db.connect(conn_or_url) as conn:
+        with contextlib.ExitStack() as stack:
+            conn = stack.enter_context(db.pooled(db.pool(conn_or_url)))
+            # one snapshot for the check and the read
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             plan = _plan(conn, req, settings)
-        return _stream_url(conn_or_url, plan, fmt, settings.readings_batch)
+            held = stack.pop_all()  # the connection stays out of the pool while the data is read
+        return _stream_held(conn, held, plan, fmt, settings.readings_batch)
     return _stream(conn_or_url, _plan(conn_or_url, req, settings), fmt, settings.readings_batch)
 
 
@@ -346,9 +354,9 @@ def _plan(conn: psycopg.Connection, req: exports.ExportRequest, settings: Settin
         raise QueryError(str(exc)) from exc
 
 
-def _stream_url(url: str, plan: exports.Plan, fmt: str, batch: int) -> Iterator[bytes]:
-    with db.connect(url) as conn:
-        conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+def _stream_held(conn: psycopg.Connection, held: contextlib.ExitStack, plan: exports.Plan,
+                 fmt: str, batch: int) -> Iterator[bytes]:
+    with held:
         try:
             yield from _stream(conn, plan, fmt, batch)
         finally:
