@@ -24,6 +24,7 @@ import logging
 import os
 import queue
 import shutil
+import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
@@ -53,6 +54,7 @@ _ROW = np.dtype(
 )
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 COPY_TRAILER = b"\xff\xff"
+_IMPORT_LOCK = 0x494D5054  # advisory lock key (with the file id): one import of a file at a time
 
 
 # --- receiving -----------------------------------------------------------------------
@@ -247,23 +249,95 @@ def _us_to_datetime(us: int) -> datetime:
 
 
 def import_file(source_file_id: int, url: str | None = None, settings: Settings | None = None) -> dict:
-    """Import one received file (the worker's job). Returns the updated source_file row;
-    its ``queue`` key lists files this one produced (archive members) that need a job.
+    """Import one received file (a :class:`Batch` of one). Returns the updated source_file
+    row; its ``queue`` key lists files this one produced (archive members) that need a job.
 
     A :class:`ParseError` marks the file ``failed`` with its line and reason and imports
     nothing. Database errors propagate (the job queue retries them); the transaction is
     rolled back so nothing is half-loaded.
     """
-    settings = settings or get_settings()
-    with db.connection(url) as conn:
-        with conn.transaction():
-            claimed = db.fetch_one(conn, "claim_source_file", id=source_file_id)
-        if claimed is None:
-            row = db.fetch_one(conn, "source_file", id=source_file_id)
-            if row is None:
-                raise NotFound(f"no source file with id {source_file_id}")
-            log.info("file %s (%s) is %s; nothing to do", source_file_id, row["original_name"], row["status"])
-            return {**row, "queue": []}
+    with Batch(url, settings) as batch:
+        return batch.import_file(source_file_id)
+
+
+class Batch:
+    """Several received files imported one after the other on one connection, each in its
+    own transaction (a bad file fails alone, with its line and reason), sharing what
+    consecutive files of a station have in common:
+
+    - the ids of the station's channels (:class:`_ChannelCache`), looked up once;
+    - the rollup refresh: each file records the range it changed as pending, committed with
+      its readings, and the ranges are refreshed together when the batch ends
+      (:func:`core.rollups.refresh_pending`: one refresh for a run of consecutive days).
+      A process that dies before leaves them to the worker's periodic catch-up.
+
+    ``with Batch(url) as batch: batch.import_file(id) …``; :attr:`imported` lists the rows
+    of the files imported (for their quality checks).
+    """
+
+    def __init__(self, url: str | None = None, settings: Settings | None = None) -> None:
+        self.url = url
+        self.settings = settings or get_settings()
+        self.channels = _ChannelCache()
+        self.pending: list[int] = []
+        self.imported: list[dict] = []
+
+    def __enter__(self) -> Batch:
+        self._cm = db.connection(self.url)
+        self.conn = self._cm.__enter__()
+        try:
+            # every transaction explicit: each file's commits on its own, whatever ran between
+            self.conn.autocommit = True
+            self.level = schema.stored_level(self.conn)
+        except BaseException:
+            self._cm.__exit__(*sys.exc_info())
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.finish_rollups()
+        finally:
+            if not self.conn.closed:
+                self.conn.autocommit = False
+            self._cm.__exit__(*exc)
+
+    def finish_rollups(self) -> None:
+        """Refresh the rollups of the files imported so far (after their commits)."""
+        ids, self.pending = self.pending, []
+        if not ids or self.conn.closed:
+            return
+        try:
+            rollups.refresh_pending(self.conn, ids)
+        except psycopg.Error as exc:  # the ranges stay pending; the worker's catch-up refreshes them
+            log.warning("rollup refresh of %s range(s) left for later: %s", len(ids), exc)
+
+    def import_file(self, source_file_id: int) -> dict:
+        """Import one file of the batch; see :func:`import_file`.
+
+        A file another process is importing now (it holds the file's advisory lock: two jobs
+        queued for one file) is left to it; a killed process's lock goes with its session,
+        so its file can be taken again.
+        """
+        conn = self.conn  # autocommit: the lock, then the claim, each on its own
+        locked = db.fetch_one(conn, "lock_file_import", key=_IMPORT_LOCK, id=source_file_id)["ok"]
+        claimed = db.fetch_one(conn, "claim_source_file", id=source_file_id) if locked else None
+        try:
+            if claimed is None:
+                row = db.fetch_one(conn, "source_file", id=source_file_id)
+                if row is None:
+                    raise NotFound(f"no source file with id {source_file_id}")
+                log.info("file %s (%s) is %s%s; nothing to do", source_file_id, row["original_name"],
+                         row["status"], "" if locked else " by another worker")
+                return {**row, "queue": []}
+            return self._import_claimed(claimed)
+        finally:
+            if locked and not conn.closed:  # a lost connection took the lock with it
+                conn.execute(db.q("unlock_file_import"), {"key": _IMPORT_LOCK, "id": source_file_id})
+
+    def _import_claimed(self, claimed: dict) -> dict:
+        conn, settings = self.conn, self.settings
+        source_file_id = claimed["id"]
         name = claimed["original_name"]
         ctx = {"file": name, "file_id": source_file_id}
         path = stored_path(settings, claimed["sha256"])
@@ -280,7 +354,8 @@ def import_file(source_file_id: int, url: str | None = None, settings: Settings 
                 if claimed["station_id"] is None:
                     claimed["station_id"] = _route(conn, claimed, reader.header)
                 if claimed["station_id"] is not None:
-                    _import(conn, reader, claimed, home.process_tmp(settings))
+                    self.pending += _import(conn, reader, claimed, home.process_tmp(settings), self.level,
+                                            self.channels)
         except ParseError as exc:
             log.warning("file %s failed: %s", source_file_id, exc, extra=ctx)
             with conn.transaction():
@@ -288,9 +363,13 @@ def import_file(source_file_id: int, url: str | None = None, settings: Settings 
                     db.q("source_file_failed"),
                     {"id": source_file_id, "format": fmt, "error": exc.reason, "error_line": exc.line},
                 )
+        finally:
+            self.channels.settle()
         row = db.fetch_one(conn, "source_file", id=source_file_id)
         assert row is not None
         log.info("file %s (%s): %s, %s readings", source_file_id, name, row["status"], row["n_readings"], extra=ctx)
+        if row["status"] == "imported":
+            self.imported.append(row)
         return {**row, "queue": queue}
 
 
@@ -343,40 +422,66 @@ def set_file_mapping(conn: psycopg.Connection, station: str, mapping: GenericMap
     db.audit(conn, actor, "set file mapping", "station", st["id"], mapping=json.loads(mapping.to_json()))
 
 
-def _import(conn: psycopg.Connection, reader, claimed: dict, tmp_dir: Path) -> None:
-    level = schema.stored_level(conn)
+def _import(conn: psycopg.Connection, reader, claimed: dict, tmp_dir: Path, level: int | None,
+            channels: _ChannelCache) -> list[int]:
+    """Load the file in one transaction; returns the ``rollup_pending`` rows it committed
+    (the rollups the caller refreshes after the commit)."""
+    pending = []
     with conn.transaction():
         conn.execute("SET LOCAL statement_timeout = 0")  # a big file's COPY may take minutes
-        result = _load(conn, reader, claimed, level, tmp_dir)
+        result = _load(conn, reader, claimed, level, tmp_dir, channels)
         metadata.apply_file_metadata(conn, claimed["station_id"], reader.header.columns,
                                      claimed["received_by"] or "ingest")
         metadata.apply_conventions(conn, claimed["station_id"], claimed["received_by"] or "ingest")
-        channels = result.pop("channel_ids")
+        ids = result.pop("channel_ids")
         todo = result.pop("rollups")
         span = result.pop("refresh")
         conn.execute(db.q("source_file_imported"), {"id": claimed["id"], "format": reader.format, **result})
-        if span and level != 2:
-            _refresh(conn, *span, channels, todo)
-        elif span:  # committed with the readings: see core.rollups.refresh_pending
-            pending = rollups.mark_pending(conn, *span)
-    if span and level == 2:  # continuous aggregates refresh outside a transaction
-        conn.commit()  # the readings, and their pending range, first
-        conn.autocommit = True
-        try:
-            rollups.refresh_pending(conn, [pending])
-        except psycopg.Error as exc:  # the range stays pending; the worker's catch-up refreshes it
-            log.warning("file %s: rollup refresh left for later: %s", claimed["id"], exc)
-        finally:
-            conn.autocommit = False
+        if span:
+            first, last = span
+            # "edges": the days between were built from the file's batches (levels 0-1)
+            todo_days = [(first, last)] if todo == "full" or level == 2 else (
+                [(first, first)] if last.date() == first.date() else [(first, first), (last, last)])
+            pending = [rollups.mark_pending(conn, a, b, ids) for a, b in todo_days]
+    channels.keep()  # committed: the channels it added exist for the next file
+    return pending
 
 
-def _refresh(conn: psycopg.Connection, first: datetime, last: datetime, channels: list[int], todo: str) -> None:
-    if todo == "full":
-        rollups.refresh_rollups(conn, first, last, channels)
-        return
-    rollups.refresh_rollups(conn, first, first, channels)  # the file's first day
-    if last.date() != first.date():
-        rollups.refresh_rollups(conn, last, last, channels)  # and its last day
+class _ChannelCache:
+    """Channel ids by (station, column name), for the files of one :class:`Batch`.
+
+    A file's new channels are created in its transaction: they are kept for the next file
+    only once that transaction committed (:meth:`keep`), and forgotten when it rolled back
+    (:meth:`settle`). Channels are never deleted, so a committed id stays right.
+    """
+
+    def __init__(self) -> None:
+        self.ids: dict[tuple[int, str], int] = {}
+        self.new: dict[tuple[int, str], int] = {}
+
+    def lookup(self, conn: psycopg.Connection, station_id: int, header: Header) -> np.ndarray:
+        """The ids of the header's columns, creating the missing channels (one statement
+        for all of them)."""
+        missing: dict[str, Any] = {}
+        for col in header.columns:
+            key = (station_id, col.name)
+            if key not in self.ids and key not in self.new and col.name not in missing:
+                missing[col.name] = col
+        if missing:
+            cols = list(missing.values())
+            rows = db.fetch_all(conn, "upsert_channels", station_id=station_id,
+                                column_names=[c.name for c in cols], statistics=[c.statistic for c in cols],
+                                units=[c.unit for c in cols])
+            self.new.update({(station_id, r["column_name"]): r["id"] for r in rows})
+        return np.asarray([self.ids.get((station_id, c.name)) or self.new[(station_id, c.name)]
+                           for c in header.columns], dtype=np.int32)
+
+    def keep(self) -> None:
+        self.ids.update(self.new)
+        self.new.clear()
+
+    def settle(self) -> None:
+        self.new.clear()
 
 
 def _route(conn: psycopg.Connection, claimed: dict, header: Header) -> int | None:
@@ -568,7 +673,8 @@ class _Spill:
         self.file.close()
 
 
-def _load(conn: psycopg.Connection, reader, claimed: dict, level: int, tmp_dir: Path) -> dict:
+def _load(conn: psycopg.Connection, reader, claimed: dict, level: int | None, tmp_dir: Path,
+          channels: _ChannelCache) -> dict:
     """COPY every reading of the file (in the caller's transaction); see the module doc.
 
     The whole file is read (and checked) first, its COPY rows set aside in a :class:`_Spill`;
@@ -590,7 +696,7 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int, tmp_dir: 
         raise ParseError("the file has no data rows", file=reader.name)
     warnings = list(header.warnings)
     clock = _clocks(conn, station_id, header, _median_step_s(first.times), warnings)
-    channel_ids = _channel_ids(conn, station_id, header)
+    channel_ids = channels.lookup(conn, station_id, header)
     builder = None if level == 2 else rollups.RollupBuilder(channel_ids)  # level 2: continuous aggregates
     ids = [int(c) for c in channel_ids]
     n_rows = n_readings = n_changed = 0
@@ -625,7 +731,8 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int, tmp_dir: 
                 # continuous aggregates are views, refreshed after; a re-import's old span changes too)
                 if not full_refresh:
                     for table, spill in blocks.items():
-                        _copy(conn, table, spill.by_key(), rollups.ROLLUP_COPY)
+                        if spill.size:  # none for a file of one or two days (its edges)
+                            _copy(conn, table, spill.by_key(), rollups.ROLLUP_COPY)
             else:
                 full_refresh = True  # the rollups of the whole range are recomputed in SQL
                 conn.execute(db.q("create_staging"))
@@ -723,14 +830,3 @@ def _clocks(conn: psycopg.Connection, station_id: int, header: Header, step_s: i
 
 def _us_since_1970(t: datetime) -> int:
     return int((t - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds()) * 1_000_000
-
-
-def _channel_ids(conn: psycopg.Connection, station_id: int, header: Header) -> np.ndarray:
-    ids = []
-    for col in header.columns:
-        row = db.fetch_one(
-            conn, "upsert_channel", station_id=station_id, column_name=col.name,
-            statistic=col.statistic, unit=col.unit,
-        )
-        ids.append(row["id"])
-    return np.asarray(ids, dtype=np.int32)

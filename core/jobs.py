@@ -79,32 +79,62 @@ def _retry() -> procrastinate.RetryStrategy:
 
 
 @blueprint.task(name="import_file", queue="imports", retry=_retry(), pass_context=True)
-def import_file(context: procrastinate.JobContext, source_file_id: int) -> None:
-    """Import one received file into ``reading`` and refresh its rollups.
+def import_file(context: procrastinate.JobContext, source_file_id: int | None = None,
+                source_file_ids: list[int] | None = None) -> None:
+    """Import received files (``source_file_ids``, consecutive files of a station that
+    :func:`_defer_imports` grouped; ``source_file_id`` in jobs queued by older versions),
+    each in its own transaction, then refresh their rollups once and queue their stations'
+    quality checks once (:class:`core.ingest.Batch`).
 
-    Whatever ends the job (a parse error is recorded by the import itself), the file does
-    not stay ``importing``: it becomes ``failed`` with the reason, or ``queued`` again when
-    the queue retries the job.
+    Whatever ends the job (a parse error is recorded by the import itself), the file being
+    imported does not stay ``importing``: it becomes ``failed`` with the reason, or
+    ``queued`` again when the queue retries the job. A retried job skips the files it
+    imported already (each committed on its own), so none is imported twice or lost.
     """
     job = context.job
-    log.info("job %s: import file %s", job.id, source_file_id, extra={"job_id": job.id})
+    ids = list(source_file_ids or []) + ([source_file_id] if source_file_id is not None else [])
+    log.info("job %s: import file(s) %s", job.id, ", ".join(map(str, ids)), extra={"job_id": job.id})
+    with ingest.Batch() as batch:
+        for i, file_id in enumerate(ids):
+            try:
+                row = batch.import_file(file_id)
+            except BaseException as exc:  # also KeyboardInterrupt/cancellation: re-raised below
+                retrying = isinstance(exc, Exception) and context.task.get_retry_exception(exc, job) is not None
+                _import_failed(context.app, job, file_id, ids[i + 1:], _reason(exc, job, retrying), retrying)
+                _checks(context.app, batch.imported)  # of the files imported before it
+                raise
+            _defer_imports(context.app, row["queue"])  # members of an archive
+    _checks(context.app, batch.imported)
+
+
+def _import_failed(app: procrastinate.App, job, file_id: int, rest: list[int], reason: str, retrying: bool) -> None:
+    """Record that the import of ``file_id`` ended in ``reason``; when the job is not retried,
+    the files after it in the batch, never tried, get a job of their own."""
     try:
-        row = ingest.import_file(source_file_id)
-    except BaseException as exc:  # also KeyboardInterrupt/cancellation: re-raised below
-        retrying = isinstance(exc, Exception) and context.task.get_retry_exception(exc, job) is not None
-        reason = _reason(exc, job, retrying)
-        try:
-            ingest.import_ended(source_file_id, reason, retrying=retrying)
-        except Exception:  # the database is gone too: the stalled-job check settles it later
-            log.exception("job %s: could not record the end of file %s", job.id, source_file_id)
-        raise
-    _defer_imports(context.app, row["queue"])  # members of an archive
-    if row["status"] == "imported" and row["n_readings"] and row["station_id"] is not None:
-        # the file's readings lie in [first_time, last_time]
-        start, end = row["first_time"], row["last_time"] + timedelta(microseconds=1)
-        with db.connection() as conn:
-            qc_runner.request_checks(conn, row["station_id"], start, end)
-        defer_qc(context.app, row["station_id"], start, end)
+        ingest.import_ended(file_id, reason, retrying=retrying)
+        if rest and not retrying:
+            _defer_imports(app, rest)
+    except Exception:  # the database is gone too: the stalled-job check settles it later
+        log.exception("job %s: could not record the end of file %s", job.id, file_id)
+
+
+def _checks(app: procrastinate.App, imported: list[dict]) -> None:
+    """Queue the quality checks of the stations whose files were imported: their ranges
+    recorded (joined where they touch), and one ``run_qc`` job per station."""
+    ranges: dict[int, list[tuple[datetime, datetime]]] = {}
+    for row in imported:
+        if row["n_readings"] and row["station_id"] is not None:
+            # the file's readings lie in [first_time, last_time]
+            ranges.setdefault(row["station_id"], []).append(
+                (row["first_time"], row["last_time"] + timedelta(microseconds=1)))
+    if not ranges:
+        return
+    with db.connection() as conn, conn.transaction():
+        for station_id, spans in ranges.items():
+            for start, end in qc_runner.merge_ranges(spans):
+                qc_runner.request_checks(conn, station_id, start, end)
+    for station_id, spans in ranges.items():
+        defer_qc(app, station_id, min(a for a, _ in spans), max(b for _, b in spans))
 
 
 def _reason(exc: BaseException, job: procrastinate.jobs.Job, retrying: bool) -> str:
@@ -116,11 +146,52 @@ def _reason(exc: BaseException, job: procrastinate.jobs.Job, retrying: bool) -> 
     return f"import failed (job {job.id}, attempt {attempt}): {what}"
 
 
-def _defer_imports(app: procrastinate.App, ids: Iterable[int]) -> None:
-    """One import job per file, queued in one statement (a first sync queues thousands)."""
-    kwargs = [{"source_file_id": i} for i in ids]
-    if kwargs:
-        app.configure_task("sm:import_file").batch_defer(*kwargs)
+def _defer_imports(app: procrastinate.App, ids: Iterable[int], url: str | None = None) -> None:
+    """Queue the import of files ``ids`` in one statement (a first sync queues thousands):
+    consecutive small files of a station together, up to STATIONMANAGER_IMPORT_BATCH_FILES
+    files and STATIONMANAGER_IMPORT_BATCH_MB per job (:func:`import_batches`); a lone file
+    gets its job at once, as ever."""
+    ids = list(ids)
+    if not ids:
+        return
+    settings = get_settings()
+    with db.connection(url) as conn:
+        rows = db.fetch_all(conn, "files_to_batch", ids=ids)
+    groups = import_batches(rows, settings.import_batch_files, settings.import_batch_mb << 20)
+    app.configure_task("sm:import_file").batch_defer(*({"source_file_ids": g} for g in groups))
+
+
+def import_batches(rows: list[dict], max_files: int, max_bytes: int) -> list[list[int]]:
+    """File ids grouped for import jobs: the files of one station (``station_id``, None for
+    files routed by their header) in the order given, cut when a group would pass
+    ``max_files`` files or ``max_bytes`` bytes (a bigger file is a group of its own).
+
+    >>> rows = [{"id": i, "station_id": i % 2, "size_bytes": 10} for i in range(1, 8)]
+    >>> import_batches(rows, 2, 100)
+    [[1, 3], [5, 7], [2, 4], [6]]
+    >>> import_batches([{"id": 1, "station_id": 1, "size_bytes": 500}, {"id": 2, "station_id": 1, "size_bytes": 5}], 9, 100)
+    [[1], [2]]
+    """
+    by_station: dict[int | None, list[dict]] = {}
+    for r in rows:
+        by_station.setdefault(r["station_id"], []).append(r)
+    groups: list[list[int]] = []
+    for files in by_station.values():
+        size = 0
+        current: list[int] = []
+        for r in files:
+            if current and (len(current) >= max_files or size + r["size_bytes"] > max_bytes):
+                groups.append(current)
+                current, size = [], 0
+            current.append(r["id"])
+            size += r["size_bytes"]
+        groups.append(current)
+    return groups
+
+
+#: Priority of quality-check jobs: below imports (0), so that a worker busy with a first sync
+#: imports its files first and checks them once, not between every batch.
+QC_PRIORITY = -1
 
 
 def defer_qc(app: procrastinate.App, station_id: int, start: datetime, end: datetime) -> None:
@@ -128,7 +199,7 @@ def defer_qc(app: procrastinate.App, station_id: int, start: datetime, end: date
     take this range too: see :func:`core.qc_runner.run_requested`)."""
     lock = f"qc-station-{station_id}"
     try:
-        app.configure_task("sm:run_qc", lock=lock, queueing_lock=lock).defer(
+        app.configure_task("sm:run_qc", lock=lock, queueing_lock=lock, priority=QC_PRIORITY).defer(
             station_id=station_id, start=start.isoformat(), end=end.isoformat())
     except procrastinate.exceptions.AlreadyEnqueued:
         log.debug("quality checks of station %s are queued already", station_id)
@@ -194,7 +265,7 @@ def sync_source(context: procrastinate.JobContext, source_id: int, trigger: str 
     from core import sources
 
     log.info("job %s: sync source %s", context.job.id, source_id, extra={"job_id": context.job.id})
-    result = sources.sync(source_id, trigger=trigger)
+    result = sources.sync(source_id, trigger=trigger, on_received=lambda ids: _defer_imports(context.app, ids))
     _defer_imports(context.app, result["queue"])
 
 
@@ -271,11 +342,10 @@ async def handle_stalled(app: procrastinate.App, seconds_since_heartbeat: float 
                   extra={"job_id": job.id})
         await manager.finish_job(job, status=procrastinate.jobs.Status.FAILED, delete_job=False)
         ended.append(job.id)
-        if job.task_name == "sm:import_file" and "source_file_id" in job.task_kwargs:
+        if job.task_name == "sm:import_file":
             reason = (f"import failed (job {job.id}): the worker importing it stopped responding "
                       f"{attempts} times (killed, or out of memory?)")
-            await asyncio.to_thread(ingest.import_ended, job.task_kwargs["source_file_id"], reason,
-                                    retrying=False)
+            await asyncio.to_thread(_give_up_imports, app, job.task_kwargs, reason)
         elif job.task_name == "sm:build_export" and "export_id" in job.task_kwargs:
             from core import exports
 
@@ -283,6 +353,18 @@ async def handle_stalled(app: procrastinate.App, seconds_since_heartbeat: float 
                       f"{attempts} times (killed, or out of memory?)")
             await asyncio.to_thread(exports.export_ended, job.task_kwargs["export_id"], reason)
     return ended
+
+
+def _give_up_imports(app: procrastinate.App, kwargs: dict, reason: str) -> None:
+    """An import job given up: the file it was importing fails with ``reason``; the files of
+    its batch still queued (never tried) get a job of their own."""
+    ids = list(kwargs.get("source_file_ids") or []) + (
+        [kwargs["source_file_id"]] if kwargs.get("source_file_id") is not None else [])
+    for file_id in ids:
+        ingest.import_ended(file_id, reason, retrying=False)
+    with db.connection() as conn:
+        waiting = [r["id"] for r in db.fetch_all(conn, "files_to_batch", ids=ids) if r["status"] == "queued"]
+    _defer_imports(app, waiting)
 
 
 @blueprint.task(name="build_export", queue="exports", retry=_retry(), pass_context=True)
@@ -352,7 +434,7 @@ def queue_imports(url: str, source_file_ids: Iterable[int]) -> int:
         return 0
     app = make_app(url)
     with app.open():
-        _defer_imports(app, ids)
+        _defer_imports(app, ids, url)
     return len(ids)
 
 

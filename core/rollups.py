@@ -5,10 +5,12 @@ recomputed here for whole UTC days covering the range; at level 2 they are Times
 continuous aggregates refreshed with ``refresh_continuous_aggregate``. Readers see the
 same columns either way: ``channel_id, bucket, n, mean, min, max, sumsq``.
 
-At level 2 a refresh cannot run inside a transaction, so it cannot commit with the
-readings. An import therefore records its range in ``rollup_pending`` in its own
-transaction (:func:`mark_pending`), refreshes after the commit and deletes the row
-(:func:`refresh_pending`); a range left behind by a process that died in between is
+An import records the range (and channels) whose rollups it changed in ``rollup_pending``
+in its own transaction (:func:`mark_pending`); after the commit — after the last file of a
+batch of consecutive files (``core.ingest.Batch``) — the ranges are refreshed together and
+their rows deleted (:func:`refresh_pending`). At level 2 this is a must (a continuous
+aggregate cannot be refreshed inside a transaction); at every level it makes a batch of
+small files cost one refresh. A range left behind by a process that died in between is
 refreshed by the worker's periodic catch-up, so rollups are never stale for good.
 """
 
@@ -39,15 +41,22 @@ def day_span(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     return s, e
 
 
+#: Longest time window of one refresh statement at levels 0-1 (a long range is done window
+#: by window, so each statement stays well within the statement timeout).
+REFRESH_WINDOW = timedelta(days=31)
+_REFRESH_LOCK = 0x524F4C4C  # advisory lock key: one level 0-1 refresh at a time
+
+
 def refresh_rollups(
     conn: psycopg.Connection, start: datetime, end: datetime, channel_ids: list[int] | None = None
 ) -> None:
     """Recompute the rollups for the whole UTC days covering [start, end], for
     ``channel_ids`` (default: every channel; levels 0–1 use the (channel, time) key with it).
 
-    At levels 0–1 this runs in the caller's transaction (so an import and its rollups
-    commit together). At level 2 ``conn`` must be in autocommit mode: continuous
-    aggregates cannot be refreshed inside a transaction.
+    At levels 0–1 this runs in the caller's transaction, set-based: per window of at most
+    :data:`REFRESH_WINDOW`, one statement clears and one rebuilds each rollup level for all
+    the channels at once (rows inserted in key order). At level 2 ``conn`` must be in
+    autocommit mode: continuous aggregates cannot be refreshed inside a transaction.
     """
     s, e = day_span(start, end)
     level = schema.stored_level(conn)
@@ -57,20 +66,25 @@ def refresh_rollups(
     else:
         if channel_ids is None:
             channel_ids = db.fetch_one(conn, "all_channel_ids")["ids"] or []
-        # One channel per statement: each stays short (statement timeout) and writes its
-        # rows in key order, which is several times faster than one big unordered insert.
-        for cid in channel_ids:
-            params = {"start": s, "end": e, "channel_ids": [cid]}
+        ids = sorted(set(channel_ids))
+        a = s
+        while ids and a < e:
+            b = min(a + REFRESH_WINDOW, e)
+            params = {"start": a, "end": b, "channel_ids": ids}
             for name in ("clear_1h", "refresh_1h", "clear_1d", "refresh_1d"):
                 conn.execute(db.q(name), params)
+            a = b
     log.debug("rollups refreshed for %s .. %s", s, e)
 
 
-def mark_pending(conn: psycopg.Connection, start: datetime, end: datetime) -> int:
+def mark_pending(conn: psycopg.Connection, start: datetime, end: datetime,
+                 channel_ids: list[int] | None = None) -> int:
     """Record that the rollups of the whole UTC days covering [start, end] need a refresh
-    (in the caller's transaction, with the readings that need it); returns the row's id."""
+    (in the caller's transaction, with the readings that need it), for ``channel_ids``
+    (None: every channel); returns the row's id."""
     s, e = day_span(start, end)
-    return _SQL.fetch_one(conn, "add_pending", start=s, end=e)["id"]
+    return _SQL.fetch_one(conn, "add_pending", start=s, end=e,
+                          channel_ids=None if channel_ids is None else sorted(set(channel_ids)))["id"]
 
 
 def pending_count(conn: psycopg.Connection) -> int:
@@ -78,17 +92,50 @@ def pending_count(conn: psycopg.Connection) -> int:
     return _SQL.fetch_one(conn, "count_pending")["n"]
 
 
+def merge_pending(rows: list[dict]) -> list[tuple[datetime, datetime, list[int] | None]]:
+    """Pending ranges that overlap or touch joined into one, with the union of their
+    channels (None, every channel, when one of them says so).
+
+    >>> d = lambda day: datetime(2025, 1, day, tzinfo=UTC)
+    >>> rows = [{"start": d(2), "end": d(3), "channel_ids": [2]}, {"start": d(1), "end": d(2), "channel_ids": [1]},
+    ...         {"start": d(9), "end": d(10), "channel_ids": None}]
+    >>> [(a.day, b.day, c) for a, b, c in merge_pending(rows)]
+    [(1, 3, [1, 2]), (9, 10, None)]
+    """
+    out: list[list] = []
+    for r in sorted(rows, key=lambda r: (r["start"], r["end"])):
+        chans = None if r["channel_ids"] is None else set(r["channel_ids"])
+        if out and r["start"] <= out[-1][1]:
+            last = out[-1]
+            last[1] = max(last[1], r["end"])
+            last[2] = None if last[2] is None or chans is None else last[2] | chans
+        else:
+            out.append([r["start"], r["end"], chans])
+    return [(a, b, None if c is None else sorted(c)) for a, b, c in out]
+
+
 def refresh_pending(conn: psycopg.Connection, ids: list[int] | None = None) -> int:
     """Refresh the rollups of every pending range (or of those ``ids``), deleting each row
-    once its range is refreshed; returns how many ranges were refreshed.
+    once its range is refreshed; returns how many ranges were refreshed. Ranges that
+    overlap or touch are refreshed together (a batch of consecutive files: one refresh).
 
-    ``conn`` must be in autocommit mode (level 2 refreshes cannot run in a transaction).
-    Refreshing a range twice (two workers, or an import and the catch-up) is harmless.
+    At levels 0–1 the rows are taken and their rollups rebuilt in one transaction, one
+    refresh at a time (an advisory lock). At level 2 ``conn`` must be in autocommit mode
+    (refreshes cannot run in a transaction). Refreshing a range twice (two workers, or an
+    import and the catch-up) is harmless.
     """
-    rows = [r for r in _SQL.fetch_all(conn, "pending") if ids is None or r["id"] in ids]
-    for row in rows:
-        refresh_rollups(conn, row["start"], row["end"] - timedelta(microseconds=1))
-        conn.execute(_SQL.q("delete_pending"), {"ids": [row["id"]]})
+    if schema.stored_level(conn) != 2:
+        with conn.transaction():
+            conn.execute(_SQL.q("refresh_lock"), {"key": _REFRESH_LOCK})
+            rows = _SQL.fetch_all(conn, "take_pending", ids=ids)
+            for start, end, channels in merge_pending(rows):
+                refresh_rollups(conn, start, end - timedelta(microseconds=1), channels)
+    else:
+        rows = [r for r in _SQL.fetch_all(conn, "pending") if ids is None or r["id"] in ids]
+        for start, end, _ in merge_pending(rows):
+            refresh_rollups(conn, start, end - timedelta(microseconds=1))
+        if rows:
+            conn.execute(_SQL.q("delete_pending"), {"ids": [r["id"] for r in rows]})
     if rows:
         log.info("rollups refreshed for %s pending range(s)", len(rows))
     return len(rows)

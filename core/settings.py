@@ -98,6 +98,10 @@ class Settings:
     source_timeout_s: float = _setting(
         60.0, "Default for a source: longest wait for its server on any one step (connect, list, read)."
     )
+    source_run_timeout_s: float = _setting(
+        3600.0, "Longest a source's run goes on fetching (seconds): past it, the run starts no new file, "
+                "stops cleanly and is recorded as a timeout; the files left are fetched by the next run."
+    )
     source_max_files: int = _setting(1000, "Default for a source: most files fetched by one run.")
     source_max_mb: int = _setting(2048, "Default for a source: a run starts no new file once it has fetched this many MiB.")
     source_connections: int = _setting(
@@ -108,6 +112,14 @@ class Settings:
     )
     source_retry_wait_s: float = _setting(
         2.0, "Pause before the second attempt at a source's step; doubled for each further attempt."
+    )
+    import_batch_files: int = _setting(
+        50, "Most files one import job takes: consecutive files of a station are imported together "
+            "(each in its own transaction), sharing one channel look-up, one rollup refresh and one "
+            "quality-check request. 1 imports each file on its own."
+    )
+    import_batch_mb: int = _setting(
+        16, "Most MiB of files one import job takes; a bigger file gets a job of its own."
     )
     job_retries: int = _setting(
         3, "Times a failed job is retried when the failure is transient (database errors)."

@@ -287,6 +287,11 @@ def archive_passwords(conn: psycopg.Connection, source_file_id: int, settings: S
 # --- a run ---------------------------------------------------------------------------------
 
 
+#: A run hands the files it received over for import (the worker queues their import jobs) at
+#: least this often (seconds), or whenever STATIONMANAGER_IMPORT_BATCH_FILES are waiting.
+HAND_OVER_S = 1.0
+
+
 @dataclass
 class _Run:
     n_listed: int = 0
@@ -298,6 +303,23 @@ class _Run:
     error_class: str | None = None
     error: str | None = None
     file_ids: list[int] = field(default_factory=list)
+    n_queued: int = 0  # of file_ids, handed to ``on_received`` already
+    queued_at: float = field(default_factory=time.monotonic)
+
+    def hand_over(self, on_received: Callable[[list[int]], None] | None, batch: int) -> None:
+        """Hand the files received since the last call to ``on_received`` (which queues their
+        import) once there are ``batch`` of them or :data:`HAND_OVER_S` seconds have passed:
+        imports start while the run goes on."""
+        todo = self.file_ids[self.n_queued:]
+        if on_received is None or not todo or (len(todo) < batch and time.monotonic() - self.queued_at < HAND_OVER_S):
+            return
+        try:
+            on_received(todo)
+        except Exception as exc:  # they are queued with the rest when the run ends
+            log.warning("could not queue the import of %s file(s) yet: %s", len(todo), exc)
+            return
+        self.n_queued += len(todo)
+        self.queued_at = time.monotonic()
 
     def fail(self, exc: BaseException, secret_values: list[str], source: str) -> None:
         if self.error_class is None:
@@ -362,21 +384,27 @@ def _host_slot(conn: psycopg.Connection, src: dict, limit: int, timeout: float) 
 
 
 def sync(source: int | str, *, trigger: str = "schedule", settings: Settings | None = None,
-         now: datetime | None = None, url: str | None = None) -> dict:
+         now: datetime | None = None, url: str | None = None,
+         on_received: Callable[[list[int]], None] | None = None) -> dict:
     """Run a source once: fetch its new, settled files and receive them. Returns the run's
     row with ``queue``: the ids of the files to import (also files an earlier run received
-    but could not queue). ``{"status": "busy"}`` when the source is running already."""
+    but could not queue). ``{"status": "busy"}`` when the source is running already.
+
+    With ``on_received`` (the worker's sync job), the files received are handed to it during
+    the run, a batch at a time (``STATIONMANAGER_IMPORT_BATCH_FILES``, or what came in a
+    second), so that their imports start while the run goes on; ``queue`` then holds the
+    rest."""
     settings = settings or get_settings()
     with db.connection(url) as conn:
         conn.autocommit = True
         try:
-            return _sync_locked(conn, source, trigger, settings, now)
+            return _sync_locked(conn, source, trigger, settings, now, on_received)
         finally:
             conn.autocommit = False
 
 
 def _sync_locked(conn: psycopg.Connection, source: int | str, trigger: str, settings: Settings,
-                 now: datetime | None) -> dict:
+                 now: datetime | None, on_received: Callable[[list[int]], None] | None = None) -> dict:
     src = (_sql.fetch_one(conn, "source_by_id", id=source) if isinstance(source, int)
            else get_source(conn, source))
     if src is None:  # removed since its run was queued
@@ -401,7 +429,7 @@ def _sync_locked(conn: psycopg.Connection, source: int | str, trigger: str, sett
                 cls = remote.HOST_KEY_CHANGED if remote.HOST_KEY_CHANGED in src["blocked"] else remote.CONFIG
                 raise RemoteError(cls, f"{src['blocked']}; the source is stopped until an admin acts")
             tmp.mkdir(parents=True, exist_ok=True)
-            _fetch_all(conn, src, creds, run, tmp, settings, now or datetime.now(UTC), secret_values)
+            _fetch_all(conn, src, creds, run, tmp, settings, now or datetime.now(UTC), secret_values, on_received)
         except Exception as exc:
             run.fail(exc, secret_values, src["name"])
             if isinstance(exc, RemoteError) and exc.offered_key:
@@ -416,7 +444,7 @@ def _sync_locked(conn: psycopg.Connection, source: int | str, trigger: str, sett
                                          "error_class", "error", "file_ids")})
         log.info("source %s: %s, %s listed, %s fetched, %s waiting, %s failed", src["name"], status,
                  run.n_listed, run.n_fetched, run.n_waiting, run.n_failed)
-        return {**row, "source": src["name"], "queue": orphans + run.file_ids}
+        return {**row, "source": src["name"], "queue": orphans + run.file_ids[run.n_queued:]}
     finally:
         conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_SOURCE_LOCK, src["id"]))
 
@@ -431,7 +459,9 @@ def _record_host_key(conn: psycopg.Connection, src: dict, exc: RemoteError) -> N
 
 
 def _fetch_all(conn: psycopg.Connection, src: dict, creds: credentials.Credentials | None, run: _Run, tmp: Path,
-               settings: Settings, now: datetime, secret_values: list[str]) -> None:
+               settings: Settings, now: datetime, secret_values: list[str],
+               on_received: Callable[[list[int]], None] | None = None) -> None:
+    started = time.monotonic()
     max_files, max_bytes, timeout, connections = _limits(src, settings)
     slot = _host_slot(conn, src, connections, timeout)
     session = _Session(lambda: remote.connect(src["kind"], src["url"], credentials=creds, timeout=timeout,
@@ -441,7 +471,13 @@ def _fetch_all(conn: psycopg.Connection, src: dict, creds: credentials.Credentia
         run.n_listed = len(listing)
         todo = _choose(conn, src, listing, run, now, settings)
         station = src["station"]
-        for f in todo:
+        deadline = started + settings.source_run_timeout_s
+        for k, f in enumerate(todo):
+            if time.monotonic() > deadline:  # stop cleanly: nothing is half-received
+                run.n_waiting += len(todo) - k
+                raise RemoteError(remote.TIMEOUT, f"{remote.TIMEOUT}: the run went on longer than "
+                                  f"{settings.source_run_timeout_s:g} s (STATIONMANAGER_SOURCE_RUN_TIMEOUT_S); "
+                                  f"{len(todo) - k} file(s) left for the next run")
             if run.n_fetched >= max_files or run.bytes >= max_bytes:
                 run.n_waiting += 1  # over this run's limits: next run
                 continue
@@ -454,6 +490,7 @@ def _fetch_all(conn: psycopg.Connection, src: dict, creds: credentials.Credentia
                 run.n_failed += 1
                 run.fail(exc, secret_values, src["name"])
                 log.warning("source %s: %s: %s", src["name"], f.path, run.error)
+            run.hand_over(on_received, settings.import_batch_files)
     finally:
         session.close()
         if slot is not None:

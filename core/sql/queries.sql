@@ -37,6 +37,14 @@ VALUES (%(station_id)s, %(column_name)s, %(statistic)s, %(unit)s)
 ON CONFLICT (station_id, column_name) DO UPDATE SET column_name = EXCLUDED.column_name
 RETURNING id;
 
+-- name: upsert_channels
+-- The channels of a file's columns (distinct names), created when missing, in one statement.
+INSERT INTO channel (station_id, column_name, statistic, unit)
+SELECT %(station_id)s, c.column_name, c.statistic, c.unit
+FROM unnest(%(column_names)s::text[], %(statistics)s::text[], %(units)s::text[]) AS c (column_name, statistic, unit)
+ON CONFLICT (station_id, column_name) DO UPDATE SET column_name = EXCLUDED.column_name
+RETURNING id, column_name;
+
 -- name: channels_of_station
 SELECT c.*, mp.name AS point_name, mp.measurement_type, mp.height_m, mp.orientation_deg
 FROM channel c LEFT JOIN measurement_point mp ON mp.id = c.measurement_point_id
@@ -60,6 +68,14 @@ SET status = 'importing', attempts = attempts + 1, started_at = clock_timestamp(
     error = NULL, error_line = NULL, warnings = '{}'
 WHERE id = %(id)s AND status IN ('queued', 'importing', 'failed')
 RETURNING *;
+
+-- name: lock_file_import
+-- Session lock held while a file is imported (released by unlock_file_import, or when the
+-- session ends: a killed worker's file can be taken again).
+SELECT pg_try_advisory_lock(%(key)s::int, %(id)s::int) AS ok;
+
+-- name: unlock_file_import
+SELECT pg_advisory_unlock(%(key)s::int, %(id)s::int);
 
 -- name: delete_file_readings
 -- A file imported again: the readings its earlier import left (still its own, not replaced by a
@@ -98,11 +114,16 @@ SELECT f.id, j.status AS job_status, j.id AS job_id
 FROM source_file f
 JOIN LATERAL (
     SELECT id, status::text AS status FROM procrastinate_jobs
-    WHERE task_name = 'sm:import_file' AND (args->>'source_file_id')::bigint = f.id
+    WHERE task_name = 'sm:import_file'
+      AND ((args->>'source_file_id')::bigint = f.id OR args->'source_file_ids' @> to_jsonb(f.id))
     ORDER BY id DESC LIMIT 1
 ) j ON true
 WHERE f.id = ANY(%(ids)s) AND f.status IN ('queued', 'importing')
   AND j.status NOT IN ('todo', 'doing', 'aborting');
+
+-- name: files_to_batch
+-- Received files to group into import jobs (core.jobs.import_batches), in the order received.
+SELECT id, station_id, size_bytes, status FROM source_file WHERE id = ANY(%(ids)s) ORDER BY id;
 
 -- name: file_tree_ids
 -- The files and the members unpacked from them, at any depth.
@@ -167,9 +188,12 @@ WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(e
 SELECT array_agg(id) AS ids FROM channel;
 
 -- name: refresh_1h
+-- Sums in time order (ORDER BY in the aggregates): a bucket gets the same bits whatever the
+-- plan, the number of channels or the span refreshed at once (one file or a batch), and as
+-- core.rollups.aggregate computes them.
 INSERT INTO reading_1h (channel_id, bucket, n, mean, min, max, sumsq)
 SELECT channel_id, date_bin(INTERVAL '1 hour', time, TIMESTAMPTZ '2000-01-01 00:00+00'),
-       count(value), avg(value), min(value), max(value), sum(value * value)
+       count(value), avg(value ORDER BY time), min(value), max(value), sum(value * value ORDER BY time)
 FROM reading
 WHERE channel_id = ANY(%(channel_ids)s) AND time >= %(start)s AND time < %(end)s
 GROUP BY 1, 2
@@ -182,7 +206,7 @@ WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(e
 -- name: refresh_1d
 INSERT INTO reading_1d (channel_id, bucket, n, mean, min, max, sumsq)
 SELECT channel_id, date_bin(INTERVAL '1 day', bucket, TIMESTAMPTZ '2000-01-01 00:00+00'),
-       sum(n), sum(mean * n) / nullif(sum(n), 0), min(min), max(max), sum(sumsq)
+       sum(n), sum(mean * n ORDER BY bucket) / nullif(sum(n), 0), min(min), max(max), sum(sumsq ORDER BY bucket)
 FROM reading_1h
 WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(end)s
 GROUP BY 1, 2

@@ -2,10 +2,21 @@
 -- (core/rollups.py, core/schema.py).
 
 -- name: add_pending
-INSERT INTO rollup_pending (start, "end") VALUES (%(start)s, %(end)s) RETURNING id;
+INSERT INTO rollup_pending (start, "end", channel_ids) VALUES (%(start)s, %(end)s, %(channel_ids)s) RETURNING id;
 
 -- name: pending
-SELECT id, start, "end" FROM rollup_pending ORDER BY start, id;
+SELECT id, start, "end", channel_ids FROM rollup_pending ORDER BY start, id;
+
+-- name: take_pending
+-- Levels 0-1: the pending ranges (all, or those %(ids)s), deleted in the transaction that
+-- refreshes them.
+DELETE FROM rollup_pending WHERE %(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s)
+RETURNING id, start, "end", channel_ids;
+
+-- name: refresh_lock
+-- Levels 0-1: one rollup refresh at a time, each statement then seeing every import
+-- committed before it (two refreshes of one day never write over each other).
+SELECT pg_advisory_xact_lock(%(key)s);
 
 -- name: delete_pending
 DELETE FROM rollup_pending WHERE id = ANY(%(ids)s);

@@ -116,7 +116,8 @@ JOIN source_file f ON f.id = rf.source_file_id
 WHERE rf.source_id = %(source_id)s AND f.status = 'queued'
   AND NOT EXISTS (
       SELECT 1 FROM procrastinate_jobs j
-      WHERE j.task_name = 'sm:import_file' AND (j.args->>'source_file_id')::bigint = f.id
+      WHERE j.task_name = 'sm:import_file'
+        AND ((j.args->>'source_file_id')::bigint = f.id OR j.args->'source_file_ids' @> to_jsonb(f.id))
         AND j.status IN ('todo', 'doing'));
 
 -- name: archive_credentials

@@ -284,6 +284,41 @@ def test_a_run_starts_no_new_file_past_its_byte_limit(conn, settings, tmp_path, 
     assert counts == [(1, 2), (1, 1), (1, 0), (0, 0)]
 
 
+def test_a_run_hands_its_files_over_for_import_while_it_goes_on(conn, settings, tmp_path, days, monkeypatch):
+    monkeypatch.setattr(sources, "HAND_OVER_S", 3600.0)  # by count alone, however loaded the machine
+    s = tuned(settings, import_batch_files=2)
+    handed: list[list[int]] = []
+    seen_at_hand_over: list[int] = []
+
+    def on_received(ids: list[int]) -> None:
+        handed.append(ids)
+        seen_at_hand_over.append(conn.execute("SELECT count(*) AS n FROM source_file").fetchone()["n"])
+
+    with servers.folder_server(tmp_path / "remote") as server:
+        for i, data in enumerate(days):
+            server.put(f"Mast H/day{i}.dat", data, time.time() - 3600 + i)
+        add(conn, server, s)
+        run = sources.sync("src", settings=s, on_received=on_received)
+    # two at a time, committed before they are handed over, while later files were still to come
+    assert handed == [run["file_ids"][0:2], run["file_ids"][2:4]] and seen_at_hand_over == [2, 4]
+    assert run["queue"] == run["file_ids"][4:] and run["n_fetched"] == 5
+
+
+def test_a_run_past_its_time_limit_stops_cleanly_and_is_recorded_as_a_timeout(conn, settings, tmp_path, days):
+    with servers.folder_server(tmp_path / "remote") as server:
+        for i, data in enumerate(days[:3]):
+            server.put(f"Mast T/day{i}.dat", data, time.time() - 3600 + i)
+        add(conn, server, settings)
+        # a limit the run is past before its first file: it fetches nothing, leaves nothing
+        run = sources.sync("src", settings=tuned(settings, source_run_timeout_s=1e-9))
+        assert (run["status"], run["error_class"], run["n_fetched"], run["n_waiting"]) == ("failed", "timeout", 0, 3)
+        assert "STATIONMANAGER_SOURCE_RUN_TIMEOUT_S" in run["error"] and run["finished_at"] is not None
+        assert by_name(conn) == {} and not any(p.is_file() for p in home.tmp_root(settings).rglob("*.dat"))
+        again = sources.sync("src", settings=tuned(settings))
+        assert (again["status"], again["n_fetched"]) == ("ok", 3)
+        assert sorted(by_name(conn)) == ["Mast T/day0.dat", "Mast T/day1.dat", "Mast T/day2.dat"]
+
+
 def test_same_content_under_a_new_name_is_not_received_again(conn, settings, tmp_path, days):
     s = tuned(settings)
     with servers.folder_server(tmp_path / "remote") as server:

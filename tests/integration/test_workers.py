@@ -47,25 +47,34 @@ def statuses(conn) -> dict[str, int]:
     return {r["status"]: r["n"] for r in conn.execute("SELECT status, count(*) AS n FROM source_file GROUP BY 1")}
 
 
-def test_two_workers_import_fifty_files_each_exactly_once(conn, db_url, settings, tmp_path):
+def test_two_workers_import_fifty_files_each_exactly_once(conn, db_url, settings, tmp_path, monkeypatch):
+    monkeypatch.setenv("STATIONMANAGER_IMPORT_BATCH_FILES", "5")
+    core.settings._current = None
     paths = demo.generate(tmp_path, start=date(2025, 8, 1), days=25)
     assert len(paths) == 50
     with conn.transaction():
         ids = [ingest.receive(conn, p, station=p.parent.name, settings=settings).id for p in paths]
+    # every file queued twice (batches of 5 files of a station): jobs of the two workers hold
+    # the same files at once, and each file is imported once
+    jobs.queue_imports(db_url, ids)
     jobs.queue_imports(db_url, ids)
     workers = [start_worker(db_url, settings.home) for _ in range(2)]
     try:
         wait_until(lambda: statuses(conn).get("imported") == 50, 180, "50 imports")
+        wait_until(lambda: conn.execute("SELECT count(*) AS n FROM procrastinate_jobs WHERE task_name = "
+                                        "'sm:import_file' AND status IN ('todo', 'doing')").fetchone()["n"] == 0,
+                   120, "the second jobs of each file")
     finally:
         for w in workers:
             stop(w)
     assert conn.execute("SELECT max(attempts) AS n FROM source_file").fetchone()["n"] == 1
     assert conn.execute("SELECT count(*) AS n FROM reading").fetchone()["n"] == 50 * 144 * 41
+    assert conn.execute("SELECT sum(n_changed) AS n FROM source_file").fetchone()["n"] == 0
     done = conn.execute(
         "SELECT count(*) AS n, count(DISTINCT worker_id) AS w FROM procrastinate_jobs "
         "WHERE task_name = 'sm:import_file' AND status = 'succeeded'"
     ).fetchone()
-    assert done["n"] == 50
+    assert done["n"] == 2 * 10  # 25 files of each station, 5 a job, twice
 
 
 def big_toa5(path: Path, rows: int = 120_000, cols: int = 60) -> None:

@@ -1,0 +1,125 @@
+"""Import jobs that take several consecutive files of a station (core.ingest.Batch).
+
+Each file of a batch has its own transaction (a bad one fails alone, with its line and
+reason), the channels are looked up once, and the rollups are refreshed once for the
+batch: they must equal the rollups of the same files imported one by one, at every
+storage level (run with STATIONMANAGER_TEST_DATABASE_URL at a level-1 or level-2 server).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from core import demo, ingest, rollups
+
+pytestmark = pytest.mark.integration
+
+COLUMNS = 41  # numeric columns of a demo day file
+
+
+def day_files(out: Path, days: int) -> list[Path]:
+    """``days`` consecutive demo day files of one mast."""
+    return [p for p in demo.generate(out, start=date(2025, 3, 1), days=days) if p.parent.name == "ballymore-hill"]
+
+
+def receive_all(conn, paths: list[Path], station: str, settings) -> list[int]:
+    with conn.transaction():
+        return [ingest.receive(conn, p, station=station, settings=settings).id for p in paths]
+
+
+def import_batch(ids: list[int]) -> list[dict]:
+    with ingest.Batch() as batch:
+        return [batch.import_file(i) for i in ids]
+
+
+def with_column(text: str, name: str, value: str = "1.5") -> str:
+    """A TOA5 file's text with one more column (``name``, every row ``value``)."""
+    lines = text.splitlines()
+    extra = [f',"{name}"', ',"m/s"', ',"Avg"']
+    out = [lines[0]] + [line + add for line, add in zip(lines[1:4], extra)] + [line + "," + value for line in lines[4:]]
+    return "\r\n".join(out) + "\r\n"
+
+
+def short_row(text: str, line_no: int) -> str:
+    """The file with one field missing on line ``line_no`` (1-based)."""
+    lines = text.splitlines()
+    lines[line_no - 1] = lines[line_no - 1].rsplit(",", 1)[0]
+    return "\r\n".join(lines) + "\r\n"
+
+
+def rollup_table(conn, table: str, station: str) -> dict:
+    """The station's rollups by (column name, bucket)."""
+    rows = conn.execute(
+        f"SELECT c.column_name, r.bucket, r.n, r.mean, r.min, r.max, r.sumsq FROM {table} r "  # noqa: S608
+        "JOIN channel c ON c.id = r.channel_id JOIN station s ON s.id = c.station_id WHERE s.name = %s",
+        (station,)).fetchall()
+    return {(r["column_name"], r["bucket"]): (r["n"], r["mean"], r["min"], r["max"], r["sumsq"]) for r in rows}
+
+
+def expected_1h(conn, station: str) -> dict:
+    """Hourly rollups computed here from ``reading`` (n, min and max; mean and sumsq rounded)."""
+    rows = conn.execute(
+        "SELECT c.column_name, date_trunc('hour', r.time) AS bucket, count(*) AS n, min(r.value) AS min, "
+        "max(r.value) AS max, avg(r.value) AS mean FROM reading r JOIN channel c ON c.id = r.channel_id "
+        "JOIN station s ON s.id = c.station_id WHERE s.name = %s GROUP BY 1, 2", (station,)).fetchall()
+    return {(r["column_name"], r["bucket"]): (r["n"], r["min"], r["max"], round(r["mean"], 9)) for r in rows}
+
+
+def coarse(table: dict) -> dict:
+    return {k: (n, lo, hi, round(mean, 9)) for k, (n, mean, lo, hi, _) in table.items()}
+
+
+def test_a_bad_file_in_a_batch_fails_alone_with_its_line_and_the_others_import(conn, settings, tmp_path):
+    paths = day_files(tmp_path / "demo", 5)
+    # the third file adds a column and is bad on line 101: neither its readings nor its new
+    # channel may stay; the fourth adds the same column and imports (a channel cache that kept
+    # the rolled-back channel's id would fail it, or lose its readings)
+    bad = tmp_path / "bad.dat"
+    bad.write_text(short_row(with_column(paths[2].read_text(), "WS_10m_Avg"), 101), newline="")
+    more = tmp_path / "more.dat"
+    more.write_text(with_column(paths[3].read_text(), "WS_10m_Avg", "2.5"), newline="")
+    ids = receive_all(conn, [paths[0], paths[1], bad, more, paths[4]], "Mast B", settings)
+    rows = []
+    with ingest.Batch() as batch:
+        for i in ids:
+            rows.append(batch.import_file(i))
+            # each file commits on its own: another session sees it before the batch ends
+            seen = conn.execute("SELECT status, n_readings FROM source_file WHERE id = %s", (i,)).fetchone()
+            assert (seen["status"], seen["n_readings"]) == (rows[-1]["status"], rows[-1]["n_readings"])
+    assert [r["status"] for r in rows] == ["imported", "imported", "failed", "imported", "imported"]
+    assert rows[2]["error_line"] == 101 and "this row has" in rows[2]["error"] and rows[2]["n_readings"] == 0
+    assert conn.execute("SELECT count(*) AS n FROM reading WHERE source_file_id = %s", (ids[2],)).fetchone()["n"] == 0
+    assert conn.execute("SELECT count(*) AS n FROM reading").fetchone()["n"] == 4 * 144 * COLUMNS + 144
+    extra = conn.execute("SELECT count(*) AS n, min(value) AS v FROM reading r JOIN channel c ON c.id = r.channel_id "
+                         "WHERE c.column_name = 'WS_10m_Avg'").fetchone()
+    assert (extra["n"], extra["v"]) == (144, 2.5)
+    assert rollups.pending_count(conn) == 0
+    assert coarse(rollup_table(conn, "reading_1h", "Mast B")) == expected_1h(conn, "Mast B")
+
+
+def test_rollups_after_a_batch_equal_rollups_after_the_files_one_by_one(conn, settings, tmp_path):
+    paths = day_files(tmp_path / "demo", 6)
+    one_by_one = receive_all(conn, paths, "Mast One", settings)
+    for i in one_by_one:
+        assert ingest.import_file(i)["status"] == "imported"
+    # the same readings for a second mast (another station name in the header: other files)
+    copies = []
+    for p in paths:
+        c = tmp_path / p.name
+        c.write_text(p.read_text().replace('"Ballymore Hill"', '"Batch Hill"', 1), newline="")
+        copies.append(c)
+    batched = receive_all(conn, copies, "Mast Batch", settings)
+    assert [r["status"] for r in import_batch(batched)] == ["imported"] * len(paths)
+    assert rollups.pending_count(conn) == 0
+    for table in ("reading_1h", "reading_1d"):
+        one, batch = rollup_table(conn, table, "Mast One"), rollup_table(conn, table, "Mast Batch")
+        assert len(one) == (6 * 24 if table == "reading_1h" else 6) * COLUMNS
+        assert batch == one, table
+    # importing a file of the batch again changes nothing
+    before = rollup_table(conn, "reading_1h", "Mast Batch")
+    again = receive_all(conn, copies[2:3], "Mast Batch", settings)
+    assert conn.execute("SELECT status FROM source_file WHERE id = %s", (again[0],)).fetchone()["status"] == "duplicate"
+    assert rollup_table(conn, "reading_1h", "Mast Batch") == before
