@@ -265,7 +265,13 @@ def ceiling_payloads(years: float, channels: int) -> dict[str, bytes]:
     return {"channel": by_channel, "time": by_time}
 
 
-def run_ceiling(server: Server, payload: bytes, n_readings: int, keep: bool) -> dict[str, Any]:
+def reading_indexes(conn: psycopg.Connection) -> list[str]:
+    """The index definitions of ``reading`` (the ceiling's table must have the same)."""
+    return sorted(r[0] for r in conn.execute(
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = 'reading'"))
+
+
+def run_ceiling(server: Server, payload: bytes, n_readings: int, keep: bool, indexes: list[str]) -> dict[str, Any]:
     name, url = server.create("ceiling")
     try:
         with psycopg.connect(url, autocommit=True) as conn:
@@ -273,8 +279,11 @@ def run_ceiling(server: Server, payload: bytes, n_readings: int, keep: bool) -> 
             if server.level >= 1:
                 conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
             conn.execute(CEILING_DDL)
-            if server.level >= 1:
-                conn.execute("SELECT create_hypertable('reading', by_range('time', INTERVAL '30 days'))")
+            if server.level >= 1:  # no index but the key, as migrations 0002 and 0020 leave `reading`
+                conn.execute("SELECT create_hypertable('reading', by_range('time', INTERVAL '30 days'), "
+                             "create_default_indexes => false)")
+            if reading_indexes(conn) != indexes:
+                raise RuntimeError(f"the ceiling's table has indexes {reading_indexes(conn)}, `reading` has {indexes}")
         server.checkpoint()
         mv = memoryview(payload)
         with psycopg.connect(url) as conn:
@@ -898,6 +907,7 @@ def _run(args, steps, command, path, gen_s, cached, rows, n_readings, home) -> i
         with psycopg.connect(db.with_dbname(server.admin_url, template)) as conn:
             row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
             tsdb = row[0] if row else None
+            indexes = reading_indexes(conn)
         payloads = {}
         if "ceiling" in steps:
             t0 = time.perf_counter()
@@ -905,7 +915,7 @@ def _run(args, steps, command, path, gen_s, cached, rows, n_readings, home) -> i
             log(f"ceiling payloads encoded in {time.perf_counter() - t0:.1f} s ({mb(len(payloads['channel']))} each)")
         for i in range(args.repeat):
             for order in payloads:
-                r = run_ceiling(server, payloads[order], n_readings, args.keep)
+                r = run_ceiling(server, payloads[order], n_readings, args.keep, indexes)
                 res[f"ceiling_{order}"].append(r)
                 log(f"[{i + 1}/{args.repeat}] ceiling by {order}: {r['seconds']:.1f} s, {r['rate'] / 1e6:.2f} M readings/s")
             if "worker" not in steps:

@@ -290,6 +290,8 @@ def raise_level(url: str | None = None, settings: Settings | None = None, *, to:
                     elif mig.version == 3:  # rollup tables -> continuous aggregates
                         conn.execute(_SQL.q("drop_rollup_tables"))
                         conn.execute(_read(new))  # type: ignore[arg-type]
+                    elif old is None and new is not None:  # skipped at the lower level: applied now
+                        conn.execute(_read(new))  # type: ignore[arg-type]
                     else:
                         raise DatabaseError(f"no way to raise migration {mig.version:04d} from {old} to {new}")
                     conn.execute(_SQL.q("set_migration_file"), {"file": new, "version": mig.version})

@@ -28,8 +28,10 @@ SELECT count(*) AS n FROM rollup_pending;
 SELECT min(time) AS first, max(time) AS last FROM reading;
 
 -- name: make_hypertable
--- Level 0 -> 1: as migration 0002, moving the readings there already into chunks.
-SELECT create_hypertable('reading', by_range('time', INTERVAL '30 days'), migrate_data => true);
+-- Level 0 -> 1: as migration 0002, moving the readings there already into chunks; without
+-- the index on time DESC that migration 0020 drops (the primary key is the only index).
+SELECT create_hypertable('reading', by_range('time', INTERVAL '30 days'), migrate_data => true,
+                         create_default_indexes => false);
 
 -- name: drop_rollup_tables
 -- Level 0/1 -> 2: the worker-refreshed rollup tables make way for continuous aggregates.

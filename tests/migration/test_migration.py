@@ -116,3 +116,47 @@ def test_raise_level_moves_a_capped_database_up_keeping_its_readings(fresh_db, s
             "SELECT count(*) FROM timescaledb_information.hypertables WHERE hypertable_name = 'reading'"
         ).fetchone()["count"] == 1
         assert rollup_mismatches(conn, "reading_1d", "day") == 0
+        assert reading_indexes(conn) == {"(channel_id, \"time\")": reading_tables(conn)}  # as a new database
+
+
+def reading_tables(conn: psycopg.Connection) -> int:
+    """How many tables hold readings: ``reading`` and, at levels 1–2, its chunks."""
+    return conn.execute(
+        "SELECT 1 + count(*) AS n FROM pg_inherits WHERE inhparent = 'reading'::regclass").fetchone()["n"]
+
+
+def reading_indexes(conn: psycopg.Connection) -> dict[str, int]:
+    """The indexes of ``reading`` and its chunks: how many tables have each key."""
+    out: dict[str, int] = {}
+    for row in conn.execute(
+        """
+        SELECT pg_get_indexdef(i.indexrelid) AS def FROM pg_index i
+        WHERE i.indrelid = 'reading'::regclass
+           OR i.indrelid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'reading'::regclass)
+        """
+    ):
+        key = row["def"][row["def"].index(" USING btree ") + len(" USING btree "):]
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+def test_upgrade_leaves_reading_and_its_chunks_the_primary_key_only(fresh_db):
+    """An existing database (with readings, so chunks, at levels 1–2) loses the index on
+    time DESC that create_hypertable made in every chunk: as at level 0, the (channel_id,
+    time) key is the only index left, and the readings stay."""
+    migration = next(m for m in schema.migrations() if m.name == "reading_time_index")
+    settings = Settings(database_url=fresh_db)
+    schema.upgrade(fresh_db, settings, target=migration.version - 1)
+    with db.connect(fresh_db, autocommit=True) as conn:
+        conn.execute("INSERT INTO reading (channel_id, time, value, source_file_id) VALUES "
+                     "(1, '2025-01-01 00:00+00', 1.5, 1), (1, '2025-03-01 00:00+00', 2.5, 1), "
+                     "(2, '2025-03-01 00:00+00', 3.5, 1)")
+        level = schema.stored_level(conn)
+        tables = reading_tables(conn)
+        before = reading_indexes(conn)
+    assert tables == (1 if level == 0 else 3)  # two chunks at levels 1-2
+    schema.upgrade(fresh_db, settings)
+    with db.connect(fresh_db, autocommit=True) as conn:
+        assert reading_indexes(conn) == {"(channel_id, \"time\")": tables}, before
+        assert conn.execute("SELECT count(*) AS n FROM reading WHERE channel_id = 1 "
+                            "AND time >= '2025-02-01 00:00+00'").fetchone()["n"] == 1
