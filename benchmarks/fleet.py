@@ -191,6 +191,8 @@ def cases(conn: psycopg.Connection, masts: int, first: datetime, end: datetime
     heat_start = max(first, end - 400 * DAY)
     return [
         ("Overview page (overview + sync health + queue)", lambda i: overview_page(conn, end)),
+        ("… of which stations.overview", lambda i: stations.overview(conn, now=end)),
+        ("… of which sync_health.stations", lambda i: sync_health.stations(conn, now=end)),
         ("Station page, default view (last 30 days)", lambda i: station_page(conn, mast_name(i % masts))),
         (f"series.series, 4 channels, whole range ({days} days)",
          lambda i: series.series(conn, info[i % masts][1], first, end)),
