@@ -315,24 +315,23 @@ class Batch:
     def import_file(self, source_file_id: int) -> dict:
         """Import one file of the batch; see :func:`import_file`.
 
-        A file another process is importing now (it holds the file's advisory lock: two jobs
-        queued for one file) is left to it; a killed process's lock goes with its session,
-        so its file can be taken again.
+        The file is claimed under an advisory lock of its own: a second job of the same file
+        (queued twice) waits for the first to finish and then finds it imported. A killed
+        process's lock goes with its session, so its file can be taken again.
         """
         conn = self.conn  # autocommit: the lock, then the claim, each on its own
-        locked = db.fetch_one(conn, "lock_file_import", key=_IMPORT_LOCK, id=source_file_id)["ok"]
-        claimed = db.fetch_one(conn, "claim_source_file", id=source_file_id) if locked else None
+        conn.execute(db.q("lock_file_import"), {"key": _IMPORT_LOCK, "id": source_file_id})
         try:
+            claimed = db.fetch_one(conn, "claim_source_file", id=source_file_id)
             if claimed is None:
                 row = db.fetch_one(conn, "source_file", id=source_file_id)
                 if row is None:
                     raise NotFound(f"no source file with id {source_file_id}")
-                log.info("file %s (%s) is %s%s; nothing to do", source_file_id, row["original_name"],
-                         row["status"], "" if locked else " by another worker")
+                log.info("file %s (%s) is %s; nothing to do", source_file_id, row["original_name"], row["status"])
                 return {**row, "queue": []}
             return self._import_claimed(claimed)
         finally:
-            if locked and not conn.closed:  # a lost connection took the lock with it
+            if not conn.closed:  # a lost connection took the lock with it
                 conn.execute(db.q("unlock_file_import"), {"key": _IMPORT_LOCK, "id": source_file_id})
 
     def _import_claimed(self, claimed: dict) -> dict:

@@ -131,6 +131,9 @@ def refresh_pending(conn: psycopg.Connection, ids: list[int] | None = None) -> i
             for start, end, channels in merge_pending(rows):
                 refresh_rollups(conn, start, end - timedelta(microseconds=1), channels)
     else:
+        # a continuous aggregate sums in the order its refresh plan reads the rows: at level 2
+        # a mean or sumsq may differ in its last bits from level 0's (which sums in time order),
+        # however the ranges are cut
         rows = [r for r in _SQL.fetch_all(conn, "pending") if ids is None or r["id"] in ids]
         for start, end, _ in merge_pending(rows):
             refresh_rollups(conn, start, end - timedelta(microseconds=1))

@@ -71,8 +71,9 @@ RETURNING *;
 
 -- name: lock_file_import
 -- Session lock held while a file is imported (released by unlock_file_import, or when the
--- session ends: a killed worker's file can be taken again).
-SELECT pg_try_advisory_lock(%(key)s::int, %(id)s::int) AS ok;
+-- session ends: a killed worker's file can be taken again). Waits while another session
+-- holds it: a job never holds two, so two jobs cannot wait for each other.
+SELECT pg_advisory_lock(%(key)s::int, %(id)s::int);
 
 -- name: unlock_file_import
 SELECT pg_advisory_unlock(%(key)s::int, %(id)s::int);

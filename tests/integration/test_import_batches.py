@@ -8,12 +8,15 @@ storage level (run with STATIONMANAGER_TEST_DATABASE_URL at a level-1 or level-2
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import date
 from pathlib import Path
 
+import psycopg
 import pytest
 
-from core import demo, ingest, rollups
+from core import demo, ingest, rollups, schema
 
 pytestmark = pytest.mark.integration
 
@@ -114,12 +117,40 @@ def test_rollups_after_a_batch_equal_rollups_after_the_files_one_by_one(conn, se
     batched = receive_all(conn, copies, "Mast Batch", settings)
     assert [r["status"] for r in import_batch(batched)] == ["imported"] * len(paths)
     assert rollups.pending_count(conn) == 0
+    level = schema.stored_level(conn)
     for table in ("reading_1h", "reading_1d"):
         one, batch = rollup_table(conn, table, "Mast One"), rollup_table(conn, table, "Mast Batch")
         assert len(one) == (6 * 24 if table == "reading_1h" else 6) * COLUMNS
-        assert batch == one, table
+        if level == 2:  # a continuous aggregate sums in its plan's order: the last bits may differ
+            assert batch.keys() == one.keys()
+            for k, (n, mean, lo, hi, sumsq) in batch.items():
+                assert (n, lo, hi) == one[k][0:1] + one[k][2:4]
+                assert mean == pytest.approx(one[k][1], rel=1e-12) and sumsq == pytest.approx(one[k][4], rel=1e-12)
+        else:  # levels 0-1 sum in time order: the same bits whatever was refreshed at once
+            assert batch == one, table
     # importing a file of the batch again changes nothing
     before = rollup_table(conn, "reading_1h", "Mast Batch")
     again = receive_all(conn, copies[2:3], "Mast Batch", settings)
     assert conn.execute("SELECT status FROM source_file WHERE id = %s", (again[0],)).fetchone()["status"] == "duplicate"
     assert rollup_table(conn, "reading_1h", "Mast Batch") == before
+
+
+def test_a_file_locked_by_a_session_that_lingers_is_imported_once_it_ends(conn, db_url, settings, tmp_path):
+    # the session of a killed worker may outlive it for a while, holding its file's lock: the
+    # retried job waits for it, then imports the file (it must not skip it as "being imported")
+    paths = day_files(tmp_path / "demo", 1)
+    (file_id,) = receive_all(conn, paths, "Mast L", settings)
+    lingering = psycopg.connect(db_url, autocommit=True)
+    lingering.execute("SELECT pg_advisory_lock(%s::int, %s::int)", (ingest._IMPORT_LOCK, file_id))
+    result: dict = {}
+    importer = threading.Thread(target=lambda: result.update(ingest.import_file(file_id)))
+    importer.start()
+    deadline = time.monotonic() + 60
+    while not conn.execute("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                           ).fetchone()["n"]:
+        assert time.monotonic() < deadline and importer.is_alive(), result
+        time.sleep(0.05)
+    assert conn.execute("SELECT status FROM source_file WHERE id = %s", (file_id,)).fetchone()["status"] == "queued"
+    lingering.close()
+    importer.join(timeout=60)
+    assert result["status"] == "imported" and result["attempts"] == 1
