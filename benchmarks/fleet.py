@@ -138,6 +138,9 @@ def wait_files(conn, ids: list[int], workers: list[Worker], timeout: float, whil
             w.sample()
         if time.perf_counter() - t0 > timeout:
             raise RuntimeError(f"imports not done after {timeout:.0f} s: {counts}")
+        if conn.execute("SELECT count(*) AS n FROM procrastinate_jobs WHERE task_name = 'sm:import_file' "
+                        "AND status = 'failed'").fetchone()["n"]:
+            raise RuntimeError(f"an import job failed:\n{workers[0].log_path.read_text()[-3000:]}")
         while_waiting()
     if counts != {"imported": len(ids)}:
         raise RuntimeError(f"files ended as {counts}:\n{workers[0].log_path.read_text()[-3000:]}")
