@@ -95,19 +95,25 @@ def put(root: Path, rel: str, data: bytes, mtime: float) -> None:
     os.utime(p, (mtime, mtime))
 
 
-def split_days(big: Path, root: Path, days: int) -> int:
-    """Write ``big`` (a TOA5 file of whole days from 2019-01-01) as one file per day; returns bytes."""
+def day_files(big: Path, days: int, whole: bool = True):
+    """``big`` (a TOA5 file of whole days from 2019-01-01) cut at midnight: yields
+    (day, header, rows) for each of its first ``days`` days, reading one day at a time;
+    ``whole``: check that it holds no more."""
     day0 = datetime(2019, 1, 1, tzinfo=UTC)
-    total = 0
     with big.open("rb") as fh:
         header = b"".join(fh.readline() for _ in range(4))
         for d in range(days):
-            rows = b"".join(fh.readline() for _ in range(144))
-            day = day0 + timedelta(days=d)
-            put(root, f"{day:%Y}/bench_mast_Met10min_{day:%Y%m%d}.dat", header + rows,
-                (day + timedelta(days=1, minutes=5)).timestamp())
-            total += len(header) + len(rows)
-        assert fh.readline() == b"", "the big file holds more than the days asked for"
+            yield day0 + timedelta(days=d), header, b"".join(fh.readline() for _ in range(144))
+        assert not whole or fh.readline() == b"", "the big file holds more than the days asked for"
+
+
+def split_days(big: Path, root: Path, days: int) -> int:
+    """Write ``big`` (a TOA5 file of whole days from 2019-01-01) as one file per day; returns bytes."""
+    total = 0
+    for day, header, rows in day_files(big, days):
+        put(root, f"{day:%Y}/bench_mast_Met10min_{day:%Y%m%d}.dat", header + rows,
+            (day + timedelta(days=1, minutes=5)).timestamp())
+        total += len(header) + len(rows)
     return total
 
 
