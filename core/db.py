@@ -184,10 +184,19 @@ def pooled(p: psycopg_pool.ConnectionPool) -> Iterator[psycopg.Connection]:
     """``with pooled(p) as conn:`` — a connection of pool ``p``, errors translated; when every
     connection stays busy for ``STATIONMANAGER_POOL_WAIT_S``, :class:`PoolBusy` says so."""
     with translate(), contextlib.ExitStack() as stack:
+        # Wait the connect timeout first: a pool with no free connection because the server is
+        # away says so then (DatabaseUnavailable, with the reason), not after POOL_WAIT_S.
+        first = min(p.timeout, float(connect_timeout()))
         try:
-            conn = stack.enter_context(p.connection())
+            conn = stack.enter_context(p.connection(timeout=first))
         except psycopg_pool.PoolTimeout as exc:
-            raise PoolBusy(busy_message(p)) from exc
+            reason = probe(p.conninfo)
+            if reason is not None:
+                raise DatabaseUnavailable(f"cannot connect to the database at {redact(p.conninfo)}: {reason}") from exc
+            try:
+                conn = stack.enter_context(p.connection(timeout=max(p.timeout - first, 0.001)))
+            except psycopg_pool.PoolTimeout as exc:
+                raise PoolBusy(busy_message(p)) from exc
         yield conn
 
 
