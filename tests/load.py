@@ -15,6 +15,7 @@ from urllib.parse import quote_plus
 
 import psycopg
 import requests
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 #: The readings of a station, streamed as Parquet (the API's route; query parameters added).
 READINGS = "/api/v1/readings"
@@ -175,10 +176,17 @@ async def _session(browser, app_url: str, user: str, password: str, stations: li
     signed = False
     try:
         await page.goto(app_url)
-        await page.get_by_role("textbox", name="Username").fill(user)
-        await page.get_by_role("textbox", name="Password").fill(password)
-        await page.get_by_role("button", name="Login").click()
-        await page.wait_for_function("() => document.cookie.includes('stationmanager_auth=')")
+        for attempt in range(3):  # on a loaded machine a click can land before the page listens
+            await page.get_by_role("textbox", name="Username").fill(user)
+            await page.get_by_role("textbox", name="Password").fill(password)
+            await page.get_by_role("button", name="Login").click()
+            try:
+                await page.wait_for_function("() => document.cookie.includes('stationmanager_auth=')",
+                                             timeout=timeout_ms // 3)
+                break
+            except PlaywrightTimeout:
+                if attempt == 2 or not await page.get_by_role("button", name="Login").is_visible():
+                    raise
         signed = True
         until = await all_signed_in()
         done = 0
