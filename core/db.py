@@ -190,7 +190,9 @@ def pooled(p: psycopg_pool.ConnectionPool) -> Iterator[psycopg.Connection]:
         try:
             conn = stack.enter_context(p.connection(timeout=first))
         except psycopg_pool.PoolTimeout as exc:
-            reason = probe(p.conninfo)
+            # every connection out and in use: busy, not down (and no extra connection to probe)
+            full = p.get_stats().get("pool_size", 0) >= p.max_size
+            reason = None if full else probe(p.conninfo)
             if reason is not None:
                 raise DatabaseUnavailable(f"cannot connect to the database at {redact(p.conninfo)}: {reason}") from exc
             try:
