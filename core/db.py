@@ -181,7 +181,8 @@ def _open_pool(url: str, kind: str, max_size: int | None, wait_s: float) -> psyc
 
 @contextlib.contextmanager
 def pooled(p: psycopg_pool.ConnectionPool) -> Iterator[psycopg.Connection]:
-    """``with pooled(p) as conn:`` — a connection of pool ``p``, errors translated; when every
+    """``with pooled(p) as conn:`` — a connection of pool ``p``, errors translated. While the
+    server is away, :class:`DatabaseUnavailable` says why after the connect timeout; when every
     connection stays busy for ``STATIONMANAGER_POOL_WAIT_S``, :class:`PoolBusy` says so."""
     with translate(), contextlib.ExitStack() as stack:
         # Wait the connect timeout first: a pool with no free connection because the server is
