@@ -288,8 +288,13 @@ def raise_level(url: str | None = None, settings: Settings | None = None, *, to:
                     if mig.version == 2:  # the hypertable, with the rows already there
                         conn.execute(_SQL.q("make_hypertable"))
                     elif mig.version == 3:  # rollup tables -> continuous aggregates
+                        views = conn.execute(_SQL.q("rollup_views")).fetchall()
                         conn.execute(_SQL.q("drop_rollup_tables"))
                         conn.execute(_read(new))  # type: ignore[arg-type]
+                        for v in views:  # the views over them, as they were (same columns)
+                            conn.execute(f"CREATE VIEW {v['name']} AS {v['definition']}")  # type: ignore[arg-type]
+                            for reader in v["readers"]:
+                                conn.execute(f"GRANT SELECT ON {v['name']} TO {reader}")  # type: ignore[arg-type]
                     elif old is None and new is not None:  # skipped at the lower level: applied now
                         conn.execute(_read(new))  # type: ignore[arg-type]
                     else:

@@ -33,9 +33,23 @@ SELECT min(time) AS first, max(time) AS last FROM reading;
 SELECT create_hypertable('reading', by_range('time', INTERVAL '30 days'), migrate_data => true,
                          create_default_indexes => false);
 
+-- name: rollup_views
+-- Views over the rollup tables (e.g. tidy.readings_1h), with who may read them: kept across
+-- the move to continuous aggregates, which have the same columns.
+SELECT DISTINCT v.oid, format('%I.%I', n.nspname, v.relname) AS name, pg_get_viewdef(v.oid) AS definition,
+       ARRAY(SELECT format('%I', g.rolname) FROM aclexplode(v.relacl) a JOIN pg_roles g ON g.oid = a.grantee
+             WHERE a.privilege_type = 'SELECT' AND a.grantee <> v.relowner) AS readers
+FROM pg_depend d
+JOIN pg_rewrite r ON r.oid = d.objid
+JOIN pg_class v ON v.oid = r.ev_class AND v.relkind = 'v'
+JOIN pg_namespace n ON n.oid = v.relnamespace
+WHERE d.refobjid IN ('reading_1h'::regclass, 'reading_1d'::regclass) AND d.classid = 'pg_rewrite'::regclass
+ORDER BY v.oid;
+
 -- name: drop_rollup_tables
--- Level 0/1 -> 2: the worker-refreshed rollup tables make way for continuous aggregates.
-DROP TABLE reading_1h, reading_1d;
+-- Level 0/1 -> 2: the worker-refreshed rollup tables make way for continuous aggregates
+-- (the views over them are made again by core.schema.raise_level).
+DROP TABLE reading_1h, reading_1d CASCADE;
 
 -- name: set_level
 UPDATE storage_info SET level = %(level)s;

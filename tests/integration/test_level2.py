@@ -293,6 +293,11 @@ def test_raise_level_moves_a_database_up_to_level_2_keeping_its_data(
             assert ingest.import_file(rec.id, url=fresh_db, settings=settings)["status"] == "imported"
         before = readings(conn)
         assert schema.stored_level(conn) == start_level
+        # a reader of the tidy views over the rollup tables (which become continuous aggregates)
+        role = f"sm_l2_reader_{start_level}"
+        conn.execute(f"DROP ROLE IF EXISTS {role}")
+        conn.execute(f"CREATE ROLE {role}")
+        conn.execute(f"GRANT SELECT ON tidy.readings_1h, tidy.readings_1d TO {role}")
     res = cli(["db", "raise-level", "--json"], fresh_db, tmp_path)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout) == {"from": start_level, "level": 2, "changed": True}
@@ -301,6 +306,12 @@ def test_raise_level_moves_a_database_up_to_level_2_keeping_its_data(
     with db.connect(fresh_db, autocommit=True) as conn:
         pd.testing.assert_frame_equal(readings(conn), before)
         assert_rollups_match_readings(conn)
+        for view, table in (("tidy.readings_1h", "reading_1h"), ("tidy.readings_1d", "reading_1d")):
+            n = conn.execute(f"SELECT (SELECT count(*) FROM {view}) AS v, (SELECT count(*) FROM {table}) AS t").fetchone()
+            assert n["v"] == n["t"] > 0, (view, n)
+            assert conn.execute("SELECT has_table_privilege(%s, %s, 'SELECT') AS ok", (role, view)).fetchone()["ok"]
+        conn.execute(f"DROP OWNED BY {role}")
+        conn.execute(f"DROP ROLE {role}")
         # and it imports at level 2 afterwards
         with conn.transaction():
             rec = ingest.receive(conn, demo_files[2], station="Mast A", settings=settings)
