@@ -49,7 +49,7 @@ import ingest as bench  # noqa: E402  (benchmarks/ingest.py: servers, machine, d
 import core.settings  # noqa: E402
 from core import auth, budget, db, demo, ingest, jobs, schema  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from tests.integration.api_server import free_port  # noqa: E402
+from tests.e2e.conftest import _free_port as free_port  # noqa: E402  (the browser tests' own)
 from tests.load import ConnectionSampler, browse, percentile  # noqa: E402
 
 #: one user per session (sign-ins of one name at once count as failures until checked: core.signin)

@@ -62,7 +62,13 @@ def time_series(series: Series, labels: dict[int, str], bands: Sequence[dict[str
 
 def add_bands(fig: go.Figure, bands: Sequence[dict[str, Any]], start: datetime | None = None,
               end: datetime | None = None) -> go.Figure:
-    """Shade each flag's ``[start_time, end_time)`` in its category's colour, labelled."""
+    """Shade each flag's ``[start_time, end_time)`` in its category's colour, labelled.
+
+    The shapes and labels are what ``fig.add_vrect(..., annotation_position="top left")``
+    makes, given to plotly in one update: add_vrect validates every shape again at each
+    call, so 40 flags took 2 s.
+    """
+    shapes, labels = [], []
     for band in bands:
         a, b = band["start_time"], band["end_time"]
         if start is not None:
@@ -71,12 +77,15 @@ def add_bands(fig: go.Figure, bands: Sequence[dict[str, Any]], start: datetime |
             b = min(b, end)
         if b <= a:
             continue
-        fig.add_vrect(
-            x0=naive_utc(a), x1=naive_utc(b), fillcolor=CATEGORY_COLOURS.get(band["category"], "#999999"),
-            opacity=0.22, layer="below", line_width=0, name=f"flag {band['id']}",
-            annotation_text=band_label(band), annotation_position="top left",
-            annotation_font_size=11,
-        )
+        x0, x1 = naive_utc(a), naive_utc(b)
+        shapes.append({"type": "rect", "xref": "x", "x0": x0, "x1": x1, "yref": "y domain", "y0": 0, "y1": 1,
+                       "fillcolor": CATEGORY_COLOURS.get(band["category"], "#999999"), "opacity": 0.22,
+                       "layer": "below", "line": {"width": 0}, "name": f"flag {band['id']}"})
+        labels.append({"text": band_label(band), "xref": "x", "x": x0, "xanchor": "left", "yref": "y domain",
+                       "y": 1, "yanchor": "top", "showarrow": False, "font": {"size": 11}})
+    if shapes:
+        fig.update_layout(shapes=list(fig.layout.shapes) + shapes,
+                          annotations=list(fig.layout.annotations) + labels)
     return fig
 
 
@@ -164,13 +173,17 @@ def heatmap(frame: pd.DataFrame, channels: Sequence[dict[str, Any]]) -> go.Figur
     ))
     groups = [r.group for r in rows]
     starts = [i for i, g in enumerate(groups) if i == 0 or g != groups[i - 1]]
-    for i in starts[1:]:  # category i sits at y = i; the line between two sensors at i - 0.5
-        fig.add_shape(type="line", xref="paper", x0=0, x1=1, yref="y", y0=i - 0.5, y1=i - 0.5,
-                      line={"color": "#222222", "width": 2})
-    for i, j in zip(starts, starts[1:] + [len(rows)]):
-        fig.add_annotation(text=svg_text(groups[i]), xref="paper", x=1.005, xanchor="left", yref="y", y=(i + j - 1) / 2,
-                           yanchor="middle", showarrow=False, font={"size": 10, "color": "#555555"})
+    # given to update_layout at once: fig.add_shape/add_annotation validate every shape again
+    # at each call (a heatmap of 80 channels took 0.6 s to build that way)
+    lines = [{"type": "line", "xref": "paper", "x0": 0, "x1": 1, "yref": "y", "y0": i - 0.5, "y1": i - 0.5,
+              "line": {"color": "#222222", "width": 2}}
+             for i in starts[1:]]  # category i sits at y = i; the line between two sensors at i - 0.5
+    names_right = [{"text": svg_text(groups[i]), "xref": "paper", "x": 1.005, "xanchor": "left", "yref": "y",
+                    "y": (i + j - 1) / 2, "yanchor": "middle", "showarrow": False,
+                    "font": {"size": 10, "color": "#555555"}}
+                   for i, j in zip(starts, starts[1:] + [len(rows)])]
     fig.update_layout(
+        shapes=lines, annotations=names_right,
         height=max(200, ROW_PX * len(rows) + 90), margin={"l": 10, "r": 150, "t": 40, "b": 10},
         # fixed ranges: the invisible markers would pad them by half a row and half a day
         yaxis={"range": [len(rows) - 0.5, -0.5], "tickfont": {"size": 10}, "tickmode": "array",

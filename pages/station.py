@@ -241,40 +241,43 @@ if analyst and st.session_state.get(undo_key):
 
 # --- comparisons -------------------------------------------------------------------------------------
 st.subheader("Comparisons")
-pairs_tab, scatter_tab = st.tabs(["Anemometer pairs", "Scatter"])
-with pairs_tab:
-    with show_errors(), connection() as conn:
-        pairs = health.anemometer_pairs(conn, sid)
-    if not pairs:
-        st.info("No two wind-speed averages at the same height (check the Metadata page).")
-    else:
-        def _pair_name(p: tuple[int, int, float]) -> str:
-            return f"{p[2]:g} m: {by_id[p[0]]['column_name']} / {by_id[p[1]]['column_name']}"
-
-        pair = st.selectbox("Pair", pairs, format_func=_pair_name, key=f"pair_{sid}")
+# only the open tab is built (its queries and chart): the other is built when chosen
+pairs_tab, scatter_tab = st.tabs(["Anemometer pairs", "Scatter"], key=f"comparisons_{sid}", on_change="rerun")
+if pairs_tab.open:
+    with pairs_tab:
         with show_errors(), connection() as conn:
-            ratio = health.pair_ratio(conn, pair[0], pair[1], start, end, exclude_flagged=hide)
-        if ratio.empty:
-            st.info(f"No times when both read at least {health.PAIR_MIN_SPEED:g} m/s in this range.")
+            pairs = health.anemometer_pairs(conn, sid)
+        if not pairs:
+            st.info("No two wind-speed averages at the same height (check the Metadata page).")
         else:
-            st.plotly_chart(charts.ratio(ratio, _pair_name(pair).split(": ", 1)[1]), key=f"ratio_{sid}")
-            st.caption(f"Ratio of the means where both are at least {health.PAIR_MIN_SPEED:g} m/s; "
-                       f"median {ratio['ratio'].median():.3f}. A drift away from its usual value "
-                       "points at a faulty or iced anemometer.")
-with scatter_tab:
-    all_labels = list(by_label)
-    x_col, y_col = st.columns(2)
-    x_label = x_col.selectbox("x", all_labels, index=all_labels.index(labels[0]), key=f"scatter_x_{sid}")
-    y_default = labels[1] if len(labels) > 1 else all_labels[(all_labels.index(labels[0]) + 1) % len(all_labels)]
-    y_label = y_col.selectbox("y", all_labels, index=all_labels.index(y_default), key=f"scatter_y_{sid}")
-    limit = get_settings().max_chart_points
-    with show_errors(), connection() as conn:
-        points = health.scatter(conn, by_label[x_label]["id"], by_label[y_label]["id"], start, end,
-                                max_points=limit, exclude_flagged=hide)
-    if points.empty:
-        st.info("No readings of both channels at the same times in this range.")
-    else:
-        st.plotly_chart(charts.scatter(points, x_label, y_label), key=f"scatter_{sid}")
-        source = webdata.RESOLUTION_NAMES[points.attrs.get("resolution", "raw")]
-        st.caption(f"{len(points):,} pairs of {source} at the same times, spread evenly over "
-                   f"{webdata.describe_range(start, end)} (at most {limit:,}).")
+            def _pair_name(p: tuple[int, int, float]) -> str:
+                return f"{p[2]:g} m: {by_id[p[0]]['column_name']} / {by_id[p[1]]['column_name']}"
+
+            pair = st.selectbox("Pair", pairs, format_func=_pair_name, key=f"pair_{sid}")
+            with show_errors(), connection() as conn:
+                ratio = health.pair_ratio(conn, pair[0], pair[1], start, end, exclude_flagged=hide)
+            if ratio.empty:
+                st.info(f"No times when both read at least {health.PAIR_MIN_SPEED:g} m/s in this range.")
+            else:
+                st.plotly_chart(charts.ratio(ratio, _pair_name(pair).split(": ", 1)[1]), key=f"ratio_{sid}")
+                st.caption(f"Ratio of the means where both are at least {health.PAIR_MIN_SPEED:g} m/s; "
+                           f"median {ratio['ratio'].median():.3f}. A drift away from its usual value "
+                           "points at a faulty or iced anemometer.")
+if scatter_tab.open:
+    with scatter_tab:
+        all_labels = list(by_label)
+        x_col, y_col = st.columns(2)
+        x_label = x_col.selectbox("x", all_labels, index=all_labels.index(labels[0]), key=f"scatter_x_{sid}")
+        y_default = labels[1] if len(labels) > 1 else all_labels[(all_labels.index(labels[0]) + 1) % len(all_labels)]
+        y_label = y_col.selectbox("y", all_labels, index=all_labels.index(y_default), key=f"scatter_y_{sid}")
+        limit = get_settings().max_chart_points
+        with show_errors(), connection() as conn:
+            points = health.scatter(conn, by_label[x_label]["id"], by_label[y_label]["id"], start, end,
+                                    max_points=limit, exclude_flagged=hide)
+        if points.empty:
+            st.info("No readings of both channels at the same times in this range.")
+        else:
+            st.plotly_chart(charts.scatter(points, x_label, y_label), key=f"scatter_{sid}")
+            source = webdata.RESOLUTION_NAMES[points.attrs.get("resolution", "raw")]
+            st.caption(f"{len(points):,} pairs of {source} at the same times, spread evenly over "
+                       f"{webdata.describe_range(start, end)} (at most {limit:,}).")

@@ -50,7 +50,7 @@ def test_viewer_sees_heatmap_chart_bands_and_comparisons_but_no_flag_action(site
     at = show(signed_in("viewer", station=MAST), PAGE)
     assert not at.error, [e.value for e in at.error]
     assert [s.value for s in at.subheader] == ["Availability", "Time series", "Flags in view", "Comparisons"]
-    assert len(at.get("plotly_chart")) == 4  # heatmap, time series, pair ratio, scatter
+    assert len(at.get("plotly_chart")) == 3  # heatmap, time series, pair ratio: the scatter's tab is closed
     shown = texts(at)
     assert "Raw 10-minute readings" in shown and "Drag across the chart to zoom in." in shown
     table = at.dataframe[0].value
@@ -130,3 +130,16 @@ def test_analyst_flag_dialog_shows_the_period_snapped_to_whole_records(site) -> 
             "start of the first to the end of the last. You selected 2025-03-01 15:57 – 2025-03-02 07:54 UTC") in shown
     # saving is a rerun of the dialog's fragment, which AppTest does not do: the browser test
     # (tests/e2e/test_flagging.py) saves a dragged period and checks its snapped bounds
+
+
+def test_a_comparison_is_built_only_when_its_tab_is_open(site) -> None:
+    """The closed tab's queries and chart cost nothing: the scatter (a WebGL chart of up to
+    MAX_CHART_POINTS points) is built once its tab is chosen, and the pair ratio then is not."""
+    at = show(signed_in("viewer", station=MAST), PAGE)
+    assert [w.label for w in at.selectbox if w.label in ("Pair", "x", "y")] == ["Pair"]
+    at.session_state[f"comparisons_{site['station']}"] = "Scatter"
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [w.label for w in at.selectbox if w.label in ("Pair", "x", "y")] == ["x", "y"]
+    assert len(at.get("plotly_chart")) == 3  # heatmap, time series, scatter
+    assert "pairs of raw 10-minute readings at the same times" in texts(at)

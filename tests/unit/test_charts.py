@@ -1,12 +1,15 @@
 """The station page's figures, built without a database: the availability heatmap labels
-every channel and groups each sensor's statistics together."""
+every channel and groups each sensor's statistics together; flag bands are drawn as add_vrect
+draws them, quickly."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+import time
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 import pytest
 
 from core import charts
@@ -96,3 +99,35 @@ def test_heatmap_height_grows_with_rows(n: int) -> None:
     fig = charts.heatmap(_frame(channels, 2), channels)
     assert len(fig.layout.yaxis.ticktext) == n
     assert fig.layout.height >= 14 * n + 60
+
+
+def _bands(n: int) -> list[dict]:
+    t0 = datetime(2025, 3, 1, tzinfo=UTC)
+    return [{"id": i, "category": list(charts.CATEGORY_COLOURS)[i % len(charts.CATEGORY_COLOURS)],
+             "start_time": t0 + timedelta(hours=6 * i), "end_time": t0 + timedelta(hours=6 * i + 3)}
+            for i in range(n)]
+
+
+def test_flag_bands_are_what_add_vrect_draws() -> None:
+    """The bands given to plotly at once are the shapes and labels of plotly's own add_vrect,
+    clipped to the range; a band outside the range is left out."""
+    bands = _bands(5)
+    start, end = datetime(2025, 3, 1, 7, tzinfo=UTC), datetime(2025, 3, 2, 1, tzinfo=UTC)
+    fig = charts.add_bands(go.Figure(go.Scatter(x=[1, 2], y=[1, 2])), bands, start, end)
+    expected = go.Figure(go.Scatter(x=[1, 2], y=[1, 2]))
+    for band in bands[1:]:  # 0 ends before the start; 1 and 4 are clipped
+        expected.add_vrect(
+            x0=charts.naive_utc(max(band["start_time"], start)), x1=charts.naive_utc(min(band["end_time"], end)),
+            fillcolor=charts.CATEGORY_COLOURS[band["category"]], opacity=0.22, layer="below", line_width=0,
+            name=f"flag {band['id']}", annotation_text=charts.band_label(band), annotation_position="top left",
+            annotation_font_size=11)
+    assert fig.layout.to_plotly_json() == expected.layout.to_plotly_json()
+    assert len(fig.layout.shapes) == 4
+
+
+def test_many_flag_bands_are_drawn_quickly() -> None:
+    # one add_vrect per flag validated every shape again at each call: 100 flags took > 10 s
+    t0 = time.perf_counter()
+    fig = charts.add_bands(go.Figure(), _bands(100))
+    assert time.perf_counter() - t0 < 3.0
+    assert len(fig.layout.shapes) == len(fig.layout.annotations) == 100
