@@ -7,7 +7,8 @@ the last ``--days`` days up to now, imported first). Then, for ``--seconds``:
 - the two workers import a stream of new daily files (the three masts' days before the
   site's first day, one day's three files received and queued every ``--every`` seconds);
 - ``--sessions`` signed-in Chromium sessions (Debian's ``/usr/bin/chromium``, one context
-  each) browse in turn the Overview and the Station page of each mast. A page's time runs
+  each; all signed in at once as one user, as a team sharing an account, or as ``--users``
+  users in turn) browse in turn the Overview and the Station page of each mast. A page's time runs
   from the request until it is drawn: the Overview's station cards, or a drawn line of the
   station chart (goal: ≤ 1.5 s p95);
 - the server's connections to the database (``pg_stat_activity``) are counted every 0.5 s;
@@ -21,6 +22,7 @@ work on it makes the page times noisy.
     .venv/bin/python benchmarks/load.py                       # embedded PostgreSQL, 10 sessions, 60 s
     .venv/bin/python benchmarks/load.py --database-url postgresql://postgres@127.0.0.1:5433/postgres
     .venv/bin/python benchmarks/load.py --sessions 3 --seconds 20 --days 7 --no-doc   # a quick check
+    .venv/bin/python benchmarks/load.py --users 10            # one user per session
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ from core.settings import Settings  # noqa: E402
 from tests.e2e.conftest import _free_port as free_port  # noqa: E402  (the browser tests' own)
 from tests.load import ConnectionSampler, browse, percentile  # noqa: E402
 
-#: one user per session (sign-ins of one name at once count as failures until checked: core.signin)
+#: the users the sessions sign in as, in turn (``--users`` of them)
 USERS = [(f"load{i}", f"load-password-{i}") for i in range(1, 101)]
 LEVELS = {0: "PostgreSQL", 1: "TimescaleDB Apache", 2: "TimescaleDB community"}
 log = bench.log
@@ -112,6 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--database-url", help="server to use (a scratch database is created and dropped on it); "
                    "default: an embedded PostgreSQL in a temporary STATIONMANAGER_HOME")
     p.add_argument("--sessions", type=int, default=10, help="browser sessions at once (default 10)")
+    p.add_argument("--users", type=int, default=1, choices=range(1, len(USERS) + 1), metavar="N",
+                   help="user names the sessions sign in as, in turn (default 1: every session signs in "
+                   "as the same user at once, as a team sharing an account)")
     p.add_argument("--seconds", type=float, default=60, help="how long the load runs (default 60)")
     p.add_argument("--days", type=int, default=30, help="days of the demo site imported first (default 30)")
     p.add_argument("--every", type=float, default=2.0, help="seconds between two new days of files (default 2)")
@@ -139,7 +144,8 @@ def run(args: argparse.Namespace, command: str, home: Path) -> int:
         core.settings.reload()
         settings = Settings(home=home, database_url=url, workers=2)
         schema.upgrade(url, settings)
-        for user, password in USERS[:max(args.sessions, 1)]:
+        users = USERS[:args.users]
+        for user, password in users:
             auth.add_user(settings.users_file, user, password, "viewer")
         env = {k: v for k, v in os.environ.items() if not k.startswith("STATIONMANAGER_") or k in stack}
         env["PYTHONUNBUFFERED"] = "1"
@@ -171,14 +177,14 @@ def run(args: argparse.Namespace, command: str, home: Path) -> int:
             charted = [r["name"] for r in conn.execute(
                 "SELECT name FROM station s WHERE EXISTS (SELECT FROM channel c JOIN reading r "
                 "ON r.channel_id = c.id WHERE c.station_id = s.id) ORDER BY name").fetchall()]
-        warm = browse(app_url, USERS, [demo.STATIONS[0].name], sessions=1, loads=2)  # imports, caches
+        warm = browse(app_url, users, [demo.STATIONS[0].name], sessions=1, loads=2)  # imports, caches
         log(f"warm-up: {warm.station.seconds} {warm.errors}")
 
         stop, fed = threading.Event(), []
         feeder = threading.Thread(target=feed, args=(url, settings, stream, args.every, stop, fed), daemon=True)
         load0 = os.getloadavg()[0]
         with ConnectionSampler(server.admin_url, name, every_s=0.5) as sampler:
-            seen = browse(app_url, USERS[:args.sessions], charted, sessions=args.sessions,
+            seen = browse(app_url, users, charted, sessions=args.sessions,
                           seconds=args.seconds, signed_in=feeder.start)
             stop.set()
             feeder.join()
@@ -192,7 +198,7 @@ def run(args: argparse.Namespace, command: str, home: Path) -> int:
             "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "machine": bench.machine(),
             "command": command, "days": args.days, "readings": site_readings(url), "seen": seen,
             "sampler": sampler, "budget": allowed, "fed": len(fed), "done": done, "final": final,
-            "load": (load0, load1), "sessions": args.sessions, "seconds": args.seconds, "charted": charted,
+            "load": (load0, load1), "sessions": args.sessions, "users": args.users, "seconds": args.seconds, "charted": charted,
         }
         text = render(ctx)
         print()
@@ -238,7 +244,7 @@ def render(c: dict) -> str:
         f"{c['load'][0]:.1f} before, {c['load'][1]:.1f} after (other work shares the machine: page times are noisy)",
         "",
         f"Demo site: 3 masts, the last {c['days']} days ({c['readings'] / 1e6:.2f} M readings), then for "
-        f"{c['seconds']:g} s: {c['sessions']} Chromium sessions browsing the Overview and the Station pages of "
+        f"{c['seconds']:g} s: {c['sessions']} Chromium sessions ({_users(c['users'], c['sessions'])}) browsing the Overview and the Station pages of "
         f"{', '.join(c['charted'])} "
         f"while two workers import new daily files ({c['fed']} received; at the end of the load "
         f"{_counts(c['done'])}; finally {_counts(c['final'])}).",
@@ -258,6 +264,17 @@ def render(c: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _users(users: int, sessions: int) -> str:
+    """How the sessions signed in.
+
+    >>> _users(1, 10), _users(10, 10), _users(3, 10)
+    ('all signed in at once as one user', 'one user each', 'signed in as 3 users in turn')
+    """
+    if users == 1:
+        return "all signed in at once as one user"
+    return "one user each" if users >= sessions else f"signed in as {users} users in turn"
 
 
 def _counts(counts: dict[str, int]) -> str:

@@ -55,7 +55,8 @@ MANIFEST = "manifest.json"
 #: Tables never copied: the schema's own records, derived rollups, the job queue (prefix
 #: ``procrastinate_``) and sign-in state (everyone signs in again after a restore).
 NOT_COPIED = frozenset({"storage_info", "schema_migration", "reading_1h", "reading_1d", "rollup_pending",
-                        "sign_in_session", "sign_in_failure", "sign_in_client"})
+                        "sign_in_session", "sign_in_failure", "sign_in_client",
+                        "sign_in_check"})
 #: Settings left out of settings.env: where this installation is, and the test server.
 LOCAL_SETTINGS = frozenset({"home", "database_url", "test_database_url", "demo"})
 CHUNK = 1 << 20

@@ -54,6 +54,11 @@ class AccountLocked(StationManagerError):
         super().__init__(message)
 
 
+# Said alike of every name, existing or not; nothing is counted against the name (core.signin).
+class SignInBusy(StationManagerError):
+    """Many sign-ins of this user name are being checked at once: try again in a moment."""
+
+
 class ParseError(StationManagerError):
     """The file could not be read.
 

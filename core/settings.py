@@ -214,6 +214,12 @@ class Settings:
         "Longest wait before each sign-in attempt from a client address with recent failures "
         "(0.25 s after the first, doubling with each failure).",
     )
+    sign_in_wait_s: float = _setting(
+        30.0,
+        "Longest wait of a sign-in for its turn while other sign-ins of the same user name are "
+        "checked (as many at once as failures are left before the lock); then it is refused "
+        "with 'try again in a moment', nothing counted.",
+    )
     alert_source_failures: int = _setting(
         3, "Failed runs in a row after which a source is alerted as failing (a source may have its own)."
     )

@@ -21,7 +21,7 @@ import streamlit_authenticator as stauth
 from streamlit_authenticator.utilities import LoginError
 
 from core import auth, db, demo_home, schema, sessions, signin
-from core.errors import AccountLocked, DatabaseError, DatabaseUnavailable, StationManagerError
+from core.errors import AccountLocked, DatabaseError, DatabaseUnavailable, SignInBusy, StationManagerError
 from core.settings import get_settings
 
 # --- errors --------------------------------------------------------------------------
@@ -175,7 +175,7 @@ def sign_in_widgets(config: dict) -> stauth.Authenticate:
     def check_credentials(username: str, password: str) -> bool:
         try:
             sid = signin.sign_in(connection, get_settings(), config, username, password, client=_client())
-        except AccountLocked as exc:
+        except (AccountLocked, SignInBusy) as exc:
             raise LoginError(str(exc)) from exc
         if sid is None:
             return False

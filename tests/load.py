@@ -130,9 +130,8 @@ def browse(app_url: str, users: list[tuple[str, str]], stations: list[str], *, s
     from the request until its content is drawn: the station cards of the Overview, a drawn
     line of the station chart. Errors the pages show are collected.
 
-    Warning: give each user at most a few sessions. Each sign-in counts as failed until its
-    password is checked (:mod:`core.signin`), so ``STATIONMANAGER_SIGN_IN_MAX_FAILURES``
-    sign-ins of one name at once lock that name, the right password too.
+    Many sessions may share one user: its sign-ins at once take turns (:mod:`core.signin`),
+    as many checked at once as ``STATIONMANAGER_SIGN_IN_MAX_FAILURES``.
     """
     return asyncio.run(_browse(app_url, users, stations, sessions, loads, seconds, overview, signed_in, timeout_ms))
 

@@ -1,4 +1,4 @@
--- Named queries of core.sessions and core.signin (sign-in sessions, failed sign-ins).
+-- Named queries of core.sessions and core.signin (sign-in sessions, failed sign-ins, checks under way).
 
 -- name: start_session
 INSERT INTO sign_in_session (id, username, password_fp)
@@ -40,13 +40,36 @@ GROUP BY username ORDER BY username;
 DELETE FROM sign_in_session
 WHERE coalesce(ended_at, last_seen_at) < clock_timestamp() - interval '30 days';
 
--- name: ensure_failure_row
-INSERT INTO sign_in_failure (name) VALUES (%(name)s) ON CONFLICT (name) DO NOTHING;
-
 -- name: failure_row
--- Locked until the attempt is counted, so that attempts made at once are counted one by one.
-SELECT failures, locked_until, last_attempt_at, clock_timestamp() AS now
-FROM sign_in_failure WHERE name = %(name)s FOR UPDATE;
+-- The name's row (made if missing), locked until the transaction ends: the attempts of one
+-- name take their turn and give their answer one by one.
+INSERT INTO sign_in_failure AS f (name) VALUES (%(name)s)
+ON CONFLICT (name) DO UPDATE SET name = f.name
+RETURNING failures, locked_until, last_attempt_at, clock_timestamp() AS now;
+
+-- name: drop_abandoned
+-- Checks of the name started more than abandoned_s ago: their process stopped before the answer.
+WITH gone AS (
+    DELETE FROM sign_in_check
+    WHERE name = %(name)s AND started_at < clock_timestamp() - make_interval(secs => %(abandoned_s)s)
+    RETURNING id
+)
+SELECT count(*) AS n FROM gone;
+
+-- name: checks_under_way
+SELECT count(*) AS n FROM sign_in_check WHERE name = %(name)s;
+
+-- name: start_check
+INSERT INTO sign_in_check (name) VALUES (%(name)s) RETURNING id;
+
+-- name: end_check
+DELETE FROM sign_in_check WHERE id = %(id)s RETURNING id;
+
+-- name: drop_checks
+DELETE FROM sign_in_check WHERE name = %(name)s;
+
+-- name: purge_checks
+DELETE FROM sign_in_check WHERE started_at < clock_timestamp() - interval '1 day';
 
 -- name: set_failures
 UPDATE sign_in_failure

@@ -1,6 +1,7 @@
 """Load on loopback, bounded in time, everything at once: 20 API readers streaming a
 station's readings as Parquet (each with its own token), two workers importing new daily
-files, and 5 browser sessions signed in and loading the Station page. Nothing fails for
+files, and 5 browser sessions signed in at once as one user (its sign-ins take turns:
+``core.signin``) and loading the Station page. Nothing fails for
 lack of a connection (every answer 200, every import done, no page shows an error), and
 the server's connections to the database stay within the connection budget
 (``core.budget``) of this installation.
@@ -73,7 +74,7 @@ def test_readers_workers_and_browsers_at_once_get_no_connection_errors_within_th
         readers.extend(in_threads(read_readings, [(api_url, token, MAST, readings, TIMES) for token in tokens]))
 
     with ConnectionSampler(pg_admin_url, datname, every_s=0.25) as sampler:
-        seen = browse(app.url, list(app.users.values()), [MAST], sessions=SESSIONS, loads=1, overview=False,
+        seen = browse(app.url, [app.users["viewer"]], [MAST], sessions=SESSIONS, loads=1, overview=False,
                       signed_in=load)
         for t in readers:
             t.join(timeout=180)

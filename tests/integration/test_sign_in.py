@@ -4,15 +4,18 @@ idle expiry (core.signin, core.sessions), and the CLI that ends or unlocks them.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
+import logging
 import statistics
 import threading
 import time
 
+import bcrypt
 import pytest
 
 from core import auth, db, sessions, signin
-from core.errors import AccountLocked
+from core.errors import AccountLocked, SignInBusy
 from core.settings import Settings
 from tests.integration.test_cli import env_for, run
 
@@ -69,23 +72,129 @@ def test_a_success_clears_the_count(conn, settings, users):
         assert attempt(conn, s, users, "ana", "wrong") is None
 
 
-def test_attempts_at_once_are_counted_one_by_one(db_url, settings, users):
-    s = strict(settings, sign_in_max_failures=4)
-    results: list[str] = []
+@pytest.fixture
+def team(users) -> dict:
+    """The users, with ana's password hashed at bcrypt cost 10 instead of 12: the tests below
+    check it many times at once on a machine of 2 cores."""
+    config = copy.deepcopy(users)
+    config["credentials"]["usernames"]["ana"]["password"] = bcrypt.hashpw(RIGHT.encode(), bcrypt.gensalt(10)).decode()
+    return config
 
-    def one() -> None:
-        with db.connect(db_url) as c:
+
+def at_once(db_url: str, settings: Settings, config: dict, tries: list[tuple[str, str]]) -> list:
+    """Sign-ins of "ana" with each (password, client) of ``tries``, each in its own thread and
+    connection, released together: the test holds the name's row of ``sign_in_failure``
+    until every one waits for it. Each result: a session id, None (wrong password), or the
+    error raised."""
+    results: list = [None] * len(tries)
+
+    def one(i: int, password: str, client: str) -> None:
+        with db.connect(db_url, autocommit=True) as c:
             try:
-                results.append("checked" if attempt(c, s, users, "ana", "wrong") is None else "in")
-            except AccountLocked:
-                results.append("locked")
+                results[i] = attempt(c, settings, config, "ana", password, client)
+            except (AccountLocked, SignInBusy) as exc:
+                results[i] = exc
 
-    threads = [threading.Thread(target=one) for _ in range(12)]
-    for t in threads:
-        t.start()
+    with db.connect(db_url, autocommit=True) as holder, db.connect(db_url, autocommit=True) as watcher:
+        holder.execute("INSERT INTO sign_in_failure (name) VALUES ('ana') ON CONFLICT DO NOTHING")
+        with holder.transaction():
+            holder.execute("SELECT FROM sign_in_failure WHERE name = 'ana' FOR UPDATE")
+            threads = [threading.Thread(target=one, args=(i, *t)) for i, t in enumerate(tries)]
+            for t in threads:
+                t.start()
+            deadline = time.monotonic() + 60
+            while (waiting := watcher.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'").fetchone()["count"]) < len(tries):
+                assert time.monotonic() < deadline, f"{waiting} of {len(tries)} sign-ins reached the name's row"
+                time.sleep(0.01)
     for t in threads:
         t.join(timeout=120)
-    assert sorted(results) == ["checked"] * 3 + ["locked"] * 9
+    assert not any(t.is_alive() for t in threads)
+    return results
+
+
+def failure_state(conn) -> dict:
+    """ana's failures in a row and whether the name is locked; checks under way."""
+    row = conn.execute("SELECT failures, coalesce(locked_until > now(), false) AS locked FROM sign_in_failure "
+                       "WHERE name = 'ana'").fetchone()
+    checks = conn.execute("SELECT count(*) FROM sign_in_check").fetchone()["count"]
+    return {**(row or {"failures": 0, "locked": False}), "checks": checks}
+
+
+def wrong_checked(conn, client: str) -> int:
+    """How many wrong passwords were checked from ``client`` (each counts against it once)."""
+    row = conn.execute("SELECT failures FROM sign_in_client WHERE client = %s", (client,)).fetchone()
+    return row["failures"] if row else 0
+
+
+def test_right_passwords_at_once_all_sign_in(db_url, conn, settings, team):
+    s = strict(settings, sign_in_max_failures=5)
+    results = at_once(db_url, s, team, [(RIGHT, "10.0.0.1")] * 10)
+    assert all(isinstance(r, str) for r in results), results
+    assert len(set(results)) == 10
+    assert failure_state(conn) == {"failures": 0, "locked": False, "checks": 0}
+    assert attempt(conn, s, team, "ana", RIGHT)
+
+
+def test_wrong_passwords_at_once_check_exactly_the_limit_then_lock(db_url, conn, settings, team, caplog):
+    s = strict(settings, sign_in_max_failures=4)
+    with caplog.at_level(logging.WARNING, logger="core.signin"):
+        results = at_once(db_url, s, team, [("wrong", "10.0.0.1")] * 12)
+    # three answered "incorrect", the fourth locked the name, eight were refused unchecked
+    assert sum(r is None for r in results) == 3
+    assert sum(isinstance(r, AccountLocked) for r in results) == 9, results
+    assert wrong_checked(conn, "10.0.0.1") == 4
+    assert [r.args[2] for r in caplog.records if r.msg.startswith("failed sign-in")] == [1, 2, 3, 4]
+    assert failure_state(conn) == {"failures": 4, "locked": True, "checks": 0}
+    with pytest.raises(AccountLocked):
+        attempt(conn, s, team, "ana", RIGHT)
+
+
+def test_right_and_wrong_at_once_never_check_more_wrong_in_a_row_than_the_limit(db_url, conn, settings, team, caplog):
+    s = strict(settings)  # locked after 3
+    tries = [("wrong", "10.0.0.3")] * 14
+    tries[3:3] = tries[9:9] = [(RIGHT, "10.0.0.2")]
+    with caplog.at_level(logging.WARNING, logger="core.signin"):
+        results = at_once(db_url, s, team, tries)
+    right = [r for r, (p, _) in zip(results, tries, strict=True) if p == RIGHT]
+    wrong = [r for r, (p, _) in zip(results, tries, strict=True) if p != RIGHT]
+    assert all(isinstance(r, str | AccountLocked) for r in right), right  # in, or refused by the lock
+    assert all(r is None or isinstance(r, AccountLocked) for r in wrong), wrong
+    in_a_row = [r.args[2] for r in caplog.records if r.msg.startswith("failed sign-in")]
+    assert max(in_a_row, default=0) <= 3 and len(in_a_row) == wrong_checked(conn, "10.0.0.3"), in_a_row
+    # a success starts the count again, as one after another: at most 2 wrong before each
+    # success, 3 after the last
+    successes = sum(isinstance(r, str) for r in right)
+    assert len(in_a_row) <= 3 + 2 * successes, (in_a_row, results)
+    state = failure_state(conn)
+    assert state["checks"] == 0 and state["failures"] <= 3
+    assert state["locked"] == (state["failures"] == 3)
+
+
+def test_a_sign_in_waits_its_turn_then_is_refused_with_try_again(conn, settings, team):
+    s = strict(settings, sign_in_wait_s=0.5)
+    # three checks of ana's password under way: the most a name without failures may have
+    conn.execute("INSERT INTO sign_in_check (name) SELECT 'ana' FROM generate_series(1, 3)")
+    started = time.monotonic()
+    with pytest.raises(SignInBusy) as busy:
+        attempt(conn, s, team, "ana", RIGHT)
+    assert 0.5 <= time.monotonic() - started < 20
+    assert str(busy.value) == "Many sign-ins of this user name are being checked at once: try again in a moment."
+    assert failure_state(conn) == {"failures": 0, "locked": False, "checks": 3}  # nothing counted
+    conn.execute("DELETE FROM sign_in_check WHERE id = (SELECT min(id) FROM sign_in_check)")  # one is over
+    assert attempt(conn, s, team, "ana", RIGHT)
+    assert failure_state(conn)["checks"] == 2
+
+
+def test_checks_left_unfinished_count_as_failed(conn, settings, team):
+    s = strict(settings)
+    # checks started long ago by processes that stopped before the answer (no check lasts that long)
+    conn.execute("INSERT INTO sign_in_check (name, started_at) SELECT 'ana', now() - interval '1 hour' "
+                 "FROM generate_series(1, 3)")
+    with pytest.raises(AccountLocked):
+        attempt(conn, s, team, "ana", RIGHT)
+    assert failure_state(conn) == {"failures": 3, "locked": True, "checks": 0}
 
 
 def test_each_attempt_from_a_failing_client_waits_longer(conn, settings, users):
@@ -167,6 +276,8 @@ def test_users_logout_ends_every_session_and_unlock_lifts_a_lock(conn, db_url, s
     assert check(conn, sid, fp) == check(conn, other, fp) == "revoked"
 
     conn.execute("INSERT INTO sign_in_failure (name, failures, locked_until) VALUES ('ana', 5, now() + interval '1 hour')")
+    conn.execute("INSERT INTO sign_in_check (name, started_at) VALUES ('ana', now() - interval '1 hour')")
     res = run(["users", "unlock", "ana"], env)
     assert res.returncode == 0 and "unlocked" in res.stdout, res.stderr
     assert conn.execute("SELECT count(*) FROM sign_in_failure").fetchone()["count"] == 0
+    assert conn.execute("SELECT count(*) FROM sign_in_check").fetchone()["count"] == 0  # not counted later
