@@ -268,7 +268,7 @@ def run(server: Server, template: str | None, home: Path, args, kept: dict[str, 
     if kept is None:
         imported_days = args.days
         total_days = args.days + args.load_days
-        name, url = server.create("fleet", template=template)
+        name, url = create_from(server, template)
         res: dict[str, Any] = {"db": name}
     else:
         name = kept["db"]
@@ -309,6 +309,19 @@ def run(server: Server, template: str | None, home: Path, args, kept: dict[str, 
         if not args.keep and kept is None:
             server.drop(name)
     return res
+
+
+def create_from(server: Server, template: str, wait: float = 60.0) -> tuple[str, str]:
+    """The scratch database, a copy of ``template``; waits while another session is still on the
+    template (TimescaleDB's background workers visit a new database for a moment)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return server.create("fleet", template=template)
+        except psycopg.errors.ObjectInUse:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
 
 
 def imported_days_of(url: str, masts: int) -> int:
