@@ -298,7 +298,8 @@ WITH chan AS (
     FROM merged m
     GROUP BY m.station_id
 ), findings AS (
-    SELECT g.station_id, count(*) AS open_findings, array_agg(g.id ORDER BY g.id) AS open_ids
+    -- counted from suggested_flag_station_idx alone (a neglected fleet has 100,000s open)
+    SELECT g.station_id, count(*) AS open_findings
     FROM suggested_flag g
     WHERE g.status = 'open' AND g.start_time < %(now)s
     GROUP BY g.station_id
@@ -312,8 +313,9 @@ SELECT b.id, b.name, b.latitude, b.longitude, b.elevation_m, b.last_reading, b.f
        coalesce(fd.open_findings, 0) AS open_findings,
        -- the last day of data: periods ending in the 24 h up to the end of the last reading's
        -- period, i.e. times in [last_reading + interval - 24 h, last_reading]
+       -- (suggested_flag_open_fail_idx: by station and end, so only the last day's are read)
        (SELECT count(*) FROM suggested_flag g
-         WHERE g.id = ANY(fd.open_ids) AND g.severity = 'fail'
+         WHERE g.station_id = b.id AND g.status = 'open' AND g.severity = 'fail' AND g.start_time < %(now)s
            AND g.start_time < b.last_reading + make_interval(secs => coalesce(b.interval_s, 600))
            AND g.end_time > b.last_reading + make_interval(secs => coalesce(b.interval_s, 600))
                             - INTERVAL '1 day') AS fail_findings_last_day,
