@@ -431,8 +431,7 @@ def finish(url: str, settings: Settings, progress: Progress) -> dict[str, Any]:
 
     with db.connect(url, autocommit=True) as conn, db.translate():
         conn.execute("SET statement_timeout = 0")
-        with conn.transaction():  # derived: rebuilt, never copied
-            extents.recompute(conn)
+        extents.recompute(conn)  # derived: rebuilt, never copied
         span = _SQL.fetch_one(conn, "reading_span")
         if span["first"] is not None:  # rollups are derived: rebuilt, never copied
             progress(f"rebuilding the hourly and daily rollups ({span['first']:%Y-%m-%d} .. {span['last']:%Y-%m-%d})")

@@ -9,7 +9,8 @@ readings). Whoever changes ``reading`` keeps it right, in the same transaction:
 - a file imported again first loses its earlier readings: :func:`recompute_touching` the span
   they had;
 - a restore or ``db copy`` (derived data, not in a backup) and migration 0021: :func:`recompute`
-  of every channel.
+  of every channel; a worker does it too when it starts (an import made by an older version
+  after the upgrade, while it still ran, is then counted).
 
 A channel (or station) deleted leaves its readings (``reading`` has no foreign key) and its
 row here, both never read again: every query starts from ``channel``. There is no foreign
@@ -50,9 +51,16 @@ def widen(conn: psycopg.Connection, spans: Mapping[int, tuple[datetime, datetime
 
 def recompute(conn: psycopg.Connection, channel_ids: Iterable[int] | None = None) -> None:
     """Set the extents of ``channel_ids`` (default: every channel) from ``reading`` (two index
-    probes per channel); a channel without readings loses its row."""
+    probes per channel); a channel without readings loses its row.
+
+    Every channel: the table is locked against imports first (they wait, at their last
+    step, for the commit), so the probes see every import committed before, and the imports
+    still running widen the new rows after."""
     ids = None if channel_ids is None else sorted(set(channel_ids))
-    conn.execute(_SQL.q("recompute"), {"channel_ids": ids})
+    with conn.transaction():
+        if ids is None:
+            conn.execute("LOCK TABLE channel_extent IN SHARE ROW EXCLUSIVE MODE")
+        conn.execute(_SQL.q("recompute"), {"channel_ids": ids})
 
 
 def recompute_touching(conn: psycopg.Connection, first: datetime, last: datetime) -> list[int]:

@@ -21,6 +21,7 @@ from psycopg import sql
 
 from core import db, demo, extents, ingest, stations, sync_health
 from core.settings import Settings
+from tests.integration.test_workers import start_worker, stop, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -187,4 +188,20 @@ def test_two_imports_of_one_station_at_once_wait_for_each_other(conn, settings, 
     for t in threads:
         t.join(timeout=300)
     assert errors == [] and not any(t.is_alive() for t in threads)
+    assert_as_probed(conn)
+
+
+def test_a_worker_that_starts_counts_what_an_older_version_imported(conn, db_url, settings, day_files):
+    """A file an older worker imported after the upgrade (while it still ran) left its
+    channels' extents behind: the next worker to start sets them from the readings."""
+    files = day_files["kestrel-ridge"]
+    for p in files[:2]:
+        ingest.import_file(receive(conn, settings, p, "Mast K"), settings=settings)
+    conn.execute("UPDATE channel_extent SET last_time = first_time")  # as if the second day came unseen
+    assert extents.mismatches(conn) != []
+    worker = start_worker(db_url, settings.home)
+    try:
+        wait_until(lambda: extents.mismatches(conn) == [], 120, "the extents rebuilt")
+    finally:
+        stop(worker)
     assert_as_probed(conn)
