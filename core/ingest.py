@@ -12,7 +12,8 @@ exists yet for the file's channels and time range, the readings and the rollups 
 from them are COPYed into ``reading``/``reading_1h``/``reading_1d`` in key order (by
 channel, then time: each row lands at the right end of the ``(channel_id, time)`` index).
 Otherwise they go through a staging table and an upsert in which the later import wins;
-the number of values it changed is recorded on the file.
+the number of values it changed is recorded on the file. Last in the file's transaction, each
+of its channels' first and last reading time widen ``channel_extent`` (:mod:`core.extents`).
 """
 
 from __future__ import annotations
