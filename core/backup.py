@@ -15,8 +15,8 @@ TimescaleDB version (with ``timescaledb_pre_restore()``), and a dump of a plain 
 onto TimescaleDB would stay at level 0. Here the data is level-independent: a restore
 runs the project's own migrations on the target, up to the backup's schema version, so the
 target gets the best storage level its server offers (a hypertable on TimescaleDB, a table
-on PostgreSQL), COPYs the rows in, applies the newer migrations, and rebuilds the rollups
-(derived data, never copied). ``db copy`` does the same table to table, without a file.
+on PostgreSQL), COPYs the rows in, applies the newer migrations, and rebuilds the channels'
+extents and the rollups (derived data, never copied). ``db copy`` does the same table to table, without a file.
 
 Consistency: every table is read in one ``REPEATABLE READ`` snapshot. The job queue, the
 rollups, sign-in sessions and lock-outs are not kept; an import caught half-way is queued
@@ -52,10 +52,10 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 MANIFEST = "manifest.json"
-#: Tables never copied: the schema's own records, derived rollups, the job queue (prefix
-#: ``procrastinate_``) and sign-in state (everyone signs in again after a restore).
+#: Tables never copied: the schema's own records, derived rollups and channel extents, the job
+#: queue (prefix ``procrastinate_``) and sign-in state (everyone signs in again after a restore).
 NOT_COPIED = frozenset({"storage_info", "schema_migration", "reading_1h", "reading_1d", "rollup_pending",
-                        "sign_in_session", "sign_in_failure", "sign_in_client",
+                        "channel_extent", "sign_in_session", "sign_in_failure", "sign_in_client",
                         "sign_in_check"})
 #: Settings left out of settings.env: where this installation is, and the test server.
 LOCAL_SETTINGS = frozenset({"home", "database_url", "test_database_url", "demo"})
@@ -96,8 +96,8 @@ class Table:
 def copied(name: str) -> bool:
     """Whether a table's rows belong in a backup.
 
-    >>> copied("reading"), copied("reading_1h"), copied("procrastinate_jobs")
-    (True, False, False)
+    >>> copied("reading"), copied("reading_1h"), copied("channel_extent"), copied("procrastinate_jobs")
+    (True, False, False, False)
     """
     return name not in NOT_COPIED and not name.startswith("procrastinate_")
 
@@ -423,15 +423,16 @@ def load(url: str, settings: Settings, version: int, tables: list[Table],
 
 
 def finish(url: str, settings: Settings, progress: Progress) -> dict[str, Any]:
-    """After a load: the newer migrations, the rollups rebuilt, and work in flight when the
-    data was read queued again."""
+    """After a load: the newer migrations, the channels' extents and the rollups rebuilt, and
+    work in flight when the data was read queued again."""
     result = schema.upgrade(url, settings)
     if result["applied"]:
         progress(f"migrations applied: {', '.join(result['applied'])}")
-    from core import jobs, rollups
+    from core import extents, jobs, rollups
 
     with db.connect(url, autocommit=True) as conn, db.translate():
         conn.execute("SET statement_timeout = 0")
+        extents.recompute(conn)  # derived: rebuilt, never copied
         span = _SQL.fetch_one(conn, "reading_span")
         if span["first"] is not None:  # rollups are derived: rebuilt, never copied
             progress(f"rebuilding the hourly and daily rollups ({span['first']:%Y-%m-%d} .. {span['last']:%Y-%m-%d})")

@@ -12,7 +12,8 @@ exists yet for the file's channels and time range, the readings and the rollups 
 from them are COPYed into ``reading``/``reading_1h``/``reading_1d`` in key order (by
 channel, then time: each row lands at the right end of the ``(channel_id, time)`` index).
 Otherwise they go through a staging table and an upsert in which the later import wins;
-the number of values it changed is recorded on the file.
+the number of values it changed is recorded on the file. Last in the file's transaction, each
+of its channels' first and last reading time widen ``channel_extent`` (:mod:`core.extents`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
-from core import archives, db, home, metadata, rollups, schema
+from core import archives, db, extents, home, metadata, rollups, schema
 from core.errors import NotFound, ParseError
 from core.formats import Batch, Header, open_reader
 from core.formats.generic import GenericMapping
@@ -435,6 +436,10 @@ def _import(conn: psycopg.Connection, reader, claimed: dict, tmp_dir: Path, leve
         ids = result.pop("channel_ids")
         todo = result.pop("rollups")
         span = result.pop("refresh")
+        # last: the extents' rows are the last locks the transaction takes (see core.extents)
+        extents.widen(conn, result.pop("extents"))
+        if (earlier := result.pop("earlier")) is not None:
+            extents.recompute_touching(conn, *earlier)
         conn.execute(db.q("source_file_imported"), {"id": claimed["id"], "format": reader.format, **result})
         if span:
             first, last = span
@@ -561,6 +566,7 @@ class _Prepared:
     hi: int = 0
     data: memoryview | None = None
     rollup_blocks: list = field(default_factory=list)
+    spans: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 def _prepare(batches, clock: Clocks, channel_ids: np.ndarray, builder, source_id: int) -> Iterator[_Prepared]:
@@ -573,7 +579,27 @@ def _prepare(batches, clock: Clocks, channel_ids: np.ndarray, builder, source_id
             continue
         blocks = builder.add(t, values) if builder is not None else []
         yield _Prepared(len(batch.times), len(vv), int(tt.min()), int(tt.max()),
-                        encode_copy(ch, tt, vv, source_id), blocks)
+                        encode_copy(ch, tt, vv, source_id), blocks, _channel_spans(t, values, channel_ids))
+
+
+def _channel_spans(t: np.ndarray, values: np.ndarray, channel_ids: np.ndarray) -> dict[int, tuple[int, int]]:
+    """Each channel's first and last time with a value (not NaN) in a batch: ``t`` ascending
+    (as :func:`_utc_rows` gives it), ``values`` a row per time and a column per channel.
+
+    >>> nan = float("nan")
+    >>> _channel_spans(np.array([10, 20, 30]), np.array([[nan, 1.0, nan], [2.0, 1.0, nan], [3.0, nan, nan]]),
+    ...                np.array([7, 8, 9], dtype=np.int32))
+    {7: (20, 30), 8: (10, 20)}
+    """
+    keep = ~np.isnan(values)
+    has = keep.any(axis=0)
+    first = t[keep.argmax(axis=0)]
+    last = t[len(t) - 1 - keep[::-1].argmax(axis=0)]
+    spans: dict[int, tuple[int, int]] = {}
+    for ch, a, b in zip(channel_ids[has].tolist(), first[has].tolist(), last[has].tolist()):
+        old = spans.get(ch)  # two columns of one channel
+        spans[ch] = (a, b) if old is None else (min(old[0], a), max(old[1], b))
+    return spans
 
 
 class _Raised:
@@ -702,6 +728,7 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int | None, tm
     first_us: int | None = None
     last_us: int | None = None
     forward = True  # each batch starts after the previous one ends
+    spans: dict[int, tuple[int, int]] = {}  # channel -> first and last time of its readings
     readings = _Spill(_ROW, tmp_dir)
     blocks = {table: _Spill(rollups.ROLLUP_ROW, tmp_dir) for table in ("reading_1h", "reading_1d")}
     try:
@@ -714,6 +741,9 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int | None, tm
             first_us = item.lo if first_us is None else min(first_us, item.lo)
             last_us = item.hi if last_us is None else max(last_us, item.hi)
             readings.add(item.data)
+            for ch, (a, b) in item.spans.items():
+                old = spans.get(ch)
+                spans[ch] = (a, b) if old is None else (min(old[0], a), max(old[1], b))
             for table, block in item.rollup_blocks:
                 blocks[table].add(block)
             n_readings += item.readings
@@ -747,6 +777,8 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int | None, tm
     span = [t for t in (first_time, last_time, *(earlier or ())) if t is not None]
     return {
         "channel_ids": ids,
+        "extents": {ch: (_us_to_datetime(a), _us_to_datetime(b)) for ch, (a, b) in spans.items()},
+        "earlier": earlier,
         "rollups": "full" if full_refresh else "edges",
         "refresh": (min(span), max(span)) if span else None,
         "n_rows": n_rows,

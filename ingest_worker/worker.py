@@ -21,7 +21,7 @@ import threading
 
 import procrastinate
 
-from core import budget, db, home, jobs, schema
+from core import budget, db, extents, home, jobs, schema
 from core.errors import DatabaseUnavailable, StationManagerError
 from core.logs import setup_logging
 from core.settings import Settings, get_settings
@@ -36,6 +36,7 @@ def run(concurrency: int | None = None, *, wait: bool = True) -> None:
     schema.upgrade(url, settings)
     with db.connect(url) as conn, db.translate():
         budget.check(conn, "worker", settings)  # a warning: stopping would not help
+        extents.recompute(conn)  # imports an older worker made after the upgrade count too
     settings.inbox_dir.mkdir(parents=True, exist_ok=True)
     prepare_home(settings)
     app = jobs.make_app(url)

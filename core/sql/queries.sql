@@ -224,18 +224,22 @@ WHERE id IN (SELECT id FROM tree) GROUP BY status;
 
 -- name: overview
 -- One row per station, as of %(now)s (nothing at or after it counts): its last reading
--- (index-backed, per channel), its logger interval, file counts (all time, and received in
+-- (per channel: its extent, or an index probe when it ends at or after now), its logger
+-- interval, file counts (all time, and received in
 -- [%(files_since)s, now)), and the parts of its health that core.stations.overview turns
 -- into recovery and a status. Recovery counts come from the daily rollups over the window
 -- [%(win_start)s, %(win_end)s) of whole UTC days; readings under live flags are counted in
 -- reading_1d for the whole days a flag covers and in the raw readings only at its edges.
 WITH chan AS (
+    -- each channel's first and last reading before now: its extent (core.extents) when that
+    -- ends before now (the usual case), else an index probe; none when it starts at or after now
     SELECT c.id, c.station_id, c.column_name, c.mapped,
-           (SELECT r.time FROM reading r WHERE r.channel_id = c.id AND r.time < %(now)s
-             ORDER BY r.time DESC LIMIT 1) AS last_time,
-           (SELECT r.time FROM reading r WHERE r.channel_id = c.id AND r.time < %(now)s
-             ORDER BY r.time LIMIT 1) AS first_time
-    FROM channel c
+           CASE WHEN e.last_time < %(now)s THEN e.last_time
+                WHEN e.first_time < %(now)s THEN
+                    (SELECT r.time FROM reading r WHERE r.channel_id = c.id AND r.time < %(now)s
+                      ORDER BY r.time DESC LIMIT 1) END AS last_time,
+           CASE WHEN e.first_time < %(now)s THEN e.first_time END AS first_time
+    FROM channel c LEFT JOIN channel_extent e ON e.channel_id = c.id
 ), base AS (
     SELECT s.id, s.name, s.latitude, s.longitude, s.elevation_m,
            (SELECT max(ch.last_time) FROM chan ch WHERE ch.station_id = s.id) AS last_reading,
@@ -336,10 +340,9 @@ LEFT JOIN findings fd ON fd.station_id = b.id
 ORDER BY b.name;
 
 -- name: station_time_range
-SELECT min(first.time) AS first_time, max(last.time) AS last_time
-FROM channel c
-CROSS JOIN LATERAL (SELECT r.time FROM reading r WHERE r.channel_id = c.id ORDER BY r.time LIMIT 1) first
-CROSS JOIN LATERAL (SELECT r.time FROM reading r WHERE r.channel_id = c.id ORDER BY r.time DESC LIMIT 1) last
+-- The station's first and last reading, from its channels' extents (core.extents).
+SELECT min(e.first_time) AS first_time, max(e.last_time) AS last_time
+FROM channel c JOIN channel_extent e ON e.channel_id = c.id
 WHERE c.station_id = %(station_id)s;
 
 -- name: series_raw

@@ -49,13 +49,17 @@ ORDER BY s.name;
 
 -- name: station_arrivals
 -- Each station's newest file received (by any way in: inbox, upload, CLI, source), its
--- newest reading (index-backed, per channel) and the interval of its logger in force.
+-- newest reading (per channel: its extent, core.extents, or an index probe when that ends
+-- at or after now) and the interval of its logger in force.
 SELECT s.id, s.name,
        (SELECT max(f.received_at) FROM source_file f
          WHERE f.station_id = s.id AND f.received_at < %(now)s) AS last_file,
-       (SELECT max((SELECT r.time FROM reading r WHERE r.channel_id = c.id AND r.time < %(now)s
-                    ORDER BY r.time DESC LIMIT 1))
-          FROM channel c WHERE c.station_id = s.id) AS last_reading,
+       (SELECT max(CASE WHEN e.last_time < %(now)s THEN e.last_time
+                        WHEN e.first_time < %(now)s THEN
+                            (SELECT r.time FROM reading r WHERE r.channel_id = c.id AND r.time < %(now)s
+                              ORDER BY r.time DESC LIMIT 1) END)
+          FROM channel c JOIN channel_extent e ON e.channel_id = c.id
+         WHERE c.station_id = s.id) AS last_reading,
        (SELECT l.interval_s FROM logger l WHERE l.station_id = s.id
          ORDER BY (coalesce(l.valid_from, '-infinity') <= %(now)s
                    AND coalesce(l.valid_to, 'infinity') > %(now)s) DESC,

@@ -129,7 +129,7 @@ COMPARED = ("station", "logger", "measurement_point", "sensor", "channel", "chan
 def contents(url: str) -> dict[str, list[tuple]]:
     out = {}
     with psycopg.connect(url) as conn:
-        for table in (*COMPARED, "reading_1h", "reading_1d"):
+        for table in (*COMPARED, "reading_1h", "reading_1d", "channel_extent"):
             cols = [r[0] for r in conn.execute(
                 "SELECT column_name FROM information_schema.columns WHERE table_schema = 'public' "
                 "AND table_name = %s ORDER BY column_name", (table,))]
@@ -183,7 +183,8 @@ def test_a_backup_holds_data_files_settings_and_users_but_no_secret(source, made
         shas = sorted({r[0] for r in conn.execute("SELECT sha256 FROM source_file")})
     tables = {t["name"]: t for t in manifest["tables"]}
     assert tables["reading"]["rows"] == n_readings > 5000
-    assert "reading_1h" not in tables and "sign_in_session" not in tables  # rebuilt / not kept
+    assert "reading_1h" not in tables and "channel_extent" not in tables  # rebuilt
+    assert "sign_in_session" not in tables  # not kept
     assert sorted(f["sha256"] for f in manifest["files"]) == shas
     everything = b"".join(p.read_bytes() for p in made.rglob("*") if p.is_file())
     assert SECRET.encode() not in everything and not (made / "secrets.toml").exists()

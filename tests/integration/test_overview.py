@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from core import db, flags, ingest, metadata, qc, rollups, schema, stations
+from core import db, extents, flags, ingest, metadata, qc, rollups, schema, stations
 
 pytestmark = pytest.mark.integration
 
@@ -40,16 +40,18 @@ def make_station(conn, name: str, columns: tuple[str, ...], interval_s: int = 60
 
 
 def readings(conn, channel_id: int, start: datetime, end: datetime, step: timedelta = TEN_MIN) -> None:
-    """One reading every ``step`` over ``[start, end)``, rollups refreshed."""
+    """One reading every ``step`` over ``[start, end)``, rollups and the channel's extent refreshed."""
     conn.execute(
         "INSERT INTO reading (channel_id, time, value, source_file_id) "
         "SELECT %s, g, 1.5, 0 FROM generate_series(%s::timestamptz, %s::timestamptz - %s::interval, %s::interval) g",
         (channel_id, start, end, step, step))
+    extents.recompute(conn, [channel_id])
     rollups.refresh_rollups(conn, start, end - step, [channel_id])
 
 
 def remove(conn, channel_id: int, start: datetime, end: datetime) -> None:
     conn.execute("DELETE FROM reading WHERE channel_id = %s AND time >= %s AND time < %s", (channel_id, start, end))
+    extents.recompute(conn, [channel_id])
     rollups.refresh_rollups(conn, start, end, [channel_id])
 
 

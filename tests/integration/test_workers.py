@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import core.settings
-from core import demo, ingest, jobs
+from core import demo, extents, ingest, jobs
 from tests.integration.test_cli import env_for
 
 pytestmark = pytest.mark.integration
@@ -70,6 +70,7 @@ def test_two_workers_import_fifty_files_each_exactly_once(conn, db_url, settings
     assert conn.execute("SELECT max(attempts) AS n FROM source_file").fetchone()["n"] == 1
     assert conn.execute("SELECT count(*) AS n FROM reading").fetchone()["n"] == 50 * 144 * 41
     assert conn.execute("SELECT sum(n_changed) AS n FROM source_file").fetchone()["n"] == 0
+    assert extents.mismatches(conn) == []  # kept by both workers, a station's batches at once
     done = conn.execute(
         "SELECT count(*) AS n, count(DISTINCT worker_id) AS w FROM procrastinate_jobs "
         "WHERE task_name = 'sm:import_file' AND status = 'succeeded'"

@@ -8,7 +8,7 @@ import uuid
 import psycopg
 import pytest
 
-from core import db, schema
+from core import db, extents, schema
 from core.settings import Settings
 from tests.conftest import _create, _drop
 from tests.integration.test_ingest import rollup_mismatches
@@ -117,6 +117,8 @@ def test_raise_level_moves_a_capped_database_up_keeping_its_readings(fresh_db, s
         ).fetchone()["count"] == 1
         assert rollup_mismatches(conn, "reading_1d", "day") == 0
         assert reading_indexes(conn) == {"(channel_id, \"time\")": reading_tables(conn)}  # as a new database
+        assert extents.mismatches(conn) == [] and conn.execute(
+            "SELECT count(*) AS n FROM channel_extent").fetchone()["n"] > 0
 
 
 def reading_tables(conn: psycopg.Connection) -> int:
