@@ -593,7 +593,7 @@ def _fetch_all(conn: psycopg.Connection, src: dict, creds: credentials.Credentia
         todo = _choose(conn, src, listing, run, now, settings)
         station = src["station"]
         deadline = started + settings.source_run_timeout_s
-        kept = home.make_private_dir(kept_dir(src, settings))
+        kept = home.make_private_dir(kept_dir(src, settings), 0o700)
         _forget_other_downloads(kept, todo)
         certain = _certain(todo, max_files, max_bytes) if src["after_fetch"] == "keep" else 0
         ahead: _Ahead | None = None
