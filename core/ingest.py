@@ -282,6 +282,7 @@ class Batch:
         self.channels = _ChannelCache()
         self.pending: list[int] = []
         self.imported: list[dict] = []
+        self.last_file: int | None = None  # the last file whose import committed something
 
     def __enter__(self) -> Batch:
         self._cm = db.connection(self.url)
@@ -290,6 +291,9 @@ class Batch:
             # every transaction explicit: each file's commits on its own, whatever ran between
             self.conn.autocommit = True
             self.level = schema.stored_level(self.conn)
+            # a file's commit does not wait for its WAL to reach the disk (a small file's import
+            # waited on it); the batch's end does, for all of them at once (:meth:`__exit__`)
+            self.conn.execute("SET synchronous_commit = off")
         except BaseException:
             self._cm.__exit__(*sys.exc_info())
             raise
@@ -299,9 +303,27 @@ class Batch:
         try:
             self.finish_rollups()
         finally:
-            if not self.conn.closed:
-                self.conn.autocommit = False
-            self._cm.__exit__(*exc)
+            try:
+                if not self.conn.closed:
+                    self._durable()
+            finally:
+                if not self.conn.closed:
+                    self.conn.autocommit = False
+                self._cm.__exit__(*exc)
+
+    def _durable(self) -> None:
+        """Wait until every commit of the batch is on disk, and give the connection back with
+        ``synchronous_commit`` as it was. A commit that waits for the disk waits for all the WAL
+        before it, and one that has a transaction id always writes a commit record: so the
+        batch's files are durable before its caller (the import job) is recorded done. A server
+        that crashes before loses the last files' imports whole, not in part; their job, not
+        done, is retried."""
+        try:
+            self.conn.execute("RESET synchronous_commit")
+            if self.last_file is not None:  # a commit that writes, so that it waits for the disk
+                self.conn.execute(db.q("touch_source_file"), {"id": self.last_file})
+        except psycopg.Error as exc:  # the connection is gone: the pool discards it
+            log.warning("could not wait for the batch's commits to reach the disk: %s", exc)
 
     def finish_rollups(self) -> None:
         """Refresh the rollups of the files imported so far (after their commits)."""
@@ -324,6 +346,8 @@ class Batch:
         conn.execute(db.q("lock_file_import"), {"key": _IMPORT_LOCK, "id": source_file_id})
         try:
             claimed = db.fetch_one(conn, "claim_source_file", id=source_file_id)
+            if claimed is not None:
+                self.last_file = source_file_id
             if claimed is None:
                 row = db.fetch_one(conn, "source_file", id=source_file_id)
                 if row is None:

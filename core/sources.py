@@ -9,9 +9,12 @@ what to do with a fetched file there (keep, move, delete) and limits per run.
 A run (:func:`sync`) lists the source, and fetches each new or changed file (by path, size
 and modification time) once it has settled: older than ``STATIONMANAGER_SOURCE_SETTLE_S``
 and the same size as in the previous listing. It downloads to ``HOME/tmp/<process>/source-<id>``
-(never ``/tmp``), then, in ONE transaction, receives the file (``core.ingest.receive``)
-and records it as fetched: a run killed mid-download leaves nothing behind but a partial
-temporary file, which the next run deletes before it fetches that file again. Content
+(never ``/tmp``), moves each whole download to ``HOME/fetched/source-<id>``, then, in ONE
+transaction, receives the file (``core.ingest.receive``) and records it as fetched, and deletes
+the download. The next files are downloaded (in a thread) while one is received. A run killed
+mid-download leaves nothing behind but partial temporary files, which the next worker start
+deletes; the next run receives the whole downloads it finds and fetches the rest: no file
+twice. Content
 already received (same sha256) is not received again. Every run is recorded with its
 counts and, when it failed, its error class in plain words. One source runs once at a time
 (an advisory lock, and procrastinate's job lock for scheduled runs).
@@ -22,10 +25,14 @@ Credentials are never stored: a source names them (:mod:`core.secrets`).
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import json
+import os
 import logging
 import posixpath
+import queue
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -287,6 +294,11 @@ def archive_passwords(conn: psycopg.Connection, source_file_id: int, settings: S
 # --- a run ---------------------------------------------------------------------------------
 
 
+#: How many files a run downloads ahead of the one it receives (:class:`_Ahead`).
+AHEAD_FILES = 4
+#: The failures of one file that do not stop a run (the next file is fetched).
+_FILE_FAILURES = (remote.NOT_FOUND, remote.PERMISSION, remote.BAD_ARCHIVE, remote.OTHER)
+
 #: A run hands the files it received over for import (the worker queues their import jobs) at
 #: least this often (seconds), or whenever STATIONMANAGER_IMPORT_BATCH_FILES are waiting.
 HAND_OVER_S = 1.0
@@ -363,6 +375,115 @@ class _Session:
             except Exception as exc:  # the connection is gone anyway
                 log.debug("closing a source connection: %s", exc)
             self.remote = None
+
+
+def kept_dir(src: dict, settings: Settings) -> Path:
+    """Where a source's whole downloads wait until they are received: outside the process's
+    temporary folder, so that a run killed after a download ended leaves it for the next."""
+    return settings.home.resolve() / "fetched" / f"source-{src['id']}"
+
+
+def _kept(folder: Path, f: RemoteFile) -> Path:
+    """The name of ``f``'s whole download in ``folder`` (by path, size and modification time)."""
+    key = hashlib.sha256(f"{f.path}\0{f.size}\0{f.mtime.isoformat() if f.mtime else ''}".encode()).hexdigest()
+    return folder / f"{key[:32]}-{posixpath.basename(f.path)}"
+
+
+def _download(session: _Session, f: RemoteFile, partial: Path, kept: Path) -> Path:
+    """``f`` downloaded whole to ``kept`` (through ``partial``, in the process's temporary
+    folder), unless a run before downloaded it whole already."""
+    if not kept.exists():
+        session.call(lambda r: r.download(f.path, partial))
+        os.replace(partial, kept)
+    return kept
+
+
+def _forget_other_downloads(folder: Path, todo: list[RemoteFile]) -> None:
+    """Delete the whole downloads left by earlier runs that this run will not use (the file
+    changed at the source since, or is gone)."""
+    if not folder.is_dir():
+        return
+    wanted = {_kept(folder, f).name for f in todo}
+    for p in folder.iterdir():
+        if p.name not in wanted:
+            p.unlink(missing_ok=True)
+
+
+class _Ahead:
+    """Downloads a run's next files in a thread, in order, up to :data:`AHEAD_FILES` ahead of the
+    one being received: the network works while the database does. Only for files the run
+    fetches whatever happens (:func:`_certain`) of a source that keeps its files (a move or a
+    delete uses the connection between two downloads). A file is received only once it is
+    whole, and a whole download waits in :func:`kept_dir` until it is: a run killed while it
+    downloads leaves nothing half-received, and the next fetches no file twice."""
+
+    def __init__(self, session: _Session, files: list[RemoteFile], tmp: Path, kept: Path) -> None:
+        self.session, self.files, self.tmp, self.kept = session, files, tmp, kept
+        self.ready: queue.Queue = queue.Queue(maxsize=AHEAD_FILES)
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self._download, name="sm-source-fetch", daemon=True)
+        self.thread.start()
+
+    def target(self, k: int) -> Path:
+        return _kept(self.kept, self.files[k])
+
+    def _download(self) -> None:
+        for k, f in enumerate(self.files):
+            if self.stopped.is_set():
+                return
+            try:
+                _download(self.session, f, self.tmp / f"{k}-{posixpath.basename(f.path)}", self.target(k))
+                item: tuple[int, BaseException | None] = (k, None)
+            except Exception as exc:  # raised where the file is taken
+                item = (k, exc)
+            while not self.stopped.is_set():
+                try:
+                    self.ready.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if item[1] is not None and remote.classify(item[1]) not in _FILE_FAILURES:
+                return  # the connection, the disk or the login failed: the run stops there
+
+    def take(self, k: int) -> Path:
+        """File ``k``, downloaded (or its download's error raised)."""
+        while True:
+            try:
+                got, exc = self.ready.get(timeout=1.0)
+                break
+            except queue.Empty:
+                if not self.thread.is_alive() and self.ready.empty():
+                    raise RemoteError(remote.OTHER, "the download thread stopped") from None
+        assert got == k, (got, k)
+        if exc is not None:
+            raise exc
+        return self.target(k)
+
+    def stop(self) -> None:
+        """Stop downloading (a download under way is cut by closing the connection)."""
+        self.stopped.set()
+        if self.thread.is_alive():
+            self.session.close()
+        self.thread.join()
+
+
+def _certain(todo: list[RemoteFile], max_files: int, max_bytes: int) -> int:
+    """How many of the first files of ``todo`` a run fetches whatever happens: within the
+    run's limits even if each is as large as listed and none fails (a failed file leaves room
+    for more, which the run then fetches one at a time).
+
+    >>> t = datetime(2025, 1, 1, tzinfo=UTC)
+    >>> _certain([RemoteFile("a", 5, t), RemoteFile("b", 5, t), RemoteFile("c", 5, t)], 9, 10)
+    2
+    >>> _certain([RemoteFile("a", 5, t), RemoteFile("b", None, t), RemoteFile("c", 5, t)], 9, 99)
+    1
+    """
+    size = 0
+    for k, f in enumerate(todo):
+        if k >= max_files or size >= max_bytes or f.size is None:
+            return k
+        size += f.size
+    return len(todo)
 
 
 def _host_slot(conn: psycopg.Connection, src: dict, limit: int, timeout: float) -> int | None:
@@ -472,25 +593,36 @@ def _fetch_all(conn: psycopg.Connection, src: dict, creds: credentials.Credentia
         todo = _choose(conn, src, listing, run, now, settings)
         station = src["station"]
         deadline = started + settings.source_run_timeout_s
-        for k, f in enumerate(todo):
-            if time.monotonic() > deadline:  # stop cleanly: nothing is half-received
-                run.n_waiting += len(todo) - k
-                raise RemoteError(remote.TIMEOUT, f"{remote.TIMEOUT}: the run went on longer than "
-                                  f"{settings.source_run_timeout_s:g} s (STATIONMANAGER_SOURCE_RUN_TIMEOUT_S); "
-                                  f"{len(todo) - k} file(s) left for the next run")
-            if run.n_fetched >= max_files or run.bytes >= max_bytes:
-                run.n_waiting += 1  # over this run's limits: next run
-                continue
-            try:
-                _fetch_one(conn, src, session, f, station, run, tmp, settings)
-            except Exception as exc:
-                cls = remote.classify(exc)
-                if cls not in (remote.NOT_FOUND, remote.PERMISSION, remote.BAD_ARCHIVE, remote.OTHER):
-                    raise  # the connection, the disk or the login failed: stop this run
-                run.n_failed += 1
-                run.fail(exc, secret_values, src["name"])
-                log.warning("source %s: %s: %s", src["name"], f.path, run.error)
-            run.hand_over(on_received, settings.import_batch_files)
+        kept = home.make_private_dir(kept_dir(src, settings), 0o700)
+        _forget_other_downloads(kept, todo)
+        certain = _certain(todo, max_files, max_bytes) if src["after_fetch"] == "keep" else 0
+        ahead: _Ahead | None = None
+        try:
+            for k, f in enumerate(todo):
+                if time.monotonic() > deadline:  # stop cleanly: nothing is half-received
+                    run.n_waiting += len(todo) - k
+                    raise RemoteError(remote.TIMEOUT, f"{remote.TIMEOUT}: the run went on longer than "
+                                      f"{settings.source_run_timeout_s:g} s (STATIONMANAGER_SOURCE_RUN_TIMEOUT_S); "
+                                      f"{len(todo) - k} file(s) left for the next run")
+                if run.n_fetched >= max_files or run.bytes >= max_bytes:
+                    run.n_waiting += 1  # over this run's limits: next run
+                    continue
+                if ahead is None and k < certain:
+                    ahead = _Ahead(session, todo[:certain], tmp, kept)
+                try:
+                    _fetch_one(conn, src, session, f, station, run, settings,
+                               ahead.take(k) if ahead is not None and k < certain else
+                               _download(session, f, tmp / f"{k}-{posixpath.basename(f.path)}", _kept(kept, f)))
+                except Exception as exc:
+                    if remote.classify(exc) not in _FILE_FAILURES:
+                        raise  # the connection, the disk or the login failed: stop this run
+                    run.n_failed += 1
+                    run.fail(exc, secret_values, src["name"])
+                    log.warning("source %s: %s: %s", src["name"], f.path, run.error)
+                run.hand_over(on_received, settings.import_batch_files)
+        finally:
+            if ahead is not None:
+                ahead.stop()
     finally:
         session.close()
         if slot is not None:
@@ -527,17 +659,24 @@ def _choose(conn: psycopg.Connection, src: dict, listing: list[RemoteFile], run:
 
 
 def _fetch_one(conn: psycopg.Connection, src: dict, session: _Session, f: RemoteFile, station: str | None,
-               run: _Run, tmp: Path, settings: Settings) -> None:
-    target = tmp / f"{run.n_fetched + run.n_failed}-{posixpath.basename(f.path)}"
-    session.call(lambda r: r.download(f.path, target))
+               run: _Run, settings: Settings, target: Path) -> None:
+    """Receive ``f``, downloaded whole to ``target`` (deleted once received)."""
     size = target.stat().st_size
     if f.size is not None and size != f.size:
         run.n_waiting += 1  # it changed while it was being fetched: next run
         target.unlink()
         return
-    check_archive(target)
+    try:
+        check_archive(target)
+    except RemoteError:
+        target.unlink()  # fetched again next run
+        raise
     digest = ingest.sha256_of(target)
     with conn.transaction():
+        if src["after_fetch"] == "keep":
+            # visible at once, on disk within moments (the run's end, or the import jobs queued
+            # for it, wait for it); a file moved or deleted at the source waits for the disk
+            conn.execute("SET LOCAL synchronous_commit = off")
         live = db.fetch_one(conn, "live_file_by_sha", sha256=digest)
         if live:
             file_id = live["id"]  # same content as a file received before: not again

@@ -69,6 +69,11 @@ SET status = 'importing', attempts = attempts + 1, started_at = clock_timestamp(
 WHERE id = %(id)s AND status IN ('queued', 'importing', 'failed')
 RETURNING *;
 
+-- name: touch_source_file
+-- A write that changes nothing (core.ingest.Batch: its commit waits for the WAL before it to
+-- reach the disk).
+UPDATE source_file SET status = status WHERE id = %(id)s;
+
 -- name: lock_file_import
 -- Session lock held while a file is imported (released by unlock_file_import, or when the
 -- session ends: a killed worker's file can be taken again). Waits while another session

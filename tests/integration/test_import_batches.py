@@ -154,3 +154,20 @@ def test_a_file_locked_by_a_session_that_lingers_is_imported_once_it_ends(conn, 
     lingering.close()
     importer.join(timeout=60)
     assert result["status"] == "imported" and result["attempts"] == 1
+
+
+def test_a_batch_commits_its_files_without_waiting_for_the_disk_and_is_durable_when_it_ends(conn, settings,
+                                                                                            tmp_path):
+    # each file's commit is visible at once but does not wait for its WAL flush (a day file's
+    # commit used to wait for one); the batch's end waits for every commit of it to be on disk,
+    # before the job that ran it is recorded done, and gives its pooled connection back as it was
+    paths = day_files(tmp_path / "demo", 3)
+    ids = receive_all(conn, paths, "Mast W", settings)
+    with ingest.Batch() as batch:
+        for i in ids:
+            assert batch.import_file(i)["status"] == "imported"
+            assert conn.execute("SELECT status FROM source_file WHERE id = %s", (i,)).fetchone()["status"] == "imported"
+        assert batch.conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "off"
+        written = batch.conn.execute("SELECT pg_current_wal_insert_lsn()::text AS lsn").fetchone()["lsn"]
+    assert conn.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn AS ok", (written,)).fetchone()["ok"]
+    assert batch.conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "on"
