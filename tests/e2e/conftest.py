@@ -30,6 +30,7 @@ from psycopg import sql
 
 from core import auth, db, demo, ingest, jobs
 from core.settings import Settings
+from tests.load import SETTLED_JS
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
@@ -308,16 +309,7 @@ def settle(page, *, quiet_ms: int = 750, timeout: int = 30_000) -> None:
     ``quiet_ms``: components (the remember-me cookie, a chart's selection) can start a
     rerun right after one ends, and a drag or click during a rerun can be lost."""
     page.evaluate("() => { window.__smBusy = undefined; }")  # idle is counted from now
-    page.wait_for_function(
-        """(quiet) => {
-            const app = document.querySelector('[data-testid="stApp"]');
-            const now = performance.now();
-            if (!app || app.dataset.testScriptState !== 'notRunning') { window.__smBusy = now; return false; }
-            if (window.__smBusy === undefined) window.__smBusy = now;
-            return now - window.__smBusy >= quiet;
-        }""",
-        arg=quiet_ms, timeout=timeout, polling=100,
-    )
+    page.wait_for_function(SETTLED_JS, arg=quiet_ms, timeout=timeout, polling=100)
 
 
 def drag(page, chart, x0: float, x1: float) -> None:
