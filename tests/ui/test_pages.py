@@ -163,7 +163,7 @@ def test_station_from_query_parameter_without_wind_channels(site: Settings) -> N
     assert at.selectbox[0].value == "Test Logger"
     # no wind speeds: the first two channels are charted
     assert len(at.multiselect[0].value) == 2
-    assert len(at.get("plotly_chart")) == 3  # no anemometer pair: no ratio chart
+    assert len(at.get("plotly_chart")) == 2  # heatmap, time series; no anemometer pair (no ratio), scatter tab closed
 
 
 def test_no_channel_chosen_asks_for_one(site: Settings) -> None:
