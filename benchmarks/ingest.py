@@ -506,7 +506,7 @@ def instrumented(ph: Phases):
     reader_cls = getattr(fmt, "TableReader", None) or toa5.Toa5Reader
     patch(reader_cls, "batches", ph.timed_gen("_batches", reader_cls.batches))
     patch(reader_cls, "_arrow_batches", ph.timed_gen(P_CSV, reader_cls._arrow_batches))
-    for attr, key in (("to_float", P_FLOAT), ("_to_float", P_FLOAT), ("parse_times", P_TIMES),
+    for attr, key in (("floats", P_FLOAT), ("to_float", P_FLOAT), ("_to_float", P_FLOAT), ("parse_times", P_TIMES),
                       ("_parse_times", P_TIMES), ("guess_time_format", P_TIMES), ("text_columns", P_TEXT),
                       ("_text_columns", P_TEXT)):
         if hasattr(fmt, attr):

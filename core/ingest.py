@@ -368,6 +368,7 @@ class Batch:
         log.info("importing file %s (%s)", source_file_id, name, extra=ctx)
         fmt = None
         queue: list[int] = []
+        row = None  # the file's row as its import left it, when it returned it
         try:
             if archives.is_archive(path):
                 fmt = "archive"
@@ -378,8 +379,9 @@ class Batch:
                 if claimed["station_id"] is None:
                     claimed["station_id"] = _route(conn, claimed, reader.header)
                 if claimed["station_id"] is not None:
-                    self.pending += _import(conn, reader, claimed, home.process_tmp(settings), self.level,
-                                            self.channels)
+                    pending, row = _import(conn, reader, claimed, home.process_tmp(settings), self.level,
+                                           self.channels)
+                    self.pending += pending
         except ParseError as exc:
             log.warning("file %s failed: %s", source_file_id, exc, extra=ctx)
             with conn.transaction():
@@ -389,7 +391,8 @@ class Batch:
                 )
         finally:
             self.channels.settle()
-        row = db.fetch_one(conn, "source_file", id=source_file_id)
+        if row is None:
+            row = db.fetch_one(conn, "source_file", id=source_file_id)
         assert row is not None
         log.info("file %s (%s): %s, %s readings", source_file_id, name, row["status"], row["n_readings"], extra=ctx)
         if row["status"] == "imported":
@@ -447,9 +450,9 @@ def set_file_mapping(conn: psycopg.Connection, station: str, mapping: GenericMap
 
 
 def _import(conn: psycopg.Connection, reader, claimed: dict, tmp_dir: Path, level: int | None,
-            channels: _ChannelCache) -> list[int]:
+            channels: _ChannelCache) -> tuple[list[int], dict]:
     """Load the file in one transaction; returns the ``rollup_pending`` rows it committed
-    (the rollups the caller refreshes after the commit)."""
+    (the rollups the caller refreshes after the commit) and the file's row as it left it."""
     pending = []
     with conn.transaction():
         conn.execute("SET LOCAL statement_timeout = 0")  # a big file's COPY may take minutes
@@ -464,7 +467,7 @@ def _import(conn: psycopg.Connection, reader, claimed: dict, tmp_dir: Path, leve
         extents.widen(conn, result.pop("extents"))
         if (earlier := result.pop("earlier")) is not None:
             extents.recompute_touching(conn, *earlier)
-        conn.execute(db.q("source_file_imported"), {"id": claimed["id"], "format": reader.format, **result})
+        row = db.fetch_one(conn, "source_file_imported", id=claimed["id"], format=reader.format, **result)
         if span:
             first, last = span
             # "edges": the days between were built from the file's batches (levels 0-1)
@@ -472,7 +475,7 @@ def _import(conn: psycopg.Connection, reader, claimed: dict, tmp_dir: Path, leve
                 [(first, first)] if last.date() == first.date() else [(first, first), (last, last)])
             pending = [rollups.mark_pending(conn, a, b, ids) for a, b in todo_days]
     channels.keep()  # committed: the channels it added exist for the next file
-    return pending
+    return pending, row
 
 
 class _ChannelCache:
@@ -626,6 +629,11 @@ def _channel_spans(t: np.ndarray, values: np.ndarray, channel_ids: np.ndarray) -
     return spans
 
 
+#: Files from this size are read in a thread ahead of their COPY (:func:`_prefetch`); smaller
+#: ones (a day or a week of 10-minute data) inline.
+PREFETCH_MIN_BYTES = 1 << 20
+
+
 class _Raised:
     def __init__(self, exc: BaseException) -> None:
         self.exc = exc
@@ -757,7 +765,9 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int | None, tm
     blocks = {table: _Spill(rollups.ROLLUP_ROW, tmp_dir) for table in ("reading_1h", "reading_1d")}
     try:
         prepared = _prepare(itertools.chain([first], batches), clock, channel_ids, builder, claimed["id"])
-        for item in _prefetch(prepared, depth=1):
+        # a small file is one batch: a thread to read it ahead would only cost its start and hand-over
+        small = reader.path.stat().st_size < PREFETCH_MIN_BYTES
+        for item in (prepared if small else _prefetch(prepared, depth=1)):
             n_rows += item.rows
             if not item.readings:
                 continue

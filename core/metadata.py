@@ -426,6 +426,8 @@ def apply_file_metadata(conn: psycopg.Connection, station_id: int, columns: list
     """
     by_name = {c.name: c for c in columns if c.measurement_type and c.height_m is not None}
     mapped = 0
+    if not by_name:  # the header says nothing of them (TOA5): no query
+        return mapped
     for ch in fetch_all(conn, "channels_without_point", station_id=station_id):
         col = by_name.get(ch["column_name"])
         if col is None or parse_column_name(ch["column_name"], ch["unit"]).height_m is not None:

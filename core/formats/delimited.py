@@ -41,6 +41,8 @@ TIME_FORMATS = (
     "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d-%m-%Y %H:%M:%S", "%d-%m-%Y %H:%M",
     "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M",
 )
+#: Rows a batch's time format is first guessed on (then checked against all its rows).
+TIME_SAMPLE_ROWS = 24
 
 
 @dataclass
@@ -93,23 +95,53 @@ class TableReader(Reader):
                     log.info("%s: ignoring text columns %s", self.name, sorted(text))
                     header.columns = [c for c in header.columns if c.name not in text]
                     header.extra["ignored_text_columns"] = ", ".join(sorted(text))
-            strings = self._time_strings(table, line)
+            stamps = self._time_strings(table, line)
+            utc = has_utc_offset(stamps)
             if time_format is None:
-                time_format = guess_time_format(strings)
-            times = parse_times(strings, time_format, self, line)
+                time_format, times = self._guess_and_parse(stamps, line, utc)
+            else:
+                times = self._read_times(stamps, time_format, line, utc)
             if last_time is not None and times[0] <= last_time:
-                raise self.error(f"timestamp {strings.iloc[0]} is not after the previous row", line)
+                raise self.error(f"timestamp {stamps[0].as_py()} is not after the previous row", line)
             last_time = times[-1]
-            values = np.empty((table.num_rows, len(header.columns)), dtype=np.float64)
-            for j, col in enumerate(header.columns):
-                values[:, j] = to_float(table.column(col.name), col.name, self, line)
-            utc = bool(strings.str.contains(_TZ_SUFFIX, regex=True).any())
+            values = floats(table, [c.name for c in header.columns], self, line)
             yield Batch(times=times, values=values, first_line=line, utc=utc)
             line += table.num_rows
         if line == first_line:
             raise self.error("the file has a header but no data rows", line)
 
-    def _time_strings(self, table: pa.Table, line: int) -> pd.Series:
+    def _read_times(self, stamps: pa.ChunkedArray, fmt: str | None, line: int, utc: bool) -> np.ndarray:
+        """:func:`parse_times`, with ISO 8601 stamps read by pyarrow when it can (it reads a
+        subset of what pandas reads, to the same times, without building a pandas Series)."""
+        if fmt is None and not utc:
+            times = iso_times(stamps)
+            if times is not None and (len(times) < 2 or bool((np.diff(times) > np.timedelta64(0)).all())):
+                return times
+        return parse_times(stamps.to_pandas(), fmt, self, line, utc=utc)
+
+    def _guess_and_parse(self, stamps: pa.ChunkedArray, line: int, utc: bool) -> tuple[str | None, np.ndarray]:
+        """The time format and the times, as :func:`guess_time_format` then :func:`parse_times`
+        would give them, for less: ISO 8601 (tried first by the guess, and taken when every row
+        reads) is tried on every row; then the layouts on the first :data:`TIME_SAMPLE_ROWS`
+        rows, the guess kept when it reads every row (the same answer: a layout earlier in
+        :data:`TIME_FORMATS` that read every row would have read the first rows too); failing
+        that, the guess on every row."""
+        try:
+            return None, self._read_times(stamps, None, line, utc)
+        except ParseError:
+            pass
+        strings = stamps.to_pandas()
+        if len(strings) > TIME_SAMPLE_ROWS:
+            fmt = guess_time_format(strings.iloc[:TIME_SAMPLE_ROWS])
+            if fmt is not None:
+                try:
+                    return fmt, parse_times(strings, fmt, self, line, utc=utc)
+                except ParseError:
+                    pass  # the first rows did not settle it
+        fmt = guess_time_format(strings)
+        return fmt, parse_times(strings, fmt, self, line, utc=utc)
+
+    def _time_strings(self, table: pa.Table, line: int) -> pa.ChunkedArray:
         layout = self.layout
         assert layout is not None
         cols = [table.column(f) for f in layout.time_fields]
@@ -118,7 +150,7 @@ class TableReader(Reader):
                 i = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
                 raise self.error(f"the {f!r} timestamp field is empty", line + i)
         joined = cols[0] if len(cols) == 1 else pc.binary_join_element_wise(*cols, " ")
-        return pc.utf8_trim_whitespace(joined).to_pandas()
+        return pc.utf8_trim_whitespace(joined)
 
     def _arrow_batches(self, rows: int) -> Iterator[pa.Table]:
         layout = self.layout
@@ -170,17 +202,44 @@ class TableReader(Reader):
         return self.error(f"unreadable data: {str(exc).splitlines()[0]}")
 
 
+def _all_columns(table: pa.Table, names: list[str]) -> pa.ChunkedArray:
+    """The columns ``names`` one after the other as one string array (no copy), so that one
+    compute call reads them all: a small file's batch then costs a few calls, not a few per
+    column."""
+    return pa.chunked_array([chunk for name in names for chunk in table.column(name).chunks], pa.string())
+
+
 def text_columns(table: pa.Table, wanted: list[str]) -> set[str]:
-    """Columns whose values in the first batch are all non-numeric text (e.g. a site name)."""
-    text = set()
-    for name in wanted:
-        col = table.column(name)
-        if col.null_count == len(col):
-            continue
-        numeric = pc.match_substring_regex(col, NUMBER)
-        if not pc.any(pc.fill_null(numeric, False)).as_py():
-            text.add(name)
-    return text
+    """Columns whose values in the first batch are all non-numeric text (e.g. a site name);
+    a column with no value at all is not text. A column whose first row is a number is not
+    text: only the others are searched further."""
+    if not wanted or not table.num_rows:
+        return set()
+    first = pc.match_substring_regex(_all_columns(table.slice(0, 1), wanted), NUMBER)
+    rest = [name for name, number in zip(wanted, first.to_pylist()) if not number]
+    if not rest:
+        return set()
+    numeric = pc.fill_null(pc.match_substring_regex(_all_columns(table, rest), NUMBER), False)
+    any_number = numeric.to_numpy(zero_copy_only=False).reshape(len(rest), table.num_rows).any(axis=1)
+    return {name for name, number in zip(rest, any_number.tolist())
+            if not number and table.column(name).null_count < table.num_rows}
+
+
+def floats(table: pa.Table, names: list[str], reader: Reader, line: int) -> np.ndarray:
+    """The columns ``names`` as a (rows, columns) float64 matrix (NaN where missing), cast in
+    one call; a non-number is a ParseError naming the first such column and its row, as
+    :func:`to_float` column by column would."""
+    rows = table.num_rows
+    if not names:
+        return np.empty((rows, 0), dtype=np.float64)
+    try:
+        cast = pc.cast(pc.utf8_trim_whitespace(_all_columns(table, names)), pa.float64())
+    except pa.ArrowInvalid:
+        for name in names:  # find the column and row to blame
+            to_float(table.column(name), name, reader, line)
+        raise
+    # column after column: the transpose of a column-major block, a view without a copy
+    return cast.to_numpy(zero_copy_only=False).reshape(len(names), rows).T
 
 
 def to_float(col: pa.ChunkedArray, name: str, reader: Reader, line: int) -> np.ndarray:
@@ -192,6 +251,36 @@ def to_float(col: pa.ChunkedArray, name: str, reader: Reader, line: int) -> np.n
         bad = np.flatnonzero(~pc.fill_null(ok, True).to_numpy(zero_copy_only=False))
         i = int(bad[0]) if len(bad) else 0
         raise reader.error(f"column {name!r}: {col[i].as_py()!r} is not a number", line + i) from None
+
+
+def has_utc_offset(stamps: pa.ChunkedArray) -> bool:
+    """Whether any stamp ends with a UTC offset (``+01:00``, ``Z``)."""
+    return bool(pc.any(pc.match_substring_regex(stamps, _TZ_SUFFIX)).as_py())
+
+
+#: The times ``datetime64[ns]`` holds, in µs: stamps beyond them are left to pandas (2.x
+#: refuses them, 3.x reads them), as before pyarrow read any.
+_PANDAS_RANGE_US = (pd.Timestamp.min.value // 1000 + 1, pd.Timestamp.max.value // 1000)
+
+
+def iso_times(stamps: pa.ChunkedArray) -> np.ndarray | None:
+    """ISO 8601 stamps without a UTC offset as ``datetime64[us]``, when pyarrow reads them
+    all (``2025-01-01 00:10:00``, ``2025-01-01T00:10``) within the range pandas holds; else
+    None (then pandas reads them, or says which is wrong).
+
+    >>> iso_times(pa.chunked_array([["2025-01-01 00:10:00", "2025-01-01T00:20"]])).tolist()
+    [datetime.datetime(2025, 1, 1, 0, 10), datetime.datetime(2025, 1, 1, 0, 20)]
+    >>> iso_times(pa.chunked_array([["2025-1-1 00:10:00"]])) is None  # pandas reads it
+    True
+    """
+    try:
+        times = pc.cast(stamps, pa.timestamp("us")).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    us = times.astype(np.int64)
+    if np.isnat(times).any() or us.min() < _PANDAS_RANGE_US[0] or us.max() > _PANDAS_RANGE_US[1]:
+        return None
+    return times
 
 
 def guess_time_format(strings: pd.Series) -> str | None:
@@ -211,12 +300,15 @@ def guess_time_format(strings: pd.Series) -> str | None:
     return best
 
 
-def parse_times(strings: pd.Series, fmt: str | None, reader: Reader, line: int) -> np.ndarray:
-    """Timestamps as naive ``datetime64[us]``; a ``+hh:mm`` suffix is converted to UTC.
+def parse_times(strings: pd.Series, fmt: str | None, reader: Reader, line: int,
+                utc: bool | None = None) -> np.ndarray:
+    """Timestamps as naive ``datetime64[us]``; a ``+hh:mm`` suffix is converted to UTC
+    (``utc``: whether any stamp has one, when the caller knows).
 
     Times must strictly increase within the batch; a repeat or a step back is an error.
     """
-    utc = bool(strings.str.contains(_TZ_SUFFIX, regex=True).any())
+    if utc is None:
+        utc = bool(strings.str.contains(_TZ_SUFFIX, regex=True).any())
     if fmt is not None and utc:
         fmt = fmt + "%z"
     kwargs = {"format": fmt or "ISO8601", "utc": utc}

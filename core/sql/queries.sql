@@ -91,12 +91,14 @@ WHERE source_file_id = %(id)s AND time BETWEEN %(first)s AND %(last)s
   AND channel_id = ANY(ARRAY(SELECT id FROM channel));
 
 -- name: source_file_imported
+-- Returns the row as source_file reads it (the import's result, without a query after it).
 UPDATE source_file
 SET status = 'imported', format = %(format)s, n_rows = %(n_rows)s, n_readings = %(n_readings)s,
     n_changed = %(n_changed)s, first_time = %(first_time)s, last_time = %(last_time)s,
     warnings = %(warnings)s,
     finished_at = clock_timestamp()
-WHERE id = %(id)s;
+WHERE id = %(id)s
+RETURNING *, (SELECT s.name FROM station s WHERE s.id = source_file.station_id) AS station;
 
 -- name: source_file_failed
 UPDATE source_file

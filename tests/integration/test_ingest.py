@@ -221,14 +221,15 @@ def test_stamps_with_their_own_offset_are_not_shifted_by_the_logger_offset(conn,
 
 @pytest.fixture
 def small_batches(monkeypatch):
-    """Batches of 100 rows, and COPY rows set aside on disk beyond 4 KiB: a 3-day file then
-    takes the paths of a big one (many batches, a spill file)."""
+    """Batches of 100 rows, read ahead in a thread, and COPY rows set aside on disk beyond 4 KiB:
+    a 3-day file then takes the paths of a big one (many batches, prefetch, a spill file)."""
     from functools import partialmethod
 
     from core.formats.delimited import TableReader
 
     monkeypatch.setattr(TableReader, "batches", partialmethod(TableReader.batches, rows=100))
     monkeypatch.setattr(ingest, "SPILL_IN_MEMORY", 4096)
+    monkeypatch.setattr(ingest, "PREFETCH_MIN_BYTES", 0)
 
 
 def _three_days(tmp_path: Path) -> tuple[list[str], list[str]]:
