@@ -365,10 +365,7 @@ def _run(args, steps: list[str], command: str, home: Path) -> int:
         "rows": rows, "n_readings": n_readings, "import_s": import_s, "repeat": args.repeat,
         "command": command.strip(), "http_skipped": http_skipped,
     }
-    text = render(ctx, res)
-    print(text)
-    if not args.no_doc:
-        bench.write_doc(f"api-level{server.level}-{'embedded' if server.embedded else 'server'}-{args.years:g}y", text)
+    bench.publish(f"api-{server.tag}-{args.years:g}y", render(ctx, res), not args.no_doc)
     return 0
 
 

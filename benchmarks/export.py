@@ -48,7 +48,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 import core.settings  # noqa: E402
 from benchmarks.ingest import (  # noqa: E402
     STATION, Server, fmt_s, generate_file, log, machine, mb, migrated_template, n_rows, receive_file,
-    summary, tree_rss, worker_env, write_doc,
+    publish, summary, tree_rss, worker_env,
 )
 from core import db, exports, ingest  # noqa: E402
 from core.settings import Settings  # noqa: E402
@@ -252,11 +252,7 @@ def _run(args, command: str, rows: int, path: Path, home: Path) -> int:
             "machine": machine(), "pg": server.caps["postgresql"], "level": server.level, "rows": rows,
             "readings": rows * args.channels, "import_s": import_s, "command": command.strip(),
         }
-        text = render(ctx, res)
-        print(text)
-        if not args.no_doc:
-            key = f"export-level{server.level}-{'embedded' if server.embedded else 'server'}-{args.years:g}y"
-            write_doc(key, text)
+        publish(f"export-{server.tag}-{args.years:g}y", render(ctx, res), not args.no_doc)
         return 0
     finally:
         db.close_pools()

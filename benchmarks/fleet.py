@@ -71,7 +71,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from benchmarks.ingest import (  # noqa: E402
     STATION, Server, _interrupt, environment_lines, generate_file, log, machine, mb, migrated_template, reading_size,
-    remove_home, write_doc,
+    publish, remove_home,
 )
 from benchmarks.size import database_bytes  # noqa: E402
 from benchmarks.sync import Worker, day_files  # noqa: E402
@@ -622,13 +622,7 @@ def _run(args, command: str, home: Path, kept: dict[str, Any] | None) -> int:
         log(f"kept for reuse (database {res['db']}, record {home / RECORD}); to re-measure the queries: {again}")
     elif kept is not None:
         res = {**res, "import": kept["import"], "size": kept["size"]}
-    text = render(ctx, res)
-    print()
-    print(text)
-    if not args.no_doc:
-        tag = f"fleet-level{server.level}-{'embedded' if server.embedded else 'server'}"
-        write_doc(tag, text)
-        log(f"updated docs/benchmarks.md (section {tag})")
+    publish(f"fleet-{server.tag}", render(ctx, res), not args.no_doc)
     return 0
 
 

@@ -324,13 +324,7 @@ def _run(args, command: str, n_readings: int, home: Path) -> int:
         "import_s": import_s, "flags": n_flags, "suggestions": n_sugg, "load": (load0, load1),
         "repeat": args.repeat, "command": command,
     }
-    text = render(ctx, results)
-    print()
-    print(text)
-    if not args.no_doc:
-        key = f"health-level{server.level}-{'embedded' if server.embedded else 'server'}"
-        bench.write_doc(key, text)
-        log(f"updated docs/benchmarks.md (section {key})")
+    bench.publish(f"health-{server.tag}", render(ctx, results), not args.no_doc)
     return 0
 
 

@@ -211,6 +211,11 @@ class Server:
             }
         self.level = min(self.caps["offered_level"], Settings().storage_level_max)
 
+    @property
+    def tag(self) -> str:
+        """This server in the keys of docs/benchmarks.md's sections: ``level1-server``, ``level0-embedded``."""
+        return f"level{self.level}-{'embedded' if self.embedded else 'server'}"
+
     def create(self, kind: str, template: str | None = None) -> tuple[str, str]:
         name = f"smbench_{kind}_{uuid.uuid4().hex[:8]}"
         with psycopg.connect(self.admin_url, autocommit=True) as conn:
@@ -836,6 +841,15 @@ def write_doc(key: str, text: str) -> None:
     DOC.write_text(doc)
 
 
+def publish(key: str, text: str, write: bool = True) -> None:
+    """Print a report and, with ``write``, put it in its section ``key`` of docs/benchmarks.md."""
+    print()
+    print(text)
+    if write:
+        write_doc(key, text)
+        log(f"updated {DOC.relative_to(ROOT)} (section {key})")
+
+
 # --- main --------------------------------------------------------------------------------
 
 
@@ -962,13 +976,7 @@ def _run(args, steps, command, path, gen_s, cached, rows, n_readings, home) -> i
         "repeat": args.repeat,
         "command": command,
     }
-    text = render(ctx, res)
-    print()
-    print(text)
-    if not args.no_doc:
-        key = f"level{server.level}-{'embedded' if server.embedded else 'server'}-{args.years:g}y-{args.channels}ch"
-        write_doc(key, text)
-        log(f"updated {DOC.relative_to(ROOT)} (section {key})")
+    publish(f"{server.tag}-{args.years:g}y-{args.channels}ch", render(ctx, res), not args.no_doc)
     return 0
 
 

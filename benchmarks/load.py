@@ -209,14 +209,7 @@ def run(args: argparse.Namespace, command: str, home: Path) -> int:
             "load": (load0, load1), "sessions": args.sessions, "users": args.users, "seconds": args.seconds, "charted": charted,
             "reload": args.reload,
         }
-        text = render(ctx)
-        print()
-        print(text)
-        if not args.no_doc:
-            key = (f"load-level{server.level}-{'embedded' if server.embedded else 'server'}"
-                   + ("-reload" if args.reload else ""))
-            bench.write_doc(key, text)
-            log(f"updated docs/benchmarks.md (section {key})")
+        bench.publish(f"load-{server.tag}" + ("-reload" if args.reload else ""), render(ctx), not args.no_doc)
         return 0
     finally:
         for proc in procs:

@@ -52,7 +52,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from benchmarks.ingest import (  # noqa: E402
     STATION, Server, _interrupt, environment_lines, generate_file, log, machine, mb, migrated_template, n_rows,
-    remove_home, run_worker, tree_rss, worker_env, write_doc,
+    publish, remove_home, run_worker, tree_rss, worker_env,
 )
 from core import db, jobs, sources  # noqa: E402
 from core.settings import Settings  # noqa: E402
@@ -511,16 +511,11 @@ def _run(args, steps: set[str], command: str, home: Path) -> int:
         "days": args.days, "channels": args.channels, "hourly_size": len(hourly_file(0)[1]),
         "concurrency": Settings().worker_concurrency,
     }
-    tag = f"level{server.level}-{'embedded' if server.embedded else 'server'}"
     for step, part in (("listing", "listing"), ("first-sync", "first_sync")):
         if part not in res:
             continue
-        text = render({**ctx, "title": f"{ctx['title']} — {step}"}, {part: res[part]})
-        print()
-        print(text)
-        if not args.no_doc:
-            write_doc(f"sync-{step}-{tag}", text)
-            log(f"updated docs/benchmarks.md (section sync-{step}-{tag})")
+        publish(f"sync-{step}-{server.tag}", render({**ctx, "title": f"{ctx['title']} — {step}"}, {part: res[part]}),
+                not args.no_doc)
     return 0
 
 
