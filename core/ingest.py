@@ -624,9 +624,14 @@ def _channel_spans(t: np.ndarray, values: np.ndarray, channel_ids: np.ndarray) -
     last = t[len(t) - 1 - keep[::-1].argmax(axis=0)]
     spans: dict[int, tuple[int, int]] = {}
     for ch, a, b in zip(channel_ids[has].tolist(), first[has].tolist(), last[has].tolist()):
-        old = spans.get(ch)  # two columns of one channel
-        spans[ch] = (a, b) if old is None else (min(old[0], a), max(old[1], b))
+        _widen_span(spans, ch, a, b)  # twice for two columns of one channel
     return spans
+
+
+def _widen_span(spans: dict[int, tuple[int, int]], ch: int, first: int, last: int) -> None:
+    """Widen channel ``ch``'s span in ``spans`` to include ``first`` .. ``last``."""
+    old = spans.get(ch)
+    spans[ch] = (first, last) if old is None else (min(old[0], first), max(old[1], last))
 
 
 #: Files from this size are read in a thread ahead of their COPY (:func:`_prefetch`); smaller
@@ -776,8 +781,7 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int | None, tm
             last_us = item.hi if last_us is None else max(last_us, item.hi)
             readings.add(item.data)
             for ch, (a, b) in item.spans.items():
-                old = spans.get(ch)
-                spans[ch] = (a, b) if old is None else (min(old[0], a), max(old[1], b))
+                _widen_span(spans, ch, a, b)
             for table, block in item.rollup_blocks:
                 blocks[table].add(block)
             n_readings += item.readings
