@@ -269,7 +269,7 @@ class Batch:
     - the ids of the station's channels (:class:`_ChannelCache`), looked up once;
     - the rollup refresh: each file records the range it changed as pending, committed with
       its readings, and the ranges are refreshed together when the batch ends
-      (:func:`core.rollups.refresh_pending`: one refresh for a run of consecutive days).
+      (:func:`core.rollups.refresh_pending`: one set of statements for all of them).
       A process that dies before leaves them to the worker's periodic catch-up.
 
     ``with Batch(url) as batch: batch.import_file(id) …``; :attr:`imported` lists the rows
@@ -470,10 +470,11 @@ def _import(conn: psycopg.Connection, reader, claimed: dict, tmp_dir: Path, leve
         row = db.fetch_one(conn, "source_file_imported", id=claimed["id"], format=reader.format, **result)
         if span:
             first, last = span
-            # "edges": the days between were built from the file's batches (levels 0-1)
-            todo_days = [(first, last)] if todo == "full" or level == 2 else (
-                [(first, first)] if last.date() == first.date() else [(first, first), (last, last)])
-            pending = [rollups.mark_pending(conn, a, b, ids) for a, b in todo_days]
+            # "edges": the hours between were built from the file's batches (levels 0-1)
+            same_hour = rollups.hour_span(first, first) == rollups.hour_span(last, last)
+            todo_hours = [(first, last)] if todo == "full" or level == 2 else (
+                [(first, first)] if same_hour else [(first, first), (last, last)])
+            pending = [rollups.mark_pending(conn, a, b, ids) for a, b in todo_hours]
     channels.keep()  # committed: the channels it added exist for the next file
     return pending, row
 
@@ -607,6 +608,8 @@ def _prepare(batches, clock: Clocks, channel_ids: np.ndarray, builder, source_id
         blocks = builder.add(t, values) if builder is not None else []
         yield _Prepared(len(batch.times), len(vv), int(tt.min()), int(tt.max()),
                         encode_copy(ch, tt, vv, source_id), blocks, _channel_spans(t, values, channel_ids))
+    if builder is not None:  # the hours of the last day, held back until the file ended
+        yield _Prepared(rows=0, rollup_blocks=builder.finish())
 
 
 def _channel_spans(t: np.ndarray, values: np.ndarray, channel_ids: np.ndarray) -> dict[int, tuple[int, int]]:
@@ -747,8 +750,9 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int | None, tm
     the later row wins. A file imported before (requeued) first loses the readings its earlier
     import left, so none stays at a time it no longer maps to.
 
-    ``rollups`` in the result says what is left to refresh: ``"edges"`` (the file's first
-    and last day; the days between were built from the batches) or ``"full"``.
+    ``rollups`` in the result says what is left to refresh: ``"edges"`` (the hours of the
+    file's first and last reading, and their days; the rest was built from the batches) or
+    ``"full"``.
     """
     header: Header = reader.header
     station_id = claimed["station_id"]
@@ -774,6 +778,8 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int | None, tm
         small = reader.path.stat().st_size < PREFETCH_MIN_BYTES
         for item in (prepared if small else _prefetch(prepared, depth=1)):
             n_rows += item.rows
+            for table, block in item.rollup_blocks:
+                blocks[table].add(block)
             if not item.readings:
                 continue
             forward = forward and (last_us is None or item.lo > last_us)
@@ -782,8 +788,6 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int | None, tm
             readings.add(item.data)
             for ch, (a, b) in item.spans.items():
                 _widen_span(spans, ch, a, b)
-            for table, block in item.rollup_blocks:
-                blocks[table].add(block)
             n_readings += item.readings
         full_refresh = builder is None
         earlier = _delete_earlier_readings(conn, claimed)

@@ -6,7 +6,7 @@ continuous aggregates refreshed with ``refresh_continuous_aggregate``. Readers s
 same columns either way: ``channel_id, bucket, n, mean, min, max, sumsq``.
 
 An import records the range (and channels) whose rollups it changed in ``rollup_pending``
-in its own transaction (:func:`mark_pending`); after the commit — after the last file of a
+in its own transaction (:func:`mark_pending`, whole hours); after the commit — after the last file of a
 batch of consecutive files (``core.ingest.Batch``) — the ranges are refreshed together and
 their rows deleted (:func:`refresh_pending`). At level 2 this is a must (a continuous
 aggregate cannot be refreshed inside a transaction); at every level it makes a batch of
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -41,6 +42,17 @@ def day_span(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     return s, e
 
 
+def hour_span(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """Whole UTC hours covering [start, end].
+
+    >>> hour_span(datetime(2025, 1, 1, 5, 10, tzinfo=UTC), datetime(2025, 1, 1, 6, 0, tzinfo=UTC))
+    (datetime.datetime(2025, 1, 1, 5, 0, tzinfo=datetime.timezone.utc), datetime.datetime(2025, 1, 1, 7, 0, tzinfo=datetime.timezone.utc))
+    """
+    s = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    e = end.astimezone(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    return s, e
+
+
 #: Longest time window of one refresh statement at levels 0-1 (a long range is done window
 #: by window, so each statement stays well within the statement timeout).
 REFRESH_WINDOW = timedelta(days=31)
@@ -53,36 +65,74 @@ def refresh_rollups(
     """Recompute the rollups for the whole UTC days covering [start, end], for
     ``channel_ids`` (default: every channel; levels 0–1 use the (channel, time) key with it).
 
-    At levels 0–1 this runs in the caller's transaction, set-based: per window of at most
-    :data:`REFRESH_WINDOW`, one statement clears and one rebuilds each rollup level for all
-    the channels at once (rows inserted in key order). At level 2 ``conn`` must be in
-    autocommit mode: continuous aggregates cannot be refreshed inside a transaction.
+    At levels 0–1 this runs in the caller's transaction, set-based (see :func:`_refresh_tables`).
+    At level 2 ``conn`` must be in autocommit mode: continuous aggregates cannot be refreshed
+    inside a transaction.
     """
     s, e = day_span(start, end)
-    level = schema.stored_level(conn)
-    if level == 2:
+    if schema.stored_level(conn) == 2:
         for view in ("reading_1h", "reading_1d"):
             _refresh_aggregate(conn, view, s, e)
     else:
         if channel_ids is None:
             channel_ids = db.fetch_one(conn, "all_channel_ids")["ids"] or []
-        ids = sorted(set(channel_ids))
-        a = s
-        while ids and a < e:
-            b = min(a + REFRESH_WINDOW, e)
-            params = {"start": a, "end": b, "channel_ids": ids}
-            for name in ("clear_1h", "refresh_1h", "clear_1d", "refresh_1d"):
-                conn.execute(db.q(name), params)
-            a = b
+        _refresh_tables(conn, [(s, e)], channel_ids)
     log.debug("rollups refreshed for %s .. %s", s, e)
+
+
+def _refresh_tables(conn: psycopg.Connection, ranges: list[tuple[datetime, datetime]], channel_ids: list[int]) -> None:
+    """Levels 0–1: recompute ``reading_1h`` over the whole-hour ranges [s, e) (disjoint), from
+    the readings, then ``reading_1d`` over the whole days covering them, from ``reading_1h``.
+
+    One statement clears and one rebuilds each rollup level for all the ranges and channels at
+    once (rows inserted in key order), per group of ranges spanning at most
+    :data:`REFRESH_WINDOW` in all (a long range is cut into windows), so each statement stays
+    well within the statement timeout.
+    """
+    ids = sorted(set(channel_ids))
+    if not ids:
+        return
+    group: list[tuple[datetime, datetime]] = []
+    length = timedelta(0)
+    for a, b in _windows(ranges):
+        if group and length + (b - a) > REFRESH_WINDOW:
+            _refresh_group(conn, group, ids)
+            group, length = [], timedelta(0)
+        group.append((a, b))
+        length += b - a
+    if group:
+        _refresh_group(conn, group, ids)
+
+
+def _windows(ranges: list[tuple[datetime, datetime]]) -> Iterator[tuple[datetime, datetime]]:
+    """The ranges in time order, each cut into windows of at most :data:`REFRESH_WINDOW`."""
+    for a, b in sorted(ranges):
+        while a < b:
+            yield a, min(a + REFRESH_WINDOW, b)
+            a = min(a + REFRESH_WINDOW, b)
+
+
+def _refresh_group(conn: psycopg.Connection, ranges: list[tuple[datetime, datetime]], ids: list[int]) -> None:
+    days: list[list[datetime]] = []
+    for a, b in ranges:  # in time order: the days covering them, joined where they meet
+        s, e = day_span(a, b - timedelta(microseconds=1))
+        if days and s <= days[-1][1]:
+            days[-1][1] = max(days[-1][1], e)
+        else:
+            days.append([s, e])
+    for names, spans in ((("clear_1h", "refresh_1h"), ranges), (("clear_1d", "refresh_1d"), days)):
+        params = {"starts": [a for a, _ in spans], "ends": [b for _, b in spans], "channel_ids": ids}
+        for name in names:
+            conn.execute(db.q(name), params)
 
 
 def mark_pending(conn: psycopg.Connection, start: datetime, end: datetime,
                  channel_ids: list[int] | None = None) -> int:
-    """Record that the rollups of the whole UTC days covering [start, end] need a refresh
+    """Record that the rollups of the whole UTC hours covering [start, end] need a refresh
     (in the caller's transaction, with the readings that need it), for ``channel_ids``
-    (None: every channel); returns the row's id."""
-    s, e = day_span(start, end)
+    (None: every channel); returns the row's id. The refresh recomputes those hours, and
+    the days that hold them (from the hours)."""
+    s, e = hour_span(start, end)
     return _SQL.fetch_one(conn, "add_pending", start=s, end=e,
                           channel_ids=None if channel_ids is None else sorted(set(channel_ids)))["id"]
 
@@ -128,8 +178,13 @@ def refresh_pending(conn: psycopg.Connection, ids: list[int] | None = None) -> i
         with conn.transaction():
             conn.execute(_SQL.q("refresh_lock"), {"key": _REFRESH_LOCK})
             rows = _SQL.fetch_all(conn, "take_pending", ids=ids)
-            for start, end, channels in merge_pending(rows):
-                refresh_rollups(conn, start, end - timedelta(microseconds=1), channels)
+            by_channels: dict[tuple[int, ...] | None, list[tuple[datetime, datetime]]] = {}
+            for start, end, channels in merge_pending(rows):  # a batch's files: one group, one refresh
+                by_channels.setdefault(None if channels is None else tuple(channels), []).append((start, end))
+            for channels, ranges in by_channels.items():
+                if channels is None:
+                    channels = db.fetch_one(conn, "all_channel_ids")["ids"] or []
+                _refresh_tables(conn, ranges, list(channels))
     else:
         # a continuous aggregate sums in the order its refresh plan reads the rows: at level 2
         # a mean or sumsq may differ in its last bits from level 0's (which sums in time order),
@@ -233,14 +288,15 @@ class RollupBuilder:
     """Hourly and daily rollups of a file whose readings are all new, built while it is read.
 
     Rows arrive in time order in batches; the rows of each batch's last UTC day are held back
-    until the next batch, so every day is aggregated whole. The file's first and last day are
-    never written here: earlier or later readings of another file may share them, so
-    :func:`refresh_rollups` recomputes those two days from the table afterwards.
+    until the next batch (or :meth:`finish`), so every day is aggregated whole. The hours and
+    days holding the file's first and last reading are never written here: readings of
+    another file may share them. The import marks those two hours pending, and the refresh
+    recomputes them from the table and their days from the hours (:func:`refresh_pending`).
     """
 
     def __init__(self, channel_ids: np.ndarray) -> None:
         self.channel_ids = channel_ids
-        self.first_day: int | None = None
+        self.first_hour: int | None = None  # of the file's first reading
         self._t: np.ndarray | None = None
         self._v: np.ndarray | None = None
 
@@ -249,17 +305,39 @@ class RollupBuilder:
         whole days ready to write, as ``(table, data)``."""
         if self._t is not None:
             t, values = np.concatenate([self._t, t]), np.vstack([self._v, values])
+        if self.first_hour is None:
+            with_reading = np.flatnonzero(~np.isnan(values).all(axis=1))
+            if not len(with_reading):  # no reading yet: nothing to aggregate, nothing to keep
+                return []
+            self.first_hour = int(t[with_reading[0]] // HOUR_US)
         days = t // DAY_US
-        if self.first_day is None:
-            self.first_day = int(days[0])
         cut = int(np.searchsorted(days, days[-1]))  # rows before the last day are complete
         self._t, self._v = t[cut:], values[cut:]
-        t, values, days = t[:cut], values[:cut], days[:cut]
-        inner = days > self.first_day
-        t, values = t[inner], values[inner]
-        if not len(t):
+        return self._blocks(t[:cut], values[:cut], last_hour=None, whole_days=True)
+
+    def finish(self) -> list[tuple[str, memoryview]]:
+        """The hourly rollups of the last day's rows held back, after the file's last batch
+        (its day, holding the last reading, is left to the refresh)."""
+        t, values, self._t, self._v = self._t, self._v, None, None
+        if t is None or self.first_hour is None:
             return []
-        return [
-            ("reading_1h", encode_rollups(aggregate(t, values, HOUR_US), self.channel_ids)),
-            ("reading_1d", encode_rollups(aggregate(t, values, DAY_US), self.channel_ids)),
-        ]
+        with_reading = np.flatnonzero(~np.isnan(values).all(axis=1))
+        if not len(with_reading):
+            return []
+        return self._blocks(t, values, last_hour=int(t[with_reading[-1]] // HOUR_US), whole_days=False)
+
+    def _blocks(self, t: np.ndarray, values: np.ndarray, last_hour: int | None,
+                whole_days: bool) -> list[tuple[str, memoryview]]:
+        assert self.first_hour is not None
+        hours = t // HOUR_US
+        inner = hours != self.first_hour
+        if last_hour is not None:
+            inner &= hours != last_hour
+        out = []
+        if inner.any():
+            out.append(("reading_1h", encode_rollups(aggregate(t[inner], values[inner], HOUR_US), self.channel_ids)))
+        if whole_days:
+            later = t // DAY_US > self.first_hour * HOUR_US // DAY_US  # after the first reading's day
+            if later.any():
+                out.append(("reading_1d", encode_rollups(aggregate(t[later], values[later], DAY_US), self.channel_ids)))
+        return out

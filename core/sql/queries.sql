@@ -189,34 +189,55 @@ SELECT count(*) FILTER (WHERE updated) AS changed FROM merged;
 TRUNCATE reading_staging;
 
 -- name: clear_1h
+-- Levels 0-1 (core.rollups._refresh_tables): the hourly rollups of the channels in the
+-- ranges [starts[i], ends[i]). The rows are found a range at a time through the key and
+-- deleted by their ctid: a join of the ranges with the table could be planned as a scan of
+-- the whole table once its statistics change (seen in a benchmark: from milliseconds to
+-- seconds a batch).
 DELETE FROM reading_1h
-WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(end)s;
+WHERE ctid = ANY(ARRAY(
+    SELECT h.ctid FROM unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS r(s, e)
+    CROSS JOIN LATERAL (SELECT ctid FROM reading_1h
+                        WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= r.s AND bucket < r.e
+                        OFFSET 0) h));
 
 -- name: all_channel_ids
 SELECT array_agg(id) AS ids FROM channel;
 
 -- name: refresh_1h
--- Sums in time order (ORDER BY in the aggregates): a bucket gets the same bits whatever the
--- plan, the number of channels or the span refreshed at once (one file or a batch), and as
--- core.rollups.aggregate computes them.
+-- The hours of the ranges (whole hours, disjoint) from the readings. Sums in time order
+-- (ORDER BY in the aggregates): a bucket gets the same bits whatever the plan, the number of
+-- channels or the ranges refreshed at once (one file or a batch), and as
+-- core.rollups.aggregate computes them while a file is read.
 INSERT INTO reading_1h (channel_id, bucket, n, mean, min, max, sumsq)
-SELECT channel_id, date_bin(INTERVAL '1 hour', time, TIMESTAMPTZ '2000-01-01 00:00+00'),
-       count(value), avg(value ORDER BY time), min(value), max(value), sum(value * value ORDER BY time)
-FROM reading
-WHERE channel_id = ANY(%(channel_ids)s) AND time >= %(start)s AND time < %(end)s
+SELECT d.channel_id, date_bin(INTERVAL '1 hour', d.time, TIMESTAMPTZ '2000-01-01 00:00+00'),
+       count(d.value), avg(d.value ORDER BY d.time), min(d.value), max(d.value),
+       sum(d.value * d.value ORDER BY d.time)
+FROM unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS r(s, e)
+-- a range at a time, through the (channel, time) key (OFFSET 0: not joined as a whole)
+CROSS JOIN LATERAL (SELECT channel_id, time, value FROM reading
+                    WHERE channel_id = ANY(%(channel_ids)s) AND time >= r.s AND time < r.e OFFSET 0) d
 GROUP BY 1, 2
 ORDER BY 1, 2;
 
 -- name: clear_1d
+-- As clear_1h.
 DELETE FROM reading_1d
-WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(end)s;
+WHERE ctid = ANY(ARRAY(
+    SELECT h.ctid FROM unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS r(s, e)
+    CROSS JOIN LATERAL (SELECT ctid FROM reading_1d
+                        WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= r.s AND bucket < r.e
+                        OFFSET 0) h));
 
 -- name: refresh_1d
+-- The days of the ranges (whole days, disjoint) from the hours.
 INSERT INTO reading_1d (channel_id, bucket, n, mean, min, max, sumsq)
-SELECT channel_id, date_bin(INTERVAL '1 day', bucket, TIMESTAMPTZ '2000-01-01 00:00+00'),
-       sum(n), sum(mean * n ORDER BY bucket) / nullif(sum(n), 0), min(min), max(max), sum(sumsq ORDER BY bucket)
-FROM reading_1h
-WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= %(start)s AND bucket < %(end)s
+SELECT h.channel_id, date_bin(INTERVAL '1 day', h.bucket, TIMESTAMPTZ '2000-01-01 00:00+00'),
+       sum(h.n), sum(h.mean * h.n ORDER BY h.bucket) / nullif(sum(h.n), 0), min(h.min), max(h.max),
+       sum(h.sumsq ORDER BY h.bucket)
+FROM unnest(%(starts)s::timestamptz[], %(ends)s::timestamptz[]) AS r(s, e)
+CROSS JOIN LATERAL (SELECT channel_id, bucket, n, mean, min, max, sumsq FROM reading_1h
+                    WHERE channel_id = ANY(%(channel_ids)s) AND bucket >= r.s AND bucket < r.e OFFSET 0) h
 GROUP BY 1, 2
 ORDER BY 1, 2;
 

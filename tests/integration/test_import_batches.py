@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import psycopg
@@ -171,3 +171,64 @@ def test_a_batch_commits_its_files_without_waiting_for_the_disk_and_is_durable_w
         written = batch.conn.execute("SELECT pg_current_wal_insert_lsn()::text AS lsn").fetchone()["lsn"]
     assert conn.execute("SELECT pg_current_wal_flush_lsn() >= %s::pg_lsn AS ok", (written,)).fetchone()["ok"]
     assert batch.conn.execute("SHOW synchronous_commit").fetchone()["synchronous_commit"] == "on"
+
+
+def pieces(paths: list[Path], cuts: list[int], out: Path) -> list[Path]:
+    """The data rows of ``paths`` (one after the other) cut before each row index in ``cuts``,
+    as files with the first file's header."""
+    texts = [p.read_text().splitlines(keepends=True) for p in paths]
+    head, rows = texts[0][:4], [line for t in texts for line in t[4:]]
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for i, (a, b) in enumerate(zip([0, *cuts], [*cuts, len(rows)], strict=True)):
+        f = out / f"piece{i}.dat"
+        f.write_text("".join(head + rows[a:b]), newline="")
+        files.append(f)
+    return files
+
+
+def test_files_that_share_an_hour_or_a_day_leave_rollups_equal_to_the_raw_readings(conn, settings, tmp_path):
+    # two days cut at 12:30, 23:40 (the last row of a day) and 02:10: each cut hour holds
+    # readings of two files; one station's pieces in order in a batch, another's one by one
+    # backwards (a later file's hour is refreshed again when an earlier one fills it)
+    paths = day_files(tmp_path / "demo", 2)
+    for station, order in (("Mast Cut", [0, 1, 2, 3]), ("Mast Back", [3, 2, 1, 0])):
+        files = pieces(paths, [75, 143, 157], tmp_path / station)
+        text = [f.read_text().replace('"Ballymore Hill"', f'"{station}"', 1) for f in files]
+        for f, t in zip(files, text, strict=True):
+            f.write_text(t, newline="")
+        ids = receive_all(conn, [files[i] for i in order], station, settings)
+        if station == "Mast Cut":
+            assert [r["status"] for r in import_batch(ids)] == ["imported"] * 4
+        else:
+            for i in ids:
+                assert ingest.import_file(i)["status"] == "imported"
+        assert rollups.pending_count(conn) == 0
+        assert coarse(rollup_table(conn, "reading_1h", station)) == expected_1h(conn, station)
+        day = conn.execute(
+            "SELECT c.column_name, date_trunc('day', r.time) AS bucket, count(*) AS n, min(r.value) AS min, "
+            "max(r.value) AS max, avg(r.value) AS mean FROM reading r JOIN channel c ON c.id = r.channel_id "
+            "JOIN station s ON s.id = c.station_id WHERE s.name = %s GROUP BY 1, 2", (station,)).fetchall()
+        assert coarse(rollup_table(conn, "reading_1d", station)) == {
+            (r["column_name"], r["bucket"]): (r["n"], r["min"], r["max"], round(r["mean"], 9)) for r in day}
+
+
+def test_a_new_file_leaves_only_its_first_and_last_hour_to_refresh(conn, settings, tmp_path):
+    # the hours between are built while the file is read (levels 0-1): what the batch's end
+    # recomputes from the readings is two hours a file, not two days
+    if schema.stored_level(conn) == 2:
+        pytest.skip("level 2 refreshes its continuous aggregates over the file's whole span")
+    paths = day_files(tmp_path / "demo", 2)
+    ids = receive_all(conn, paths, "Mast Edges", settings)
+    with ingest.Batch() as batch:
+        rows = [batch.import_file(i) for i in ids]
+        pending = conn.execute('SELECT start, "end" FROM rollup_pending ORDER BY start').fetchall()
+    hour = timedelta(hours=1)
+    expected = []
+    for r in rows:
+        first = r["first_time"].replace(minute=0, second=0, microsecond=0)
+        last = r["last_time"].replace(minute=0, second=0, microsecond=0)
+        expected += [(first, first + hour), (last, last + hour)]
+    assert [(p["start"], p["end"]) for p in pending] == expected
+    assert rollups.pending_count(conn) == 0
+    assert coarse(rollup_table(conn, "reading_1h", "Mast Edges")) == expected_1h(conn, "Mast Edges")
