@@ -393,7 +393,7 @@ def _download(session: _Session, f: RemoteFile, partial: Path, kept: Path) -> Pa
     """``f`` downloaded whole to ``kept`` (through ``partial``, in the process's temporary
     folder), unless a run before downloaded it whole already."""
     if not kept.exists():
-        session.call(lambda r: r.download(f.path, partial))
+        session.call(lambda r: r.download(f.path, partial, f.size))
         os.replace(partial, kept)
     return kept
 

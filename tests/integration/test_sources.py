@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ import pytest
 from psycopg import sql
 
 from core import cli, demo, home, ingest, jobs, remote, sources
+from core.credentials import Credentials
 from tests.integration import servers
 from tests.integration.servers import PASSWORD, USER
 from tests.integration.test_cli import env_for
@@ -191,6 +193,25 @@ def test_sftp_host_keys_unknown_then_trusted_changed_then_stopped(conn, settings
         assert sources.sync("src", settings=s)["status"] == "ok"
     audit = conn.execute("SELECT action FROM audit WHERE entity = 'source' ORDER BY id").fetchall()
     assert [a["action"] for a in audit] == ["create", "trust host key", "trust host key"]
+
+
+def test_sftp_downloads_ask_without_waiting_and_copy_a_file_that_grew_whole(tmp_path):
+    # request and answer: a request must not wait for the server's delayed acknowledgement
+    # of the data before it (Nagle's algorithm): that held each file ~40 ms in a first sync
+    with servers.sftp_server(tmp_path / "remote") as server:
+        server.put("a.dat", b"x" * 100_000, time.time() - 3600)
+        r = remote.connect("sftp", server.url, credentials=Credentials("t", USER, PASSWORD), timeout=10,
+                           host_key=server.host_key)
+        try:
+            sock = r.transport.sock
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            (listed,) = r.list()
+            server.put("a.dat", b"x" * 150_000, time.time() - 3600)  # grew after the listing
+            r.download(listed.path, tmp_path / "a", size=listed.size)
+            r.download(listed.path, tmp_path / "b")
+        finally:
+            r.close()
+    assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes() == b"x" * 150_000
 
 
 CANNOT_THROTTLE = {
