@@ -18,8 +18,8 @@ install: $(STAMP)  ## create .venv and install the project with its test tools
 demo: $(STAMP)     ## run the app with demo data on the embedded database in .stationmanager-demo (Ctrl-C stops it)
 	$(BIN)/stationmanager up --demo
 
-browser:           ## Debian's chromium for the browser tests (Playwright's download is not used)
-	@bash scripts/ensure-chromium.sh
+browser:           ## Debian packages of the tests: chromium (Playwright's download is not used), fuse3
+	@bash scripts/ensure-test-packages.sh
 
 test: $(STAMP) browser  ## the whole suite (embedded PostgreSQL, or STATIONMANAGER_TEST_DATABASE_URL)
 	$(BIN)/pytest

@@ -13,8 +13,13 @@ import asyncio
 import base64
 import collections
 import datetime as dt
+import errno
+import functools
 import ipaddress
 import os
+import shutil
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -103,6 +108,109 @@ def self_signed_cert(folder: Path) -> tuple[Path, Path]:
 def folder_server(root: Path) -> Iterator[Server]:
     root.mkdir(parents=True, exist_ok=True)
     yield Server("folder", str(root), root)
+
+
+@functools.cache
+def fuse_unavailable() -> str | None:
+    """Why a folder cannot be served through FUSE here (None: it can; tried once)."""
+    if not Path("/dev/fuse").exists():
+        return "no /dev/fuse on this machine"
+    if not shutil.which("fusermount3"):
+        return "fusermount3 is not installed (Debian package fuse3)"
+    try:
+        import mfusepy  # noqa: F401  (loads libfuse)
+    except (ImportError, OSError) as exc:
+        return f"mfusepy cannot load libfuse: {exc}"
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            with slow_folder_server(Path(tmp, "try")):
+                pass
+        except RuntimeError as exc:  # e.g. a container without the right to mount
+            return str(exc)
+    return None
+
+
+@contextmanager
+def slow_folder_server(root: Path) -> Iterator[Server]:
+    """A folder source whose reads can be slowed: ``root``'s files, read-only, through a FUSE
+    file system served by a thread of this process (mounted beside ``root``). Opens are
+    counted as downloads; a file made slow by :meth:`Server.slow` is read at that many bytes
+    a second past its first :data:`FUSE_FAST_BYTES`, 4 KiB at a time, so a copy of it is
+    under way for as long as the test needs."""
+    import mfusepy
+
+    root.mkdir(parents=True, exist_ok=True)
+    mount = root.with_name(root.name + "-mounted")
+    mount.mkdir()
+    server = Server("folder", str(mount), root)
+    ops = type("SlowFolderOperations", (_SlowFolder, mfusepy.Operations), {})(root, server)
+    fuse = threading.Thread(
+        target=mfusepy.FUSE, args=(ops, str(mount)), name="fuse-folder", daemon=True,
+        # one request at a time, nothing cached: each read comes here, in order
+        kwargs={"foreground": True, "nothreads": True, "ro": True, "max_read": 4096,
+                "attr_timeout": 0, "entry_timeout": 0, "negative_timeout": 0})
+    fuse.start()
+    deadline = time.monotonic() + 10
+    while not os.path.ismount(mount):
+        if not fuse.is_alive() or time.monotonic() > deadline:
+            fuse.join(timeout=1)
+            raise RuntimeError(f"a FUSE folder did not mount at {mount} (see the test's output)")
+        time.sleep(0.02)
+    try:
+        yield server
+    finally:
+        ops.closing = True
+        subprocess.run(["fusermount3", "-u", "-z", str(mount)], check=False, capture_output=True)
+        fuse.join(timeout=10)
+
+
+#: A slow file's first bytes come at full speed: the kernel copies a file 64 KiB at a time
+#: (its pipe), so a copy writes nothing before that much is read.
+FUSE_FAST_BYTES = 64 * 1024
+
+
+class _SlowFolder:
+    """The FUSE operations of :func:`slow_folder_server`: a read-only pass-through (the
+    others are mfusepy's defaults, mixed in once mfusepy has loaded libfuse)."""
+
+    def __init__(self, root: Path, server: Server) -> None:
+        self.root, self.server = root, server
+        self.closing = False
+
+    def init_with_config(self, conn_info, config) -> None:
+        if conn_info is not None:  # libfuse 3 asks the file system too (mount option max_read)
+            conn_info.max_read = 4096
+            conn_info.max_readahead = 4096
+
+    def _real(self, path: str) -> str:
+        return os.path.join(self.root, path.lstrip("/"))
+
+    def getattr(self, path: str, fh=None) -> dict:
+        import mfusepy
+
+        try:
+            st = os.lstat(self._real(path))
+        except FileNotFoundError:
+            raise mfusepy.FuseOSError(errno.ENOENT) from None
+        return {k: getattr(st, k) for k in ("st_mode", "st_size", "st_nlink", "st_uid", "st_gid",
+                                            "st_atime", "st_mtime", "st_ctime")}
+
+    def readdir(self, path: str, fh) -> list[str]:
+        return [".", "..", *os.listdir(self._real(path))]
+
+    def open(self, path: str, flags) -> int:
+        self.server.fetches[path.lstrip("/")] += 1
+        return os.open(self._real(path), os.O_RDONLY)
+
+    def read(self, path: str, size: int, offset: int, fh) -> bytes:
+        rate = self.server.throttle.get(path.lstrip("/"))
+        if rate and offset >= FUSE_FAST_BYTES and not self.closing:
+            time.sleep(size / rate)
+        return os.pread(fh, size, offset)
+
+    def release(self, path: str, fh) -> int:
+        os.close(fh)
+        return 0
 
 
 # --- SFTP (asyncssh) --------------------------------------------------------------------------

@@ -214,18 +214,15 @@ def test_sftp_downloads_ask_without_waiting_and_copy_a_file_that_grew_whole(tmp_
     assert (tmp_path / "a").read_bytes() == (tmp_path / "b").read_bytes() == b"x" * 150_000
 
 
-CANNOT_THROTTLE = {
-    "folder": "a folder is copied by the OS; slowing one file's reads needs a FUSE file system",
-}
-
-
 @pytest.mark.parametrize("kind", ["http", "sftp", "ftp", "s3", "folder"])
 def test_a_run_killed_mid_download_is_completed_by_the_next_without_fetching_twice(kind, conn, db_url, settings,
                                                                                     tmp_path, days):
-    if kind in CANNOT_THROTTLE:
-        pytest.skip(CANNOT_THROTTLE[kind])
+    # a folder is copied by the OS: its slow file is read through FUSE
+    if kind == "folder" and (why := servers.fuse_unavailable()):
+        pytest.skip(f"a slow folder needs FUSE: {why}")
     s = tuned(settings, source_settle_s=0)  # S3 objects are modified when put: settled at once
-    with servers.start(kind, tmp_path / "remote") as server:
+    remote_dir = tmp_path / "remote"
+    with servers.slow_folder_server(remote_dir) if kind == "folder" else servers.start(kind, remote_dir) as server:
         old = time.time() - 7200
         server.put("Mast K/day1.dat", days[0], old)
         server.put("Mast K/day2.dat", days[1], old + 60)
