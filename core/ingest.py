@@ -802,7 +802,7 @@ def _load(conn: psycopg.Connection, reader, claimed: dict, level: int | None, tm
                 # continuous aggregates are views, refreshed after; a re-import's old span changes too)
                 if not full_refresh:
                     for table, spill in blocks.items():
-                        if spill.size:  # none for a file of one or two days (its edges)
+                        if spill.size:  # no day of a file of one or two days (its edges)
                             _copy(conn, table, spill.by_key(), rollups.ROLLUP_COPY)
             else:
                 full_refresh = True  # the rollups of the whole range are recomputed in SQL
