@@ -173,6 +173,8 @@ class _SlowFolder:
     """The FUSE operations of :func:`slow_folder_server`: a read-only pass-through (the
     others are mfusepy's defaults, mixed in once mfusepy has loaded libfuse)."""
 
+    use_ns = True  # times in nanoseconds (mfusepy's float seconds are deprecated)
+
     def __init__(self, root: Path, server: Server) -> None:
         self.root, self.server = root, server
         self.closing = False
@@ -192,8 +194,9 @@ class _SlowFolder:
             st = os.lstat(self._real(path))
         except FileNotFoundError:
             raise mfusepy.FuseOSError(errno.ENOENT) from None
-        return {k: getattr(st, k) for k in ("st_mode", "st_size", "st_nlink", "st_uid", "st_gid",
-                                            "st_atime", "st_mtime", "st_ctime")}
+        return {"st_mode": st.st_mode, "st_size": st.st_size, "st_nlink": st.st_nlink, "st_uid": st.st_uid,
+                "st_gid": st.st_gid, "st_atime": st.st_atime_ns, "st_mtime": st.st_mtime_ns,
+                "st_ctime": st.st_ctime_ns}
 
     def readdir(self, path: str, fh) -> list[str]:
         return [".", "..", *os.listdir(self._real(path))]
