@@ -37,9 +37,7 @@ def day_span(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     >>> day_span(datetime(2025, 1, 1, 5, tzinfo=UTC), datetime(2025, 1, 2, 0, tzinfo=UTC))
     (datetime.datetime(2025, 1, 1, 0, 0, tzinfo=datetime.timezone.utc), datetime.datetime(2025, 1, 3, 0, 0, tzinfo=datetime.timezone.utc))
     """
-    s = start.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    e = end.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    return s, e
+    return _covering(start, end, timedelta(days=1))
 
 
 def hour_span(start: datetime, end: datetime) -> tuple[datetime, datetime]:
@@ -48,9 +46,18 @@ def hour_span(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     >>> hour_span(datetime(2025, 1, 1, 5, 10, tzinfo=UTC), datetime(2025, 1, 1, 6, 0, tzinfo=UTC))
     (datetime.datetime(2025, 1, 1, 5, 0, tzinfo=datetime.timezone.utc), datetime.datetime(2025, 1, 1, 7, 0, tzinfo=datetime.timezone.utc))
     """
-    s = start.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    e = end.astimezone(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
-    return s, e
+    return _covering(start, end, timedelta(hours=1))
+
+
+_ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)  # where the buckets are aligned (date_bin's origin)
+
+
+def _covering(start: datetime, end: datetime, bucket: timedelta) -> tuple[datetime, datetime]:
+    """The whole buckets of length ``bucket`` (an hour or a day) covering [start, end]."""
+    def floor(t: datetime) -> datetime:
+        return _ORIGIN + (t.astimezone(UTC) - _ORIGIN) // bucket * bucket
+
+    return floor(start), floor(end) + bucket
 
 
 #: Longest time window of one refresh statement at levels 0-1 (a long range is done window
@@ -74,21 +81,23 @@ def refresh_rollups(
         for view in ("reading_1h", "reading_1d"):
             _refresh_aggregate(conn, view, s, e)
     else:
-        if channel_ids is None:
-            channel_ids = db.fetch_one(conn, "all_channel_ids")["ids"] or []
         _refresh_tables(conn, [(s, e)], channel_ids)
     log.debug("rollups refreshed for %s .. %s", s, e)
 
 
-def _refresh_tables(conn: psycopg.Connection, ranges: list[tuple[datetime, datetime]], channel_ids: list[int]) -> None:
+def _refresh_tables(conn: psycopg.Connection, ranges: list[tuple[datetime, datetime]],
+                    channel_ids: list[int] | None) -> None:
     """Levels 0–1: recompute ``reading_1h`` over the whole-hour ranges [s, e) (disjoint), from
-    the readings, then ``reading_1d`` over the whole days covering them, from ``reading_1h``.
+    the readings, then ``reading_1d`` over the whole days covering them, from ``reading_1h``,
+    for ``channel_ids`` (None: every channel).
 
     One statement clears and one rebuilds each rollup level for all the ranges and channels at
     once (rows inserted in key order), per group of ranges spanning at most
     :data:`REFRESH_WINDOW` in all (a long range is cut into windows), so each statement stays
     well within the statement timeout.
     """
+    if channel_ids is None:
+        channel_ids = db.fetch_one(conn, "all_channel_ids")["ids"] or []
     ids = sorted(set(channel_ids))
     if not ids:
         return
@@ -182,9 +191,7 @@ def refresh_pending(conn: psycopg.Connection, ids: list[int] | None = None) -> i
             for start, end, channels in merge_pending(rows):  # a batch's files: one group, one refresh
                 by_channels.setdefault(None if channels is None else tuple(channels), []).append((start, end))
             for channels, ranges in by_channels.items():
-                if channels is None:
-                    channels = db.fetch_one(conn, "all_channel_ids")["ids"] or []
-                _refresh_tables(conn, ranges, list(channels))
+                _refresh_tables(conn, ranges, None if channels is None else list(channels))
     else:
         # a continuous aggregate sums in the order its refresh plan reads the rows: at level 2
         # a mean or sumsq may differ in its last bits from level 0's (which sums in time order),
@@ -306,7 +313,7 @@ class RollupBuilder:
         if self._t is not None:
             t, values = np.concatenate([self._t, t]), np.vstack([self._v, values])
         if self.first_hour is None:
-            with_reading = np.flatnonzero(~np.isnan(values).all(axis=1))
+            with_reading = _rows_with_reading(values)
             if not len(with_reading):  # no reading yet: nothing to aggregate, nothing to keep
                 return []
             self.first_hour = int(t[with_reading[0]] // HOUR_US)
@@ -321,7 +328,7 @@ class RollupBuilder:
         t, values, self._t, self._v = self._t, self._v, None, None
         if t is None or self.first_hour is None:
             return []
-        with_reading = np.flatnonzero(~np.isnan(values).all(axis=1))
+        with_reading = _rows_with_reading(values)
         if not len(with_reading):
             return []
         return self._blocks(t, values, last_hour=int(t[with_reading[-1]] // HOUR_US), whole_days=False)
@@ -341,3 +348,8 @@ class RollupBuilder:
             if later.any():
                 out.append(("reading_1d", encode_rollups(aggregate(t[later], values[later], DAY_US), self.channel_ids)))
         return out
+
+
+def _rows_with_reading(values: np.ndarray) -> np.ndarray:
+    """The indices of the rows of ``values`` with at least one value (not NaN)."""
+    return np.flatnonzero(~np.isnan(values).all(axis=1))
